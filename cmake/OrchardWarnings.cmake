@@ -1,0 +1,7 @@
+function(orchard_set_warnings target)
+  if(MSVC)
+    target_compile_options(${target} PRIVATE /W4 $<$<BOOL:${ORCHARD_WERROR}>:/WX>)
+  else()
+    target_compile_options(${target} PRIVATE -Wall -Wextra $<$<BOOL:${ORCHARD_WERROR}>:-Werror>)
+  endif()
+endfunction()

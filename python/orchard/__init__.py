@@ -1,0 +1,38 @@
+"""Orchard: tensors, autograd and FlashAttention for training transformers on Apple Silicon.
+
+`import orchard as oc` gives PyTorch-style names: oc.tensor, oc.zeros, oc.matmul, t.sum(dim=1)...
+"""
+from collections import namedtuple as _namedtuple
+
+from . import _core
+from ._core import (
+    DTypeError, Tensor, cat, device, dtype, embedding, empty, empty_cache, flash_attention, from_dlpack,
+    from_numpy,
+    full, manual_seed, ones, promote_types, rand, randn, stack, synchronize, where, zeros,
+)
+from ._core import (  # noqa: F401  (functions that are also Tensor methods)
+    abs, add, amax, amin, argmax, argmin, clamp, cos, div, eq, exp, gather, ge, gelu, gt,
+    index_select, le, log, log_softmax, logical_and, logical_not, logical_or, logsumexp, lt,
+    matmul, max, maximum, mean, min, minimum, mul, ne, neg, pow, relu, rsqrt, safe_div,
+    scatter_add, sigmoid, sin, softmax, split, sqrt, sub, sum, tanh, tril, triu, var,
+)
+from ._tensor import arange, tensor, empty_like, zeros_like, ones_like, full_like, rand_like, randn_like
+from . import autograd, nn, profile
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+
+bool = dtype.bool
+int32 = dtype.int32
+int64 = dtype.int64
+float16 = dtype.float16
+bfloat16 = dtype.bfloat16
+float32 = dtype.float32
+float64 = dtype.float64
+half = float16
+float = float32
+double = float64
+long = int64
+
+# max/min with an int dim return (values, indices), as torch.return_types.max does.
+_ValuesIndices = _namedtuple("values_indices", ["values", "indices"])
+
+__version__ = "0.1.0"

@@ -1,0 +1,152 @@
+// Reverse-mode autograd: an eager tape in the PyTorch style. Every differentiable op makes its
+// output the result of a Node that knows the op's inputs (as edges) and a backward closure. Every
+// op in Orchard has a single differentiable output, so a Node maps one gradient to one per input.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "tensor.h"
+
+namespace orchard::autograd {
+
+// ---- grad mode (per thread, like PyTorch) ------------------------------------------------------
+bool grad_enabled();
+void set_grad_enabled(bool enabled);
+
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled) : prev_(grad_enabled()) { set_grad_enabled(enabled); }
+  ~GradModeGuard() { set_grad_enabled(prev_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// ---- saved tensors ----------------------------------------------------------------------------
+// A tensor kept for backward, with the storage version it had when saved. Reading it after an
+// in-place change raises instead of silently using the new values. Saved as a plain alias (no
+// autograd history), so saving an op's own output makes no reference cycle.
+class SavedTensor {
+ public:
+  SavedTensor() = default;
+  SavedTensor(const Tensor& t);  // NOLINT: implicit so closures can capture tensors as saved
+  const Tensor& get() const;
+  bool defined() const { return tensor_.defined(); }
+
+ private:
+  Tensor tensor_;
+  uint64_t version_ = 0;
+};
+
+// ---- graph ------------------------------------------------------------------------------------
+class Node;
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad)>;
+
+struct Edge {
+  std::shared_ptr<Node> node;  // null when that input needs no gradient
+};
+
+// What a gradient must match to flow into an input: its shape, dtype and device.
+struct InputMeta {
+  Shape shape;
+  DType dtype;
+  Device device;
+};
+
+class Node {
+ public:
+  Node(const char* name, std::vector<Edge> next, std::vector<InputMeta> inputs, BackwardFn fn);
+  virtual ~Node();  // iterative: freeing a deep graph never recurses
+
+  const char* name() const { return name_; }
+  const std::vector<Edge>& next() const { return next_; }
+  uint64_t sequence() const { return sequence_; }
+
+  // Gradients for each input (undefined where an input needs none), each brought to its input's
+  // shape (summing broadcast dims), dtype and device: formulas need not do that themselves.
+  virtual std::vector<Tensor> apply(const Tensor& grad);
+  // Drops saved tensors once backward ran without retain_graph.
+  virtual void release();
+
+ protected:
+  const char* name_;
+  std::vector<Edge> next_;
+  std::vector<InputMeta> inputs_;
+  BackwardFn fn_;
+  uint64_t sequence_;
+  bool released_ = false;
+};
+
+// Adds incoming gradients into a leaf's .grad.
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(Tensor leaf);
+  std::vector<Tensor> apply(const Tensor& grad) override;
+  void release() override {}
+  const Tensor& leaf() const { return leaf_; }
+
+ private:
+  Tensor leaf_;
+};
+
+}  // namespace orchard::autograd
+
+namespace orchard {
+
+// Per-tensor autograd state, created on first use.
+struct AutogradMeta {
+  bool requires_grad = false;
+  Tensor grad;
+  std::shared_ptr<autograd::Node> grad_fn;            // null for leaves
+  std::weak_ptr<autograd::AccumulateGrad> accumulator;  // leaves: their cached AccumulateGrad
+};
+
+namespace autograd {
+
+bool requires_grad(const Tensor& t);
+void set_requires_grad(const Tensor& t, bool value);  // leaves only; ValueError otherwise
+const Tensor& grad(const Tensor& t);                 // undefined when none
+void set_grad(const Tensor& t, const Tensor& g);
+std::shared_ptr<Node> grad_fn(const Tensor& t);
+bool is_leaf(const Tensor& t);
+
+// Records ops: construct before the op's body (it decides whether recording is needed and turns
+// grad mode off so the body records nothing), then pass the output to finish(). An in-place op
+// names its target as `inplace_self` so misuse is caught before any data changes.
+class Recorder {
+ public:
+  Recorder(const char* name, std::vector<Tensor> inputs, const Tensor* inplace_self = nullptr);
+  ~Recorder();
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  bool active() const { return active_; }
+  bool needs(size_t input) const { return active_ && requires_grad(inputs_[input]); }
+  // Makes `out` the result of a node whose backward `make()` builds (called only when recording;
+  // non-float outputs are never recorded); returns out. For in-place ops `out` is the modified
+  // tensor: its history restarts there.
+  Tensor finish(Tensor out, const std::function<BackwardFn()>& make);
+
+ private:
+  const char* name_;
+  std::vector<Tensor> inputs_;
+  bool active_;
+  bool prev_mode_;
+};
+
+// The gradient of a broadcast operand: `grad` summed over the dims that broadcasting expanded.
+Tensor sum_to(const Tensor& grad, const Shape& shape);
+
+// Backpropagates from `roots` (with gradients `grads`; undefined = ones for a scalar root) into the
+// .grad of every leaf that requires grad.
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
+// Gradients of `outputs` with respect to `inputs`, leaving every .grad untouched.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, bool retain_graph, bool allow_unused);
+
+}  // namespace autograd
+}  // namespace orchard

@@ -1,0 +1,35 @@
+// The backward formula of every primitive op, in one place (as PyTorch keeps derivatives.yaml).
+// Each returns the closure an op's Recorder stores; `needs[i]` says whether input i wants a
+// gradient, so formulas skip work for the others. Results may have broadcast shapes or another
+// dtype: Node::apply fits them to each input.
+#pragma once
+
+#include <vector>
+
+#include "autograd.h"
+#include "ops.h"
+
+namespace orchard::derivatives {
+
+using autograd::BackwardFn;
+using Needs = std::vector<bool>;
+
+// Node names, as PyTorch spells them ("ExpBackward").
+const char* node_name(UnaryOp op);
+const char* node_name(BinaryOp op);
+const char* node_name(ReduceOp op);
+
+BackwardFn unary(UnaryOp op, const Tensor& x, const Tensor& out);
+BackwardFn binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, const Needs& needs);
+BackwardFn where(const Tensor& cond);
+BackwardFn identity(size_t inputs = 1);  // cast, clone, to(device), reshape-free copies
+BackwardFn reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
+                  int64_t correction, const Tensor& out);
+BackwardFn softmax(const Tensor& out, int64_t dim, bool log);
+BackwardFn matmul(const Tensor& a, const Tensor& b, const Needs& needs);
+BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index);
+BackwardFn gather(const Shape& x_shape, int64_t dim, const Tensor& index);
+BackwardFn scatter_add(int64_t dim, const Tensor& index, const Shape& src_shape, const Needs& needs);
+BackwardFn cat(const std::vector<Tensor>& inputs, int64_t dim);
+
+}  // namespace orchard::derivatives

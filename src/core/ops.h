@@ -1,0 +1,113 @@
+// Op front-ends: validate, promote, broadcast, allocate on the inputs' device, then dispatch to
+// that device's Runtime. Names and semantics follow PyTorch.
+#pragma once
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "runtime.h"
+#include "tensor.h"
+
+namespace orchard {
+
+// ---- factories -------------------------------------------------------------------------------
+Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
+Tensor full(const Shape& shape, double value, DType dtype = DType::Float32, Device device = Device::CPU);
+Tensor zeros(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
+Tensor ones(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
+Tensor arange(double start, double end, double step, DType dtype, Device device = Device::CPU);
+Tensor rand(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
+Tensor randn(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
+// A 0-d tensor holding a Python-style scalar; `wrapped` marks it for weak type promotion.
+Tensor scalar_tensor(double value, DType dtype, Device device = Device::CPU, bool wrapped = false);
+void manual_seed(uint64_t seed);
+// Reserves `count` numbers of the global Philox stream; returns (seed, offset).
+std::pair<uint64_t, uint64_t> next_random_offset(uint64_t count);
+
+// ---- elementwise -----------------------------------------------------------------------------
+Tensor unary(UnaryOp op, const Tensor& x);
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, const Tensor& b, double alpha = 1.0);
+Tensor sub(const Tensor& a, const Tensor& b, double alpha = 1.0);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor safe_div(const Tensor& a, const Tensor& b);  // a / b, and 0 where b == 0
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor clamp(const Tensor& x, std::optional<Tensor> min, std::optional<Tensor> max);
+Tensor gelu(const Tensor& x, bool tanh_approximation);
+Tensor cast(const Tensor& x, DType dtype);
+
+// In place: out op= value with `value` broadcast to out's shape; bumps out's version.
+Tensor& binary_(BinaryOp op, Tensor& out, const Tensor& value);
+Tensor& fill_(Tensor& out, double value);
+Tensor& copy_(Tensor& out, const Tensor& src);  // casts and broadcasts src; any device pair
+
+// ---- reductions ------------------------------------------------------------------------------
+// `dims` empty reduces over everything. Var uses `correction` (1 = unbiased, as PyTorch).
+Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
+              int64_t correction = 1);
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& x, std::optional<int64_t> dim, bool keepdim = false);
+Tensor argmin(const Tensor& x, std::optional<int64_t> dim, bool keepdim = false);
+// PyTorch's max/min along a dim: (values, indices); the gradient goes to the chosen elements.
+std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim = false);
+std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, int64_t correction = 1, bool keepdim = false);
+Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+
+// ---- linear algebra --------------------------------------------------------------------------
+Tensor matmul(const Tensor& a, const Tensor& b);  // NumPy semantics, broadcast batch dims
+
+// ---- indexing and joining --------------------------------------------------------------------
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor embedding(const Tensor& weight, const Tensor& indices);
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sections, int64_t dim);
+Tensor tril(const Tensor& x, int64_t diagonal = 0);
+Tensor triu(const Tensor& x, int64_t diagonal = 0);
+
+// ---- attention -------------------------------------------------------------------------------
+// FlashAttention over q [B, Hq, Lq, D] and k, v [B, Hkv, Lk, D] (Hq a multiple of Hkv: grouped-
+// query attention), float32/bfloat16/float16 with float32 accumulation, D in 1..256; returns
+// softmax(scale q k^T + mask) v, dropout applied to the probabilities. Differentiable in q, k and v
+// by the fused backward, in O(L) extra memory (the mask gets no gradient). `scale` defaults to
+// 1/sqrt(D); `causal` masks col > row (top-left, as PyTorch's is_causal); `mask` (nullable) is
+// bool (true = attend) or float (added to the scores), broadcast to [B, Hq, Lq, Lk]. A query row
+// with every score masked gives 0 (and zero gradients). Dropout keeps score (b, h, row, col) by
+// attention_dropout_keep (philox.h) at stream position offset + ((b * Hq + h) * Lq + row) * Lk + col:
+// with `seed` given the stream is (seed, offset); else it takes the next B*Hq*Lq*Lk numbers of the
+// global generator, so calls differ and manual_seed makes them repeatable.
+Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::optional<double> scale,
+                       double dropout_p, bool causal, std::optional<uint64_t> seed, const Tensor* mask,
+                       uint64_t offset = 0);
+// The bool keep-mask [B, H, Lq, Lk] of flash_attention's dropout for stream (seed, offset).
+// O(L^2): for tests and debugging.
+Tensor attention_dropout_mask(int64_t B, int64_t H, int64_t Lq, int64_t Lk, double dropout_p, uint64_t seed,
+                              uint64_t offset = 0, Device device = Device::CPU);
+// PyTorch's torch.nn.functional.scaled_dot_product_attention on [..., H, L, E] inputs (any number of
+// batch dims, the same for q, k and v), through flash_attention. enable_gqa allows fewer k/v heads.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* attn_mask,
+                                    double dropout_p = 0.0, bool is_causal = false,
+                                    std::optional<double> scale = std::nullopt, bool enable_gqa = false);
+
+// ---- operators for C++ users -----------------------------------------------------------------
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return unary(UnaryOp::Neg, a); }
+
+}  // namespace orchard

@@ -1,0 +1,27 @@
+// Checks shared by the op front-ends; each error text lives here once.
+#pragma once
+
+#include "ops.h"
+
+namespace orchard::detail {
+
+// Result dtype of a binary op, with Python scalars (wrapped numbers) promoting weakly.
+DType result_type(const Tensor& a, const Tensor& b);
+
+// The device an op runs on. Python scalars follow the other operand; tensors on two different
+// devices raise RuntimeError naming both.
+Device common_device(const char* op, std::initializer_list<Tensor> tensors);
+// `t` on `device`: moves only Python scalars, which are created on the CPU.
+Tensor on_device(const Tensor& t, Device device);
+
+// In-place targets must not have several elements sharing memory (an expanded view).
+void check_writable(const Tensor& out, const char* op);
+// `src` as safe to read while `out` is written: a copy when the two overlap differently.
+Tensor unaliased(const Tensor& src, const Tensor& out);
+
+void check_integer_index(const Tensor& index, const char* op);
+// IndexError unless every element of `index` lies in [-size, size); returns index with negative
+// entries wrapped, as int64.
+Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t dim);
+
+}  // namespace orchard::detail

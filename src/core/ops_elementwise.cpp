@@ -1,0 +1,219 @@
+#include <cmath>
+#include <cstring>
+
+#include "derivatives.h"
+#include "loop.h"
+#include "ops_common.h"
+
+namespace orchard {
+
+namespace detail {
+
+DType result_type(const Tensor& a, const Tensor& b) {
+  if (a.is_wrapped_number() && !b.is_wrapped_number()) return promote_with_scalar(b.dtype(), a.dtype());
+  if (b.is_wrapped_number() && !a.is_wrapped_number()) return promote_with_scalar(a.dtype(), b.dtype());
+  DType t = promote_types(a.dtype(), b.dtype());
+  // Two Python scalars (where(c, 1.0, 0.0)) give the default dtype of their kind, as in PyTorch.
+  if (a.is_wrapped_number() && b.is_wrapped_number() && t == DType::Float64) return DType::Float32;
+  return t;
+}
+
+Device common_device(const char* op, std::initializer_list<Tensor> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor& t : tensors) {
+    if (t.is_wrapped_number()) continue;
+    if (!first) { first = &t; continue; }
+    ORCHARD_CHECK(t.device() == first->device(), RuntimeError, op,
+                  ": expected all tensors on the same device, got ", device_name(first->device()),
+                  " and ", device_name(t.device()), "; move them with .to(device)");
+  }
+  return first ? first->device() : tensors.begin()->device();
+}
+
+Tensor on_device(const Tensor& t, Device device) { return t.device() == device ? t : t.to(device); }
+
+void check_writable(const Tensor& out, const char* op) {
+  for (int64_t i = 0; i < out.ndim(); ++i)
+    ORCHARD_CHECK(out.strides()[i] != 0 || out.shape()[i] <= 1, ValueError, op,
+                  ": cannot write in place to an expanded tensor (several elements share memory); "
+                  "call .clone() first");
+}
+
+Tensor unaliased(const Tensor& src, const Tensor& out) {
+  if (!src.is_alias_of(out)) return src;
+  bool same_layout = src.offset() == out.offset() && src.shape() == out.shape() && src.strides() == out.strides();
+  return same_layout ? src : src.clone();
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+namespace {
+
+bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+const char* binary_name(BinaryOp op) {
+  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "safe_div",
+                                "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
+  return names[int(op)];
+}
+
+// The dtype a binary op computes in, given the promoted input dtype.
+DType compute_dtype(BinaryOp op, DType promoted) {
+  if ((op == BinaryOp::Div || op == BinaryOp::SafeDiv) && !is_floating(promoted)) return DType::Float32;
+  if (op == BinaryOp::LogicalAnd || op == BinaryOp::LogicalOr) return DType::Bool;
+  if (promoted == DType::Bool && (op == BinaryOp::Sub || op == BinaryOp::Pow))
+    throw DTypeError(std::string(binary_name(op)) + ": not supported for bool tensors; convert with .to(int64) or use logical ops");
+  return promoted;
+}
+
+bool is_float_unary(UnaryOp op) {
+  return op != UnaryOp::Neg && op != UnaryOp::Abs && op != UnaryOp::Relu && op != UnaryOp::LogicalNot;
+}
+
+}  // namespace
+
+Tensor cast(const Tensor& x, DType dtype) {
+  autograd::Recorder rec("ToCopyBackward", {x});  // Node::apply casts the gradient back
+  Tensor out = empty(x.shape(), dtype, x.device());
+  copy_(out, x);
+  return rec.finish(out, [] { return derivatives::identity(); });
+}
+
+Tensor unary(UnaryOp op, const Tensor& x) {
+  autograd::Recorder rec(derivatives::node_name(op), {x});
+  DType dt = x.dtype();
+  if (is_float_unary(op) && !is_floating(dt)) dt = DType::Float32;
+  ORCHARD_CHECK(!(op == UnaryOp::Neg && dt == DType::Bool), DTypeError,
+                "neg: not supported for bool tensors; use logical_not()");
+  if (op == UnaryOp::LogicalNot) dt = DType::Bool;
+  Tensor in = x.to(dt);
+  Tensor out = empty(x.shape(), dt, x.device());
+  runtime_for(x.device()).unary(op, make_loop(out, {in}));
+  return rec.finish(out, [&] { return derivatives::unary(op, x, out); });
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  autograd::Recorder rec(derivatives::node_name(op), {a, b});
+  Device dev = common_device(binary_name(op), {a, b});
+  DType dt = compute_dtype(op, result_type(a, b));
+  Shape shape = broadcast_shapes(a.shape(), b.shape());
+  Tensor out = empty(shape, is_comparison(op) || op >= BinaryOp::LogicalAnd ? DType::Bool : dt, dev);
+  Tensor ca = on_device(a, dev).to(dt), cb = on_device(b, dev).to(dt);
+  runtime_for(dev).binary(op, make_loop(out, {ca, cb}));
+  return rec.finish(out, [&] { return derivatives::binary(op, a, b, out, {rec.needs(0), rec.needs(1)}); });
+}
+
+namespace {
+// b * alpha for add/sub. As in PyTorch, alpha keeps integer inputs integral and must then be whole.
+Tensor scaled(const char* op, const Tensor& a, const Tensor& b, double alpha) {
+  if (alpha == 1.0) return b;
+  const bool whole = std::isfinite(alpha) && alpha == std::trunc(alpha);
+  ORCHARD_CHECK(whole || is_floating(result_type(a, b)), ValueError, op, ": alpha must be a whole number for ",
+                dtype_name(result_type(a, b)), " inputs, got ", alpha);
+  return mul(b, scalar_tensor(alpha, whole ? DType::Int64 : DType::Float64, b.device(), true));
+}
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b, double alpha) { return binary(BinaryOp::Add, a, scaled("add", a, b, alpha)); }
+Tensor sub(const Tensor& a, const Tensor& b, double alpha) { return binary(BinaryOp::Sub, a, scaled("sub", a, b, alpha)); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, a, b); }
+Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, a, b); }
+Tensor safe_div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::SafeDiv, a, b); }
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  ORCHARD_CHECK(cond.dtype() == DType::Bool, DTypeError, "where: condition must be a bool tensor, got ",
+                dtype_name(cond.dtype()));
+  autograd::Recorder rec("WhereBackward", {cond, a, b});
+  Device dev = common_device("where", {cond, a, b});
+  DType dt = result_type(a, b);
+  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
+  Tensor out = empty(shape, dt, dev);
+  runtime_for(dev).where(make_loop(out, {on_device(cond, dev), on_device(a, dev).to(dt), on_device(b, dev).to(dt)}));
+  return rec.finish(out, [&] { return derivatives::where(cond); });
+}
+
+Tensor clamp(const Tensor& x, std::optional<Tensor> min, std::optional<Tensor> max) {
+  ORCHARD_CHECK(min || max, ValueError, "clamp: at least one of min and max must be given");
+  // Composed from where, so the gradient reaches x wherever it lies within [min, max] (bounds
+  // included) and the bound elsewhere, as in PyTorch; NaN in x propagates.
+  Tensor out = x;
+  if (min) out = where(binary(BinaryOp::Lt, out, *min), *min, out);
+  if (max) out = where(binary(BinaryOp::Gt, out, *max), *max, out);
+  return out;
+}
+
+Tensor gelu(const Tensor& x, bool tanh_approximation) {
+  return unary(tanh_approximation ? UnaryOp::GeluTanh : UnaryOp::GeluExact, x);
+}
+
+Tensor& binary_(BinaryOp op, Tensor& out, const Tensor& value) {
+  ORCHARD_CHECK(!is_comparison(op), ValueError, binary_name(op), "_: comparisons have no in-place form");
+  autograd::Recorder rec(derivatives::node_name(op), {out, value}, &out);
+  check_writable(out, binary_name(op));
+  Device dev = common_device(binary_name(op), {out, value});
+  DType dt = compute_dtype(op, result_type(out, value));
+  ORCHARD_CHECK(can_cast(dt, out.dtype()), DTypeError, binary_name(op), "_: result type ",
+                dtype_name(dt), " cannot be stored in the ", dtype_name(out.dtype()),
+                " tensor being updated in place");
+  ORCHARD_CHECK(broadcast_shapes(out.shape(), value.shape()) == out.shape(), ValueError, binary_name(op),
+                "_: value of shape ", shape_str(value.shape()), " cannot be broadcast to the shape ",
+                shape_str(out.shape()), " of the tensor updated in place");
+  Tensor v = unaliased(on_device(value, dev).to(out.dtype()), out);
+  // What backward reads must stay as the formula saw it, though this op overwrites `out` and later
+  // in-place ops may overwrite it again: copies of the target before the op (mul's gradient for
+  // `value`, pow, maximum/minimum), of `value` when it is the target itself (t.mul_(t)), and of
+  // the result (div's gradient for `value`).
+  const bool recording = rec.active();
+  const bool before_needed = recording && ((op == BinaryOp::Mul && rec.needs(1)) || op == BinaryOp::Pow ||
+                                           op == BinaryOp::Maximum || op == BinaryOp::Minimum);
+  Tensor before = before_needed ? out.clone() : out;
+  Tensor value_seen = recording && value.is_alias_of(out) ? value.clone() : value;
+  runtime_for(dev).binary(op, make_loop(out, {out, v}));
+  out.storage()->bump_version();
+  const bool result_needed =
+      rec.needs(1) && (op == BinaryOp::Div || op == BinaryOp::SafeDiv || op == BinaryOp::Pow);
+  rec.finish(out, [&] {
+    return derivatives::binary(op, before, value_seen, result_needed ? out.clone() : out,
+                               {rec.needs(0), rec.needs(1)});
+  });
+  return out;
+}
+
+Tensor& fill_(Tensor& out, double value) {
+  autograd::Recorder rec("FillBackward", {out}, &out);
+  check_writable(out, "fill_");
+  runtime_for(out.device()).fill(make_loop(out, {}), Scalar::of(value));
+  out.storage()->bump_version();
+  rec.finish(out, [] { return autograd::BackwardFn([](const Tensor&) { return std::vector<Tensor>{Tensor()}; }); });
+  return out;
+}
+
+Tensor& copy_(Tensor& out, const Tensor& src) {
+  autograd::Recorder rec("CopyBackward", {out, src}, &out);
+  check_writable(out, "copy_");
+  ORCHARD_CHECK(broadcast_shapes(out.shape(), src.shape()) == out.shape(), ValueError,
+                "copy_: source of shape ", shape_str(src.shape()), " cannot be broadcast to ",
+                shape_str(out.shape()));
+  if (src.device() == out.device()) {
+    runtime_for(out.device()).copy(make_loop(out, {unaliased(src, out)}));
+  } else {
+    // Across devices: both runtimes keep CPU-visible memory (Metal uses shared storage), so
+    // convert on the source device, then move contiguous bytes once.
+    Tensor staged = src.to(out.dtype()).expand(out.shape()).contiguous();
+    runtime_for(src.device()).synchronize();
+    Tensor landing = out.is_contiguous() ? out : empty(out.shape(), out.dtype(), out.device());
+    runtime_for(out.device()).synchronize();
+    std::memcpy(landing.data(), staged.data(), staged.nbytes());
+    if (!landing.same(out)) runtime_for(out.device()).copy(make_loop(out, {landing}));
+  }
+  out.storage()->bump_version();
+  rec.finish(out, [] { return autograd::BackwardFn([](const Tensor& g) { return std::vector<Tensor>{Tensor(), g}; }); });
+  return out;
+}
+
+}  // namespace orchard

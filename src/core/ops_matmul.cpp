@@ -1,0 +1,81 @@
+#include "derivatives.h"
+#include "ops_common.h"
+
+namespace orchard {
+
+using namespace detail;
+
+namespace {
+
+// Whether a runtime can read the matrices of a [batch, rows, cols] view in place (Runtime::matmul):
+// unit stride along rows or columns, and rows (or columns) that do not overlap, which rules out
+// expanded matrices. Strides of size-1 dims do not matter.
+bool has_matrix_layout(const Tensor& t) {
+  const int64_t rows = t.size(1), cols = t.size(2), sr = t.stride(1), sc = t.stride(2);
+  bool row_major = (sc == 1 || cols == 1) && (sr >= cols || rows == 1);
+  bool col_major = (sr == 1 || rows == 1) && (sc >= rows || cols == 1);
+  return row_major || col_major;
+}
+
+// t ([..., rows, cols]) as dtype, broadcast to `batch` and viewed as [prod(batch), rows, cols];
+// copied only when its batch dims do not merge into one stride or its matrices have no usable layout.
+Tensor as_batched(const Tensor& t, DType dtype, Shape batch, int64_t rows, int64_t cols) {
+  const int64_t count = checked_numel(batch);
+  batch.push_back(rows);
+  batch.push_back(cols);
+  Tensor v = t.to(dtype).expand(batch).reshape({count, rows, cols});
+  return has_matrix_layout(v) ? v : v.contiguous();
+}
+
+Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+}  // namespace
+
+static Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+  ORCHARD_CHECK(a.ndim() >= 1 && b.ndim() >= 1, ValueError, "matmul: both operands need at least 1 dimension, got shapes ",
+                shape_str(a.shape()), " and ", shape_str(b.shape()), "; use mul() to multiply by a scalar");
+  const Device dev = common_device("matmul", {a, b});
+  const DType dt = result_type(a, b);
+  ORCHARD_CHECK(dt != DType::Bool, DTypeError,
+                "matmul: not supported for bool tensors; convert with .to(int64) or .to(float32)");
+
+  // NumPy: a 1-D first operand is a row [1, K], a 1-D second operand a column [K, 1]; the added
+  // dim is dropped from the result.
+  const Tensor a2 = a.ndim() == 1 ? a.unsqueeze(0) : a;
+  const Tensor b2 = b.ndim() == 1 ? b.unsqueeze(1) : b;
+  const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
+  ORCHARD_CHECK(b2.size(-2) == k, ValueError, "matmul: shapes ", shape_str(a.shape()), " and ",
+                shape_str(b.shape()), " are not aligned: the last dimension of the first (", k,
+                ") must equal the ", b.ndim() == 1 ? "length" : "second-to-last dimension", " of the second (",
+                b2.size(-2), ")");
+  Shape batch;
+  try {
+    batch = broadcast_shapes(batch_dims(a2), batch_dims(b2));
+  } catch (const ValueError& e) {
+    throw ValueError(concat("matmul: the batch dimensions of shapes ", shape_str(a.shape()), " and ",
+                            shape_str(b.shape()), " do not broadcast: ", e.what()));
+  }
+  Shape result = batch;
+  if (a.ndim() > 1) result.push_back(m);
+  if (b.ndim() > 1) result.push_back(n);
+  if (checked_numel(result) == 0) return empty(result, dt, dev);
+  if (k == 0) return zeros(result, dt, dev);
+
+  // A stack of matrices times one matrix is a single tall product: [batch * M, K] @ [K, N].
+  const bool tall = a2.ndim() > 2 && b2.ndim() == 2;
+  const int64_t rows = tall ? checked_numel(batch) * m : m;
+  const Shape loop_batch = tall ? Shape{} : batch;
+  Tensor a3 = as_batched(tall ? a2.reshape({rows, k}) : a2, dt, loop_batch, rows, k);
+  Tensor b3 = as_batched(b2, dt, loop_batch, k, n);
+  Tensor out = empty({a3.size(0), rows, n}, dt, dev);
+  runtime_for(dev).matmul(a3, b3, out);
+  return out.reshape(result);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  autograd::Recorder rec("MatmulBackward", {a, b});
+  Tensor out = matmul_forward(a, b);
+  return rec.finish(out, [&] { return derivatives::matmul(a, b, {rec.needs(0), rec.needs(1)}); });
+}
+
+}  // namespace orchard

@@ -1,0 +1,122 @@
+// The one interface every device runtime implements: a virtual per primitive family. Op
+// front-ends in src/core validate, broadcast and allocate, then call these with operands that
+// are already checked, so runtimes never see user errors. A new device (CUDA) implements this
+// class and registers itself; nothing in src/core changes.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "device.h"
+#include "dtype.h"
+#include "shape.h"
+#include "tensor.h"
+
+namespace orchard {
+
+// One operand of an elementwise loop: strides (in elements) already broadcast to the loop shape.
+struct Operand {
+  Storage* storage;
+  int64_t offset;  // in elements
+  DType dtype;
+  Strides strides;
+  char* data() const { return static_cast<char*>(storage->data()) + offset * int64_t(itemsize(dtype)); }
+};
+
+// An elementwise loop over `shape`; operands[0] is the output. Dims are coalesced where possible.
+struct ElementwiseLoop {
+  Shape shape;
+  std::vector<Operand> operands;
+  int64_t numel() const;
+};
+
+enum class UnaryOp : uint8_t {
+  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluExact, GeluTanh, Sin, Cos, LogicalNot, Erf,
+};
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum, SafeDiv,
+  Eq, Ne, Lt, Le, Gt, Ge,  // comparisons write bool
+  LogicalAnd, LogicalOr,
+};
+enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, ArgMax, ArgMin, Var, LogSumExp };
+
+// FlashAttention over q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D] (Hq a multiple of Hkv: grouped-query),
+// all contiguous and of one float dtype; out [B, Hq, Lq, D] in that dtype, lse [B, Hq, Lq] float32.
+struct AttentionParams {
+  float scale;
+  float dropout_p;  // in [0, 1); the keep-mask comes from philox keyed by (seed, offset, b, h, row, col)
+  bool causal;      // top-left aligned, as PyTorch's is_causal
+  uint64_t seed, offset;
+  // Optional additive float32 mask broadcast to [B, Hq, Lq, Lk] (strides in elements, 0 where it
+  // repeats); -inf entries mask a score out.
+  const Tensor* mask = nullptr;
+  int64_t mask_strides[4] = {0, 0, 0, 0};
+};
+
+struct Scalar {
+  double f = 0;
+  int64_t i = 0;
+  static Scalar of(double v) { return {v, int64_t(v)}; }
+};
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  virtual Device device() const = 0;
+
+  // Memory. allocate throws OutOfMemoryError when the request cannot be served.
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  virtual void release_cached_memory() {}
+
+  // Elementwise: out = cast(in), out = value, out = op(in), out = op(a, b), out = c ? a : b.
+  // For unary/binary, inputs share the output's dtype except comparisons (bool output).
+  virtual void copy(const ElementwiseLoop& loop) = 0;
+  virtual void fill(const ElementwiseLoop& loop, Scalar value) = 0;
+  virtual void unary(UnaryOp op, const ElementwiseLoop& loop) = 0;
+  virtual void binary(BinaryOp op, const ElementwiseLoop& loop) = 0;
+  virtual void where(const ElementwiseLoop& loop) = 0;
+  // Uniform [0, 1) or standard normal from the Philox stream keyed by (seed, offset + index).
+  virtual void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) = 0;
+
+  // Reduction of a contiguous input viewed as [outer, reduced, inner] into contiguous [outer, inner].
+  // `correction` is used by Var only.
+  virtual void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer,
+                      int64_t reduced, int64_t inner, int64_t correction) = 0;
+  // Softmax over the last dim of a contiguous [rows, cols] input into contiguous out.
+  virtual void softmax(const Tensor& in, const Tensor& out, bool log) = 0;
+
+  // out[b] = a[b] @ b[b] for contiguous-or-transposed matrices: a is [batch, M, K], b is
+  // [batch, K, N], out is contiguous [batch, M, N]. Inputs have unit stride in one of their last two
+  // dims; a batch stride of 0 broadcasts.
+  virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // out = src.index_select(dim, index) for contiguous src/out viewed as [outer, n, inner].
+  virtual void index_select(const Tensor& src, const Tensor& index, const Tensor& out,
+                            int64_t outer, int64_t inner) = 0;
+  // out[..] = src gathered along dim (PyTorch gather) and its adjoint out.scatter_add_(dim, index, src).
+  // All operands contiguous; index has the shape of the gathered result.
+  virtual void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) = 0;
+  virtual void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) = 0;
+
+  // FlashAttention forward (saves only the row log-sum-exp) and fused backward (recomputes P from
+  // q, k and lse; D = rowsum(dout * out)). dq, dk, dv have the shapes and dtypes of q, k, v.
+  virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                                 const Tensor& out, const Tensor& lse) = 0;
+  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                  const Tensor& lse, const Tensor& dout, const AttentionParams& p,
+                                  const Tensor& dq, const Tensor& dk, const Tensor& dv) = 0;
+
+  // Waits until queued work is done (a no-op for synchronous runtimes).
+  virtual void synchronize() {}
+};
+
+// Registered runtimes; a device whose runtime is not linked in raises a RuntimeError saying so.
+Runtime& runtime_for(Device device);
+bool has_runtime(Device device);
+void register_runtime(Device device, Runtime* runtime);
+// Set when a device is served by an emulator rather than the real hardware.
+void set_runtime_emulated(Device device, bool emulated);
+bool runtime_is_emulated(Device device);
+
+}  // namespace orchard

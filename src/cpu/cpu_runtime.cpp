@@ -1,0 +1,61 @@
+// The CPU runtime: forwards each primitive family to its kernel file and registers itself for
+// Device::CPU when the library loads.
+#include "allocator.h"
+#include "kernels.h"
+
+namespace orchard::cpu {
+
+namespace {
+
+class CpuRuntime final : public Runtime {
+ public:
+  Device device() const override { return Device::CPU; }
+  void* allocate(size_t nbytes) override { return cpu::allocate(nbytes); }
+  void deallocate(void* ptr, size_t nbytes) override { cpu::deallocate(ptr, nbytes); }
+  void release_cached_memory() override { cpu::release_cached_memory(); }
+
+  void copy(const ElementwiseLoop& loop) override { cpu::copy(loop); }
+  void fill(const ElementwiseLoop& loop, Scalar value) override { cpu::fill(loop, value); }
+  void unary(UnaryOp op, const ElementwiseLoop& loop) override { cpu::unary(op, loop); }
+  void binary(BinaryOp op, const ElementwiseLoop& loop) override { cpu::binary(op, loop); }
+  void where(const ElementwiseLoop& loop) override { cpu::where(loop); }
+  void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) override {
+    cpu::random(out, normal, seed, offset);
+  }
+  void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced,
+              int64_t inner, int64_t correction) override {
+    cpu::reduce(op, in, out, outer, reduced, inner, correction);
+  }
+  void softmax(const Tensor& in, const Tensor& out, bool log) override { cpu::softmax(in, out, log); }
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override { cpu::matmul(a, b, out); }
+  void index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer,
+                    int64_t inner) override {
+    cpu::index_select(src, index, out, outer, inner);
+  }
+  void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) override {
+    cpu::gather(src, index, out, dim);
+  }
+  void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) override {
+    cpu::scatter_add(out, index, src, dim);
+  }
+  void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                         const Tensor& out, const Tensor& lse) override {
+    cpu::attention_forward(q, k, v, p, out, lse);
+  }
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, const AttentionParams& p, const Tensor& dq, const Tensor& dk,
+                          const Tensor& dv) override {
+    cpu::attention_backward(q, k, v, out, lse, dout, p, dq, dk, dv);
+  }
+};
+
+// Static registration: the library must be linked whole (CMake's WHOLE_ARCHIVE) for this to run.
+const bool registered = [] {
+  static CpuRuntime runtime;
+  register_runtime(Device::CPU, &runtime);
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace orchard::cpu

@@ -1,0 +1,58 @@
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include "kernels.h"
+#include "parallel.h"
+#include "philox.h"
+
+namespace orchard::cpu {
+
+namespace {
+
+// Significand bits of T, capped at the 32 a Philox number holds.
+template <typename T>
+constexpr int uniform_bits() {
+  if constexpr (std::is_same_v<T, Half>) return 11;
+  else if constexpr (std::is_same_v<T, BFloat16>) return 8;
+  else return std::min(32, std::numeric_limits<T>::digits);
+}
+
+// [0, 1) from the top bits of u: only as many as T represents exactly, so rounding to T can
+// never produce 1.
+template <typename T>
+T uniform(uint32_t u) {
+  using C = compute_t<T>;
+  constexpr int bits = uniform_bits<T>();
+  return T(C(u >> (32 - bits)) * (C(1) / C(uint64_t(1) << bits)));
+}
+
+// Box-Muller; 1 - uniform lies in (0, 1], so the log is finite.
+template <typename C>
+C box_muller(uint32_t u1, uint32_t u2) {
+  return std::sqrt(C(-2) * std::log(C(1) - uniform<C>(u1))) * std::cos(C(6.283185307179586) * uniform<C>(u2));
+}
+
+}  // namespace
+
+void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) {
+  const uint64_t per_element = normal ? 2 : 1;
+  ORCHARD_DISPATCH_FLOATING(out.dtype(), {
+    T* p = out.data_as<T>();
+    // Every element depends only on its own stream position, so any chunking gives the same bits.
+    parallel_for(out.numel(), grain_for(normal ? 100 : 25), [&](int64_t begin, int64_t end) {
+      PhiloxStream stream(seed, offset + uint64_t(begin) * per_element);
+      for (int64_t i = begin; i < end; ++i) {
+        if (normal) {
+          uint32_t u1 = stream.next();
+          p[i] = T(box_muller<compute_t<T>>(u1, stream.next()));
+        } else {
+          p[i] = uniform<T>(stream.next());
+        }
+      }
+    });
+  });
+}
+
+}  // namespace orchard::cpu

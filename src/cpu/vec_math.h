@@ -1,0 +1,82 @@
+// Float math written with plain arithmetic and selects so that loops over arrays auto-vectorise
+// (std::exp and friends do not, without -ffast-math). Accurate to a few ulp; special values
+// (inf, -inf, nan) behave as in <cmath>.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace orchard::cpu {
+
+// Float bits as an int32 that orders like the float (negative floats get their magnitude bits
+// flipped); the map is its own inverse.
+inline int32_t ordered_bits(int32_t b) { return b ^ ((b >> 31) & 0x7fffffff); }
+
+inline float exp_f32(float x) {
+  // exp(x) = 2^n exp(r), x = n ln2 + r, |r| <= ln2/2; Cephes' polynomial for exp(r).
+  // No float selects: GCC turns a select with a constant arm into a split path, which it then
+  // refuses to if-convert under -ftrapping-math, and the loop stays scalar. So x is clamped to
+  // [-105, 89] (beyond which the result underflows to 0 or overflows to inf by itself) with an
+  // integer min/max on ordered bits, and NaN is passed through with a bit mask.
+  int32_t xb;
+  std::memcpy(&xb, &x, 4);
+  int32_t cb = ordered_bits(std::min(std::max(ordered_bits(xb), int32_t(0xbd2dffff)),  // -105.0f
+                                     int32_t(0x42b20000)));                             // 89.0f
+  float xc;
+  std::memcpy(&xc, &cb, 4);
+  // n = round(xc / ln2) by adding 1.5 * 2^23, which also leaves n in the low bits of t.
+  float t = xc * 1.44269504088896341f + 12582912.0f;
+  float n = t - 12582912.0f;
+  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // Scale by 2^n in two steps so that n in [-151, 128] stays within the exponent field.
+  uint32_t tb;
+  std::memcpy(&tb, &t, 4);
+  int32_t ni = int32_t(tb - 0x4b400000u);
+  int32_t half = ni >> 1;
+  uint32_t b1 = uint32_t(half + 127) << 23, b2 = uint32_t(ni - half + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, 4);
+  std::memcpy(&s2, &b2, 4);
+  float y = p * s1 * s2;
+  uint32_t yb, nan = 0u - uint32_t((uint32_t(xb) & 0x7fffffffu) > 0x7f800000u);
+  std::memcpy(&yb, &y, 4);
+  yb = (yb & ~nan) | (uint32_t(xb) & nan);
+  std::memcpy(&y, &yb, 4);
+  return y;
+}
+
+inline float tanh_f32(float x) {
+  float ax = std::fabs(x);
+  // Small |x|: odd polynomial (Cephes tanhf); large: 1 - 2 / (exp(2|x|) + 1).
+  float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  float small = x + x * z * p;
+  float big = 1.0f - 2.0f / (exp_f32(2.0f * ax) + 1.0f);
+  big = x < 0 ? -big : big;
+  return ax < 0.625f ? small : big;
+}
+
+inline float sigmoid_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
+
+// Generic versions for the elementwise templates: fast float paths, <cmath> for double.
+inline float vexp(float x) { return exp_f32(x); }
+inline double vexp(double x) { return std::exp(x); }
+inline float vtanh(float x) { return tanh_f32(x); }
+inline double vtanh(double x) { return std::tanh(x); }
+inline float vsigmoid(float x) { return sigmoid_f32(x); }
+inline double vsigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+}  // namespace orchard::cpu

@@ -1,0 +1,137 @@
+// Zero-copy exchange with NumPy and anything speaking DLPack (PyTorch, JAX, ...).
+#include <memory>
+#include <optional>
+
+#include <nanobind/ndarray.h>
+
+#include "bindings.h"
+
+namespace orchard::python {
+
+namespace {
+
+nb::dlpack::dtype to_dlpack(DType t) {
+  using nb::dlpack::dtype_code;
+  switch (t) {
+    case DType::Bool: return {uint8_t(dtype_code::Bool), 8, 1};
+    case DType::Int32: return {uint8_t(dtype_code::Int), 32, 1};
+    case DType::Int64: return {uint8_t(dtype_code::Int), 64, 1};
+    case DType::Float16: return {uint8_t(dtype_code::Float), 16, 1};
+    case DType::BFloat16: return {uint8_t(dtype_code::Bfloat), 16, 1};
+    case DType::Float32: return {uint8_t(dtype_code::Float), 32, 1};
+    case DType::Float64: return {uint8_t(dtype_code::Float), 64, 1};
+  }
+  return {};
+}
+
+DType from_dlpack_dtype(nb::dlpack::dtype d) {
+  using nb::dlpack::dtype_code;
+  if (d.lanes == 1) {
+    if (d.code == uint8_t(dtype_code::Bool) && d.bits == 8) return DType::Bool;
+    if (d.code == uint8_t(dtype_code::Int) && d.bits == 32) return DType::Int32;
+    if (d.code == uint8_t(dtype_code::Int) && d.bits == 64) return DType::Int64;
+    if (d.code == uint8_t(dtype_code::Float) && d.bits == 16) return DType::Float16;
+    if (d.code == uint8_t(dtype_code::Bfloat) && d.bits == 16) return DType::BFloat16;
+    if (d.code == uint8_t(dtype_code::Float) && d.bits == 32) return DType::Float32;
+    if (d.code == uint8_t(dtype_code::Float) && d.bits == 64) return DType::Float64;
+  }
+  static const char* kinds[] = {"int", "uint", "float", "opaque", "bfloat", "complex", "bool"};
+  const char* kind = d.code < 7 ? kinds[d.code] : "unknown";
+  throw DTypeError(detail::concat("unsupported dtype ", kind, int(d.bits), d.lanes == 1 ? "" : " (vector)",
+                                  "; Orchard supports bool, int32, int64, float16, bfloat16, float32, float64"));
+}
+
+using AnyArray = nb::ndarray<nb::ro>;
+
+// Wraps the array's memory without copying; the array stays alive until the last view is gone.
+Tensor wrap_array(const AnyArray& arr) {
+  if (arr.device_type() != nb::device::cpu::value)
+    throw RuntimeError("from_dlpack: only CPU arrays can be shared with Orchard; move the array to the CPU first");
+  DType dtype = from_dlpack_dtype(arr.dtype());
+  Shape shape(arr.ndim());
+  Strides strides(arr.ndim());
+  int64_t extent = 1;
+  bool empty_array = false;
+  for (size_t i = 0; i < arr.ndim(); ++i) {
+    shape[i] = int64_t(arr.shape(i));
+    strides[i] = arr.stride(i);
+    if (strides[i] < 0) throw ValueError("arrays with negative strides cannot be shared; pass a copy (a.copy())");
+    if (shape[i] == 0) empty_array = true;
+    else extent += (shape[i] - 1) * strides[i];
+  }
+  size_t nbytes = empty_array ? 0 : size_t(extent) * itemsize(dtype);
+  // The deleter may run on any thread; it takes the GIL to drop the Python-side owner.
+  auto owner = std::make_shared<std::optional<AnyArray>>(arr);
+  auto storage = Storage::wrap(Device::CPU, const_cast<void*>(arr.data()), nbytes, [owner](void*) {
+    nb::gil_scoped_acquire gil;
+    owner->reset();
+  });
+  return Tensor::view_of(storage, shape, strides, 0, dtype);
+}
+
+// A view of t's memory as an nb::ndarray; the Tensor handle is its owner.
+template <typename Framework>
+nb::ndarray<Framework> as_ndarray(const Tensor& t) {
+  if (t.device() != Device::CPU && !runtime_is_emulated(t.device()))
+    throw RuntimeError(detail::concat("cannot share a ", device_name(t.device()),
+                                   " tensor with NumPy; call .cpu() first"));
+  runtime_for(t.device()).synchronize();
+  nb::object owner = nb::cast(t);  // keeps the storage alive as long as the array
+  std::vector<size_t> shape(t.shape().begin(), t.shape().end());
+  return nb::ndarray<Framework>(t.data(), t.ndim(), shape.data(), owner, t.strides().data(), to_dlpack(t.dtype()),
+                                nb::device::cpu::value);
+}
+
+}  // namespace
+
+void bind_interop(nb::module_& m, nb::class_<Tensor>& cls) {
+  m.def("from_numpy", [](nb::handle a) {
+    nb::object np = nb::module_::import_("numpy");
+    if (!nb::isinstance(a, np.attr("ndarray")))
+      throw TypeError(detail::concat("from_numpy: expected a numpy.ndarray, got ", nb::inst_name(a).c_str()));
+    AnyArray arr;
+    if (!nb::try_cast(a, arr)) {  // byte-swapped, structured or text dtypes; strides off the item size
+      nb::object dt = a.attr("dtype");
+      std::string kind = nb::cast<std::string>(dt.attr("kind"));
+      if (!nb::cast<bool>(dt.attr("isnative")) || kind.find_first_of("biuf") == std::string::npos)
+        throw DTypeError(detail::concat("from_numpy: unsupported dtype ", nb::str(dt).c_str(), "; Orchard supports bool, "
+                                       "int32, int64, float16, float32, float64 in native byte order"));
+      throw ValueError(detail::concat("from_numpy: cannot share an array whose byte strides ",
+                                      nb::str(a.attr("strides")).c_str(), " are not multiples of its item size ",
+                                      nb::cast<int64_t>(dt.attr("itemsize")), "; pass a copy (a.copy())"));
+    }
+    return wrap_array(arr);
+  }, nb::arg("array"), "A tensor sharing memory with a NumPy array (no copy)");
+
+  m.def("from_dlpack", [](nb::handle obj) {
+    AnyArray arr;
+    if (!nb::try_cast(obj, arr))
+      throw TypeError(detail::concat("from_dlpack: ", nb::inst_name(obj).c_str(),
+                                     " does not support the DLPack protocol"));
+    return wrap_array(arr);
+  }, nb::arg("obj"), "A tensor sharing memory with any object supporting __dlpack__ (no copy)");
+
+  cls.def("numpy", [](const Tensor& t) {
+    if (t.dtype() == DType::BFloat16)
+      throw DTypeError("NumPy has no bfloat16; convert with .float() first");
+    return as_ndarray<nb::numpy>(t);
+  }, "A NumPy array sharing this tensor's memory");
+
+  // NumPy's protocol: copy=None shares memory when it can, copy=True always copies (np.array(t)),
+  // copy=False never does (NumPy raises when a dtype conversion would need one).
+  cls.def("__array__", [](const Tensor& t, nb::handle dtype, nb::handle copy) {
+    if (t.dtype() == DType::BFloat16) throw DTypeError("NumPy has no bfloat16; convert with .float() first");
+    nb::object arr = nb::cast(as_ndarray<nb::numpy>(t));
+    nb::module_ np = nb::module_::import_("numpy");
+    if (copy.is_none()) return np.attr("asarray")(arr, dtype);
+    return np.attr("array")(arr, dtype, nb::arg("copy") = copy);
+  }, nb::arg("dtype") = nb::none(), nb::arg("copy") = nb::none());
+
+  cls.def("__dlpack__", [](const Tensor& t, nb::kwargs kwargs) {
+    nb::object arr = nb::cast(as_ndarray<nb::array_api>(t));
+    return arr.attr("__dlpack__")(**kwargs);
+  });
+  cls.def("__dlpack_device__", [](const Tensor&) { return nb::make_tuple(int(nb::device::cpu::value), 0); });
+}
+
+}  // namespace orchard::python
