@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Time Orchard against NumPy, PyTorch and (when installed) MLX, in one run.
+
+    PYTHONPATH=build-dev/python python benchmarks/run.py [--only add,sum] [--repeat 10] [--quick]
+                                                         [--out DIR] [--frameworks orchard,numpy]
+
+Prints a table, and writes results.json, table.txt and bench.png to DIR (runs/bench-<timestamp>).
+Ratios are the other framework's median time over Orchard's: > 1 means Orchard is faster.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+import frameworks  # noqa: E402
+import report  # noqa: E402
+import workloads_core  # noqa: E402,F401  (registers the core workloads)
+import workloads_autograd  # noqa: E402,F401  (registers the training-step workloads)
+from registry import FRAMEWORKS, REGISTRY, UNITS  # noqa: E402
+from timing import time_callable  # noqa: E402
+
+
+def _check(workload, got, reference):
+    if workload.check is None or reference is None:
+        return "skipped"
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != reference.shape:
+        return f"shape {got.shape} != {reference.shape}"
+    rtol, atol = workload.check
+    if np.allclose(got, reference, rtol=rtol, atol=atol):
+        return "ok"
+    return f"max abs err {np.max(np.abs(got - reference)):.3g}"
+
+
+def measure(workload, fw, size, inputs, repeat, warmup, reference):
+    """One row: `fw` running `workload`. Returns (row, output as NumPy if it is the reference)."""
+    unit = UNITS[workload.unit]
+    row = dict(workload=workload.name, label=workload.label(**size), framework=fw.name,
+               version=fw.version, device=None, unit=unit.name,
+               higher_is_better=unit.higher_is_better, size=size, work=workload.work(**size),
+               median_s=None, min_s=None, max_s=None, times_s=[], value=None, check=None,
+               error=None)
+    ref_out = None
+    try:
+        with fw.context():
+            converted = {k: fw.convert(v) if isinstance(v, np.ndarray) else v
+                         for k, v in inputs.items()}
+            run = workload.impl(fw.name)(**converted)
+            out = run()  # first call: device, correctness, and the first warm-up
+            fw.sync(out)
+            row["device"] = fw.device(out)
+            if workload.check is not None:
+                got = fw.to_numpy(out)
+                if fw.name == "numpy":
+                    ref_out, row["check"] = np.asarray(got, dtype=np.float64), "reference"
+                else:
+                    row["check"] = _check(workload, got, reference)
+            del out
+            t = time_callable(run, fw.sync, repeat=repeat, warmup=max(0, warmup - 1))
+    except Exception as e:  # one broken framework must not sink the run
+        row["error"] = f"{type(e).__name__}: {e}"
+        return row, None
+    row.update(median_s=t.median_s, min_s=t.min_s, max_s=t.max_s, times_s=t.times_s,
+               value=unit.figure(row["work"], t.median_s))
+    return row, ref_out
+
+
+def summarize(workload, rows):
+    """Orchard's ratios against each other framework, the best other one, and the target."""
+    t = {r["framework"]: r["median_s"] for r in rows if r["median_s"]}
+    ratios = {fw: t[fw] / t["orchard"] for fw in t if fw != "orchard"} if "orchard" in t else {}
+    best = min(ratios, key=ratios.get) if ratios else None  # the fastest other framework
+    summary = dict(workload=workload.name, unit=workload.unit, ratios=ratios,
+                   best_other=dict(framework=best, ratio=ratios[best]) if best else None,
+                   target=None)
+    if workload.target:
+        fw, need = workload.target
+        got = ratios.get(fw)
+        summary["target"] = dict(framework=fw, ratio=need, got=got,
+                                 met=None if got is None else got >= need)
+    return summary
+
+
+def _cpu_seconds():
+    """(busy, total) CPU seconds of all cores since boot and this process's CPU seconds, or None."""
+    own = sum(os.times()[:2])
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:  # not Linux
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz, own
+
+
+def _others_busy(start, end):
+    """Fraction of all cores that other processes kept busy between two _cpu_seconds()."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    others = (end[0] - start[0]) - (end[2] - start[2])
+    return round(max(0.0, others / (end[1] - start[1])), 3)
+
+
+def _environment(fws, missing, args):
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    env = dict(time=datetime.datetime.now().isoformat(timespec="seconds"),
+               host=platform.node(), platform=platform.platform(), cpu=cpu,
+               cpu_count=os.cpu_count(), python=platform.python_version(),
+               versions={name: fw.version for name, fw in fws.items()}, missing=missing,
+               repeat=args.repeat, warmup=args.warmup, quick=args.quick,
+               loadavg_start=os.getloadavg())
+    if "torch" in fws:
+        env["torch_threads"] = fws["torch"].mod.get_num_threads()
+    return env
+
+
+def run_all(args, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
+    names = args.only.split(",") if args.only else list(REGISTRY)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(REGISTRY)}")
+    wanted = args.frameworks.split(",") if args.frameworks else FRAMEWORKS
+    fws, missing = frameworks.load([f for f in FRAMEWORKS if f in wanted])
+    # NumPy runs first: its output is the reference for the others.
+    order = sorted(fws, key=lambda f: f != "numpy")
+    cpu_start = _cpu_seconds()
+    result = dict(environment=_environment(fws, missing, args), results=[], summary=[])
+    for name in names:
+        workload = REGISTRY[name]
+        size = workload.sizes["quick" if args.quick else "full"]
+        inputs = workload.inputs(**size)
+        rows, reference = [], None
+        for fw_name in order:
+            if workload.impl(fw_name) is None:
+                continue
+            row, ref_out = measure(workload, fws[fw_name], size, inputs, args.repeat,
+                                   args.warmup, reference)
+            reference = ref_out if ref_out is not None else reference
+            rows.append(row)
+            log(report.progress_line(row))
+        result["results"] += rows
+        result["summary"].append(summarize(workload, rows))
+    result["environment"].update(loadavg_end=os.getloadavg(),
+                                 others_cpu_busy=_others_busy(cpu_start, _cpu_seconds()))
+    return result
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", help="comma-separated workload names: " + ", ".join(REGISTRY))
+    p.add_argument("--repeat", type=int, default=10, help="timed runs per row (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    p.add_argument("--frameworks", help="comma-separated subset of " + ", ".join(FRAMEWORKS))
+    p.add_argument("--out", help="output directory (default runs/bench-<timestamp>)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else HERE.parent / "runs" / f"bench-{stamp}"
+    result = run_all(args)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    table = report.table(result)
+    (out / "table.txt").write_text(table + "\n")
+    print(table)
+    report.chart(result, out / "bench.png")
+    print(f"\nwrote {out}/results.json, table.txt, bench.png")
+    return out
+
+
+if __name__ == "__main__":
+    main()

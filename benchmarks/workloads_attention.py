@@ -1,0 +1,159 @@
+"""FlashAttention workloads: causal attention forward + backward, B=1, H=12, D=64, float32.
+
+Orchard runs `oc.flash_attention` (fused backward, dropout from Philox); PyTorch runs
+`torch.nn.functional.scaled_dot_product_attention`, whose CPU flash kernel has no dropout, so with
+dropout_p > 0 it falls back to its math path, which materialises the [L, L] scores.
+
+Peak memory is not a timing, so it is measured apart: `peak_memory_mb` runs one forward + backward
+in a fresh subprocess per framework and reports the growth of the peak resident set (ru_maxrss)
+over the inputs (tracemalloc cannot see C++ allocations):
+
+    python benchmarks/workloads_attention.py --memory [--length 16384]
+"""
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from registry import Workload, register
+
+HEADS, HEAD_DIM = 12, 64
+
+
+def _inputs(length, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (1, HEADS, length, HEAD_DIM)
+    return {name: rng.standard_normal(shape, dtype=np.float32) for name in ("q", "k", "v", "grad")}
+
+
+class _CausalAttention(Workload):
+    """One forward and backward through causal attention; returns the output."""
+    unit = "ms"
+    check = None  # no NumPy reference at these sizes; tests/ compares against PyTorch
+    target = ("torch", 1.0)
+    dropout_p = 0.0
+
+    def label(self, length):
+        drop = f", dropout {self.dropout_p}" if self.dropout_p else ""
+        return f"causal fwd+bwd B1 H{HEADS} L{length} D{HEAD_DIM}{drop}"
+
+    def inputs(self, length):
+        return _inputs(length)
+
+    def orchard(self, q, k, v, grad):
+        import orchard as oc
+        for t in (q, k, v):
+            t.requires_grad = True
+
+        def run():
+            for t in (q, k, v):
+                t.grad = None
+            out = oc.flash_attention(q, k, v, causal=True, dropout_p=self.dropout_p)
+            out.backward(grad)
+            return out
+        return run
+
+    def torch(self, q, k, v, grad):
+        import torch
+        import torch.nn.functional as F
+        # The adapter builds inputs under inference_mode; autograd needs ordinary tensors.
+        with torch.inference_mode(False):
+            q, k, v, grad = (t.clone() for t in (q, k, v, grad))
+            for t in (q, k, v):
+                t.requires_grad_()
+
+        def run():
+            with torch.inference_mode(False), torch.enable_grad():
+                for t in (q, k, v):
+                    t.grad = None
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout_p)
+                out.backward(grad)
+            return out
+        return run
+
+
+@register
+class Attention1k(_CausalAttention):
+    name = "attn1k"
+    sizes = {"full": dict(length=1024), "quick": dict(length=128)}
+
+
+@register
+class Attention4k(_CausalAttention):
+    name = "attn4k"
+    sizes = {"full": dict(length=4096), "quick": dict(length=256)}
+
+
+@register
+class AttentionDropout1k(_CausalAttention):
+    name = "attn1k_drop"
+    sizes = {"full": dict(length=1024), "quick": dict(length=128)}
+    target = ("torch", 2.0)
+    dropout_p = 0.1
+
+
+# ---- peak memory -------------------------------------------------------------------------------
+
+_MEMORY_CHILD = r"""
+import json, resource, sys
+import numpy as np
+framework, length, dropout_p = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+rng = np.random.default_rng(0)
+# Inputs wrap these arrays without a copy: a copy would raise the peak before the op runs.
+arrays = [rng.standard_normal((1, %d, length, %d), dtype=np.float32) for _ in range(4)]
+if framework == "orchard":
+    import orchard as oc
+    q, k, v, g = (oc.from_numpy(a) for a in arrays)
+    for t in (q, k, v):
+        t.requires_grad = True
+    run = lambda: oc.flash_attention(q, k, v, causal=True, dropout_p=dropout_p).backward(g)
+else:
+    import torch
+    q, k, v, g = (torch.from_numpy(a) for a in arrays)
+    for t in (q, k, v):
+        t.requires_grad_()
+    run = lambda: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, is_causal=True, dropout_p=dropout_p).backward(g)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+run()
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(dict(growth_mb=(after - before) / 1024, inputs_mb=4 * %d * length * %d * 4 / 2**20)))
+""" % (HEADS, HEAD_DIM, HEADS, HEAD_DIM)
+
+
+def peak_memory_mb(framework, length=16384, dropout_p=0.0, timeout=1800):
+    """Growth of the peak RSS during one causal forward + backward, in a fresh process: a dict with
+    growth_mb and inputs_mb (q, k, v and the output gradient), or error."""
+    proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, framework, str(length), str(dropout_p)],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return dict(error=(proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
+    return json.loads(proc.stdout)
+
+
+def main():
+    p = argparse.ArgumentParser(description="Peak memory of causal attention forward + backward.")
+    p.add_argument("--memory", action="store_true", help="measure peak memory (the only mode)")
+    p.add_argument("--length", type=int, default=16384)
+    p.add_argument("--frameworks", default="orchard,torch")
+    args = p.parse_args()
+    if not args.memory:
+        p.error("timings run through run.py; pass --memory for the memory rows")
+    scores_mb = HEADS * args.length ** 2 * 4 / 2**20
+    print(f"causal attention fwd+bwd, B1 H{HEADS} L{args.length} D{HEAD_DIM} float32; "
+          f"one [L, L] float32 score matrix per head would be {scores_mb:.0f} MB")
+    # PyTorch's dropout path materialises those scores several times over: not run by default.
+    runs = [(fw, 0.0) for fw in args.frameworks.split(",")] + [("orchard", 0.1)]
+    for fw, drop in runs:
+        r = peak_memory_mb(fw, args.length, drop)
+        what = f"{fw:<8} dropout {drop}"
+        if "error" in r:
+            print(f"{what}: error: {r['error']}")
+        else:
+            print(f"{what}: peak RSS growth {r['growth_mb']:.0f} MB (inputs {r['inputs_mb']:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
