@@ -98,10 +98,22 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::o
 Tensor attention_dropout_mask(int64_t B, int64_t H, int64_t Lq, int64_t Lk, double dropout_p, uint64_t seed,
                               uint64_t offset = 0, Device device = Device::CPU);
 // PyTorch's torch.nn.functional.scaled_dot_product_attention on [..., H, L, E] inputs (any number of
-// batch dims, the same for q, k and v), through flash_attention. enable_gqa allows fewer k/v heads.
+// batch dims, the same for q, k and v), through flash_attention (so float32/bfloat16/float16, and a
+// fully masked row gives 0 where PyTorch's math path gives NaN). enable_gqa allows fewer k/v heads.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* attn_mask,
                                     double dropout_p = 0.0, bool is_causal = false,
                                     std::optional<double> scale = std::nullopt, bool enable_gqa = false);
+
+// ---- fused training ops -----------------------------------------------------------------------
+// Layer norm over the trailing dims that weight and bias cover (PyTorch's normalized_shape).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+enum class Reduction : uint8_t { None, Mean, Sum };
+// Cross-entropy of logits [N, C] (or [C]) against class indices [N] (or 0-d); targets equal to
+// ignore_index contribute nothing, and Mean divides by the number of the others.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
+                     Reduction reduction = Reduction::Mean);
+// One AdamW step, in place, on a parameter and its float32 moments.
+void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWParams& p);
 
 // ---- operators for C++ users -----------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -2,6 +2,10 @@
 // dropout seeds, and the autograd node whose backward is the runtime's fused kernel.
 #include <cmath>
 #include <limits>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "autograd.h"
 #include "ops_common.h"

@@ -53,6 +53,11 @@ struct AttentionParams {
   int64_t mask_strides[4] = {0, 0, 0, 0};
 };
 
+struct AdamWParams {
+  float lr, beta1, beta2, eps, weight_decay;
+  float bias_correction1, bias_correction2;  // 1 - beta^step
+};
+
 struct Scalar {
   double f = 0;
   int64_t i = 0;
@@ -106,6 +111,24 @@ class Runtime {
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                   const Tensor& lse, const Tensor& dout, const AttentionParams& p,
                                   const Tensor& dq, const Tensor& dk, const Tensor& dv) = 0;
+
+  // Training kernels, fused so each is one pass over memory. Inputs contiguous; statistics float32.
+  // Layer norm over the trailing dims weight covers, x viewed as [rows, n = weight.numel()]: y = (x - mean) * rstd * weight + bias.
+  virtual void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                                  const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
+  virtual void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& dx, const Tensor& dweight,
+                                   const Tensor& dbias) = 0;
+  // Cross-entropy of logits [rows, classes] against int64 targets [rows] (already range-checked):
+  // per-row loss and log-sum-exp (float32); rows whose target is ignore_index get loss 0.
+  virtual void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                     const Tensor& losses, const Tensor& lse) = 0;
+  // dlogits = grad_losses[row] * (softmax(logits) - onehot(target)), zero for ignored rows.
+  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                      const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) = 0;
+  // One AdamW step in place on a float parameter and its float32 moments (PyTorch's update rule).
+  virtual void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                          const AdamWParams& p) = 0;
 
   // Waits until queued work is done (a no-op for synchronous runtimes).
   virtual void synchronize() {}

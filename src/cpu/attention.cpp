@@ -1,4 +1,4 @@
-// FlashAttention-2 (Dao, 2023) on the CPU: exact attention over tiles of 64 queries x 128 keys in
+// FlashAttention-2 (Dao, 2023) on the CPU: exact attention over tiles of 96 queries x 96 keys in
 // float32, never materialising the [Lq, Lk] score matrix. The tile products run on a small gemm
 // micro-kernel; inputs are read in place when they are float32 rows of a multiple of 16.
 //
@@ -29,10 +29,12 @@ namespace orchard::cpu {
 
 namespace {
 
-constexpr int64_t kBlockQ = 64;   // query rows per tile
-constexpr int64_t kBlockK = 128;  // key rows per tile
-constexpr int kMR = 6;         // rows of the gemm micro-kernel
-constexpr int kNR = 16;        // columns of the gemm micro-kernel: two Vec8
+constexpr int kMR = 6;   // rows of the gemm micro-kernel
+constexpr int kNR = 16;  // columns of the gemm micro-kernel: two Vec8
+// Query and key rows per tile: multiples of kNR (tile rows are padded to kNR) and of kMR (no
+// micro-kernel tails). The tiles of one work item stay in L2.
+constexpr int64_t kBlockQ = 96, kBlockK = 96;
+static_assert(kBlockQ % kNR == 0 && kBlockK % kNR == 0 && kBlockQ % kMR == 0 && kBlockK % kMR == 0);
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // Eight floats as one value (GCC/Clang vector extensions): the micro-kernel's accumulators then

@@ -38,6 +38,26 @@ class CpuRuntime final : public Runtime {
   void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) override {
     cpu::scatter_add(out, index, src, dim);
   }
+  void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
+                          const Tensor& mean, const Tensor& rstd) override {
+    cpu::layer_norm_forward(x, weight, bias, eps, y, mean, rstd);
+  }
+  void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                           const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) override {
+    cpu::layer_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias);
+  }
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& losses,
+                             const Tensor& lse) override {
+    cpu::cross_entropy_forward(logits, targets, ignore_index, losses, lse);
+  }
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                              const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) override {
+    cpu::cross_entropy_backward(logits, targets, lse, grad_losses, ignore_index, dlogits);
+  }
+  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                  const AdamWParams& p) override {
+    cpu::adamw_step(param, grad, exp_avg, exp_avg_sq, p);
+  }
   void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
                          const Tensor& out, const Tensor& lse) override {
     cpu::attention_forward(q, k, v, p, out, lse);

@@ -53,6 +53,7 @@ void bind_interop(nb::module_& m, nb::class_<Tensor>& cls);
 void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls);
 void bind_ops(nb::module_& m);
 void bind_attention(nb::module_& m);
+void bind_training(nb::module_& m);
 void bind_profile(nb::module_& m);
 
 }  // namespace orchard::python

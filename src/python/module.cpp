@@ -45,5 +45,6 @@ NB_MODULE(_core, m) {
   bind_tensor(m);
   bind_ops(m);
   bind_attention(m);
+  bind_training(m);
   bind_profile(m);
 }

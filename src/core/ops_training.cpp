@@ -1,0 +1,112 @@
+// Front-ends of the fused training ops: layer norm, cross-entropy and the AdamW step.
+#include "autograd.h"
+#include "ops_common.h"
+
+namespace orchard {
+
+using autograd::SavedTensor;
+
+namespace {
+void check_float_like(const char* op, const Tensor& x, const Tensor& other, const char* name) {
+  ORCHARD_CHECK(other.dtype() == x.dtype(), DTypeError, op, ": ", name, " has dtype ", dtype_name(other.dtype()),
+                " but the input has ", dtype_name(x.dtype()), "; they must match");
+}
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  autograd::Recorder rec("LayerNormBackward", {x, weight, bias});
+  ORCHARD_CHECK(is_floating(x.dtype()), DTypeError, "layer_norm: input dtype must be floating point, got ",
+                dtype_name(x.dtype()));
+  check_float_like("layer_norm", x, weight, "weight");
+  check_float_like("layer_norm", x, bias, "bias");
+  const int64_t k = weight.ndim();
+  ORCHARD_CHECK(k >= 1 && k <= x.ndim() && weight.shape() == bias.shape() &&
+                    Shape(x.shape().end() - k, x.shape().end()) == weight.shape(),
+                ValueError, "layer_norm: weight ", shape_str(weight.shape()), " and bias ", shape_str(bias.shape()),
+                " must both equal the trailing dims of the input ", shape_str(x.shape()));
+  ORCHARD_CHECK(eps >= 0, ValueError, "layer_norm: eps must be >= 0, got ", eps);
+  const Device dev = detail::common_device("layer_norm", {x, weight, bias});
+  const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
+  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.contiguous();
+  Tensor y = empty(x.shape(), x.dtype(), dev);
+  Tensor mean = empty({rows}, DType::Float32, dev), rstd = empty({rows}, DType::Float32, dev);
+  if (y.numel() > 0) runtime_for(dev).layer_norm_forward(xc, wc, bc, float(eps), y, mean, rstd);
+  return rec.finish(y, [&] {
+    return autograd::BackwardFn([sx = SavedTensor(xc), sw = SavedTensor(wc), mean, rstd](const Tensor& g) {
+      const Tensor &xs = sx.get(), &ws = sw.get();
+      Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
+      Tensor dw = empty(ws.shape(), ws.dtype(), ws.device()), db = empty(ws.shape(), ws.dtype(), ws.device());
+      if (xs.numel() > 0)
+        runtime_for(xs.device()).layer_norm_backward(g.to(xs.dtype()).contiguous(), xs, ws, mean, rstd, dx, dw, db);
+      else {
+        fill_(dw, 0.0);
+        fill_(db, 0.0);
+      }
+      return std::vector<Tensor>{dx, dw, db};
+    });
+  });
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Reduction reduction) {
+  autograd::Recorder rec("CrossEntropyBackward", {logits});
+  ORCHARD_CHECK(is_floating(logits.dtype()), DTypeError, "cross_entropy: logits must be floating point, got ",
+                dtype_name(logits.dtype()));
+  detail::check_integer_index(targets, "cross_entropy");
+  ORCHARD_CHECK((logits.ndim() == 2 && targets.ndim() == 1 && targets.shape()[0] == logits.shape()[0]) ||
+                    (logits.ndim() == 1 && targets.ndim() == 0),
+                ValueError, "cross_entropy: expected logits [N, C] with targets [N] (or [C] with a 0-d target), got ",
+                shape_str(logits.shape()), " and ", shape_str(targets.shape()));
+  const Device dev = detail::common_device("cross_entropy", {logits, targets});
+  const int64_t classes = logits.shape().back(), rows = targets.numel();
+  Tensor x = logits.reshape({rows, classes}).contiguous();
+  Tensor t = targets.reshape({rows}).to(DType::Int64).contiguous();
+  // Targets must be classes, except the ignored value.
+  Tensor ignored = binary(BinaryOp::Eq, t, scalar_tensor(double(ignore_index), DType::Int64, dev, true));
+  Tensor valid = where(ignored, scalar_tensor(0, DType::Int64, dev, true), t);
+  if (rows > 0) detail::checked_index(valid, classes, "cross_entropy", 1);
+  ORCHARD_CHECK(rows == 0 || amin(valid).to(Device::CPU).data_as<int64_t>()[0] >= 0, IndexError,
+                "cross_entropy: targets must lie in [0, ", classes, ") or equal ignore_index ", ignore_index);
+  Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
+  if (rows > 0) runtime_for(dev).cross_entropy_forward(x, t, ignore_index, losses, lse);
+  const double count = double(rows) - sum(ignored).to(DType::Float64).to(Device::CPU).data_as<double>()[0];
+  Tensor out = reduction == Reduction::None ? losses.reshape(targets.shape())
+               : reduction == Reduction::Sum ? sum(losses)
+                                              : div(sum(losses), scalar_tensor(count, DType::Float32, dev, true));
+  out = out.to(logits.dtype());
+  return rec.finish(out, [&] {
+    return autograd::BackwardFn([sx = SavedTensor(x), t, lse, ignore_index, reduction, count, rows,
+                                 shape = logits.shape()](const Tensor& g) {
+      const Tensor& xs = sx.get();
+      Tensor per_row = g.to(DType::Float32);
+      if (reduction == Reduction::Mean) per_row = div(per_row, scalar_tensor(count, DType::Float32, g.device(), true));
+      per_row = per_row.reshape(reduction == Reduction::None ? Shape{rows} : Shape{1}).expand({rows}).contiguous();
+      Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
+      if (rows > 0) runtime_for(xs.device()).cross_entropy_backward(xs, t, lse, per_row, ignore_index, dx);
+      return std::vector<Tensor>{dx.reshape(shape)};
+    });
+  });
+}
+
+void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWParams& p) {
+  ORCHARD_CHECK(is_floating(param.dtype()) && grad.dtype() == param.dtype(), DTypeError,
+                "adamw_step: parameter and gradient must share a floating dtype, got ", dtype_name(param.dtype()),
+                " and ", dtype_name(grad.dtype()));
+  ORCHARD_CHECK(exp_avg.dtype() == DType::Float32 && exp_avg_sq.dtype() == DType::Float32, DTypeError,
+                "adamw_step: optimizer moments must be float32");
+  ORCHARD_CHECK(grad.shape() == param.shape() && exp_avg.shape() == param.shape() &&
+                    exp_avg_sq.shape() == param.shape(),
+                ValueError, "adamw_step: gradient and moments must have the parameter's shape ",
+                shape_str(param.shape()));
+  ORCHARD_CHECK(param.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous(), ValueError,
+                "adamw_step: parameter and moments must be contiguous");
+  ORCHARD_CHECK(p.lr >= 0 && p.eps >= 0 && p.beta1 >= 0 && p.beta1 < 1 && p.beta2 >= 0 && p.beta2 < 1 &&
+                    p.bias_correction1 > 0 && p.bias_correction2 > 0,
+                ValueError, "adamw_step: need lr >= 0, eps >= 0, betas in [0, 1) and step >= 1");
+  const Device dev = detail::common_device("adamw_step", {param, grad, exp_avg, exp_avg_sq});
+  runtime_for(dev).adamw_step(param, grad.contiguous(), exp_avg, exp_avg_sq, p);
+  param.storage()->bump_version();
+  exp_avg.storage()->bump_version();
+  exp_avg_sq.storage()->bump_version();
+}
+
+}  // namespace orchard

@@ -1,0 +1,168 @@
+// Fused training kernels: layer norm, cross-entropy and the AdamW step, each one pass per row (or
+// per element) instead of a chain of elementwise ops with their temporaries.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels.h"
+#include "parallel.h"
+#include "vec_math.h"
+
+namespace orchard::cpu {
+
+namespace {
+
+// Splits [0, rows) into one block per task; fn(task, begin, end) may keep per-task partial sums.
+template <typename Fn>
+int64_t for_row_blocks(int64_t rows, int64_t row_cost, Fn&& fn) {
+  int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(num_threads(), rows * row_cost / 16384));
+  int64_t per = (rows + tasks - 1) / std::max<int64_t>(tasks, 1);
+  parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) fn(t, t * per, std::min(rows, (t + 1) * per));
+  });
+  return tasks;
+}
+
+}  // namespace
+
+void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
+                        const Tensor& mean, const Tensor& rstd) {
+  const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
+  ORCHARD_DISPATCH_FLOATING(x.dtype(), {
+    using C = compute_t<T>;
+    const T *xp = x.data_as<T>(), *wp = weight.data_as<T>(), *bp = bias.data_as<T>();
+    T* yp = y.data_as<T>();
+    float *mp = mean.data_as<float>(), *rp = rstd.data_as<float>();
+    parallel_for(rows, grain_for(n), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* row = xp + r * n;
+        C sum = 0, sq = 0;
+        for (int64_t i = 0; i < n; ++i) sum += C(row[i]);
+        const C mu = sum / C(n);
+        for (int64_t i = 0; i < n; ++i) sq += (C(row[i]) - mu) * (C(row[i]) - mu);
+        const C inv = C(1) / std::sqrt(sq / C(n) + C(eps));
+        T* out = yp + r * n;
+        for (int64_t i = 0; i < n; ++i) out[i] = T((C(row[i]) - mu) * inv * C(wp[i]) + C(bp[i]));
+        mp[r] = float(mu);
+        rp[r] = float(inv);
+      }
+    });
+  });
+}
+
+void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) {
+  const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
+  ORCHARD_DISPATCH_FLOATING(x.dtype(), {
+    using C = compute_t<T>;
+    const T *xp = x.data_as<T>(), *gp = dy.data_as<T>(), *wp = weight.data_as<T>();
+    const float *mp = mean.data_as<float>(), *rp = rstd.data_as<float>();
+    T* dxp = dx.data_as<T>();
+    // Per-task partial column sums for dweight and dbias, added up once at the end.
+    const int64_t max_tasks = std::max(1, num_threads());
+    std::vector<C> partial(size_t(max_tasks * 2 * n), C(0));
+    int64_t tasks = for_row_blocks(rows, n, [&](int64_t t, int64_t r0, int64_t r1) {
+      C* pw = partial.data() + t * 2 * n;
+      C* pb = pw + n;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T *row = xp + r * n, *g = gp + r * n;
+        const C mu = mp[r], inv = rp[r];
+        C sum_gw = 0, sum_gw_xhat = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const C xhat = (C(row[i]) - mu) * inv, gw = C(g[i]) * C(wp[i]);
+          sum_gw += gw;
+          sum_gw_xhat += gw * xhat;
+          pw[i] += C(g[i]) * xhat;
+          pb[i] += C(g[i]);
+        }
+        const C a = sum_gw / C(n), b = sum_gw_xhat / C(n);
+        T* out = dxp + r * n;
+        for (int64_t i = 0; i < n; ++i) {
+          const C xhat = (C(row[i]) - mu) * inv;
+          out[i] = T(inv * (C(g[i]) * C(wp[i]) - a - xhat * b));
+        }
+      }
+    });
+    T *dwp = dweight.data_as<T>(), *dbp = dbias.data_as<T>();
+    for (int64_t i = 0; i < n; ++i) {
+      C w = 0, b = 0;
+      for (int64_t t = 0; t < tasks; ++t) {
+        w += partial[size_t(t * 2 * n + i)];
+        b += partial[size_t(t * 2 * n + n + i)];
+      }
+      dwp[i] = T(w);
+      dbp[i] = T(b);
+    }
+  });
+}
+
+void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& losses,
+                           const Tensor& lse) {
+  const int64_t classes = logits.shape().back(), rows = logits.numel() / std::max<int64_t>(classes, 1);
+  ORCHARD_DISPATCH_FLOATING(logits.dtype(), {
+    using C = compute_t<T>;
+    const T* xp = logits.data_as<T>();
+    const int64_t* tp = targets.data_as<int64_t>();
+    float *lp = losses.data_as<float>(), *sp = lse.data_as<float>();
+    parallel_for(rows, grain_for(classes), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* row = xp + r * classes;
+        C mx = -INFINITY;
+        for (int64_t i = 0; i < classes; ++i) mx = std::max(mx, C(row[i]));
+        C sum = 0;
+        for (int64_t i = 0; i < classes; ++i) sum += vexp(C(row[i]) - mx);
+        const C l = mx + std::log(sum);
+        sp[r] = float(l);
+        lp[r] = tp[r] == ignore_index ? 0.0f : float(l - C(row[tp[r]]));
+      }
+    });
+  });
+}
+
+void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& grad_losses,
+                            int64_t ignore_index, const Tensor& dlogits) {
+  const int64_t classes = logits.shape().back(), rows = logits.numel() / std::max<int64_t>(classes, 1);
+  ORCHARD_DISPATCH_FLOATING(logits.dtype(), {
+    using C = compute_t<T>;
+    const T* xp = logits.data_as<T>();
+    const int64_t* tp = targets.data_as<int64_t>();
+    const float *sp = lse.data_as<float>(), *gp = grad_losses.data_as<float>();
+    T* dp = dlogits.data_as<T>();
+    parallel_for(rows, grain_for(classes), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* out = dp + r * classes;
+        if (tp[r] == ignore_index) {
+          std::fill(out, out + classes, T(0));
+          continue;
+        }
+        const T* row = xp + r * classes;
+        const C g = gp[r], l = sp[r];
+        for (int64_t i = 0; i < classes; ++i) out[i] = T(g * vexp(C(row[i]) - l));
+        out[tp[r]] = T(C(out[tp[r]]) - g);
+      }
+    });
+  });
+}
+
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                const AdamWParams& p) {
+  const int64_t n = param.numel();
+  const float decay = 1.0f - p.lr * p.weight_decay, step = p.lr / p.bias_correction1;
+  const float inv_sqrt_bc2 = 1.0f / std::sqrt(p.bias_correction2);
+  ORCHARD_DISPATCH_FLOATING(param.dtype(), {
+    T* w = param.data_as<T>();
+    const T* g = grad.data_as<T>();
+    float *m = exp_avg.data_as<float>(), *v = exp_avg_sq.data_as<float>();
+    parallel_for(n, 32768, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const float gi = float(g[i]);
+        m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * gi;
+        v[i] = p.beta2 * v[i] + (1.0f - p.beta2) * gi * gi;
+        const float denom = std::sqrt(v[i]) * inv_sqrt_bc2 + p.eps;
+        w[i] = T(float(w[i]) * decay - step * m[i] / denom);
+      }
+    });
+  });
+}
+
+}  // namespace orchard::cpu
