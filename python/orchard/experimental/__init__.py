@@ -1,0 +1,1 @@
+"""Experimental parts of Orchard, imported explicitly: `orchard.experimental.torch` is the PyTorch bridge."""
