@@ -1,4 +1,64 @@
 """Functional forms of the layers, with PyTorch's names and semantics."""
+from .. import _core
 from .._core import scaled_dot_product_attention
 
-__all__ = ["scaled_dot_product_attention"]
+__all__ = ["scaled_dot_product_attention", "linear", "layer_norm", "gelu", "dropout", "softmax",
+           "log_softmax", "cross_entropy", "embedding"]
+
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias, with weight stored [out_features, in_features] as in torch."""
+    # One [rows, in] @ [in, out] product: a batched 3-D matmul has a much slower backward for the weight.
+    out = input.reshape(-1, input.shape[-1]) @ weight.T
+    if bias is not None:
+        out = out + bias
+    return out.reshape(*input.shape[:-1], weight.shape[0])
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalises over the trailing `normalized_shape` dims, in one fused kernel."""
+    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
+    if weight is None:
+        weight = _core.ones(*shape, dtype=input.dtype, device=input.device)
+    if bias is None:
+        bias = _core.zeros(*shape, dtype=input.dtype, device=input.device)
+    if tuple(weight.shape) != shape:
+        raise ValueError(f"layer_norm: weight of shape {tuple(weight.shape)} does not match "
+                         f"normalized_shape {shape}")
+    return _core.layer_norm(input, weight, bias, eps)
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _core.gelu(input, approximate=approximate)
+
+
+def dropout(input, p=0.5, training=True):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = (_core.rand(*input.shape, device=input.device) >= p).to(dtype=input.dtype)
+    return input * keep * (1.0 / (1.0 - p))
+
+
+def softmax(input, dim):
+    return input.softmax(dim)
+
+
+def log_softmax(input, dim):
+    return input.log_softmax(dim)
+
+
+def cross_entropy(input, target, ignore_index=-100, reduction="mean"):
+    """Cross-entropy of logits `input` [N, C] against class ids `target` [N], in one fused kernel
+    (log-softmax and the pick of the target's log-probability in a single pass)."""
+    return _core.cross_entropy(input, target, ignore_index, reduction)
+
+
+def embedding(input, weight):
+    return _core.embedding(input, weight)
+

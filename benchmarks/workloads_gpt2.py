@@ -1,0 +1,76 @@
+"""GPT-2 training workload: one AdamW step of the same small GPT-2 in Orchard and in PyTorch.
+
+Orchard runs orchard.models.GPT2 (causal FlashAttention); PyTorch runs transformers' GPT2LMHeadModel with eager
+attention. Both: float32, dropout 0, mean cross-entropy on next-token targets, torch's AdamW defaults. Each call
+is one step (forward, backward, optimizer update, grads cleared) and returns that step's loss. The two models
+start from their own random weights, so the losses are not compared.
+"""
+import numpy as np
+
+from registry import Workload, register
+
+LR = 3e-4
+
+
+def _config_fields(layers, width, heads, seq, vocab):
+    return dict(vocab_size=vocab, n_positions=seq, n_embd=width, n_layer=layers, n_head=heads,
+                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+
+
+@register
+class GPT2TrainStep(Workload):
+    name = "gpt2_train"
+    unit = "tokens/s"
+    target = ("torch", 1.5)
+    check = None
+    sizes = {"full": dict(layers=4, width=256, heads=4, seq=256, batch=8, vocab=8192),
+             "quick": dict(layers=1, width=32, heads=2, seq=16, batch=2, vocab=64)}
+
+    def label(self, layers, width, heads, seq, batch, vocab):
+        return f"GPT-2 {layers}x{width}, {heads} heads, seq {seq}, batch {batch}, vocab {vocab}, AdamW step"
+
+    def work(self, layers, width, heads, seq, batch, vocab):
+        return float(batch * seq)
+
+    def inputs(self, layers, width, heads, seq, batch, vocab):
+        rng = np.random.default_rng(0)
+        tokens = rng.integers(0, vocab, (batch, seq + 1))
+        return dict(idx=tokens[:, :-1].copy(), targets=tokens[:, 1:].copy(),
+                    config=_config_fields(layers, width, heads, seq, vocab))
+
+    def orchard(self, idx, targets, config):
+        import orchard as oc
+        from orchard.models import GPT2, GPT2Config
+        from orchard.optim import AdamW
+        oc.manual_seed(0)
+        model = GPT2(GPT2Config(**config))
+        optimizer = AdamW(model.parameters(), lr=LR)
+
+        def step():
+            _, loss = model(idx, targets)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            return loss.detach()
+        return step
+
+    def torch(self, idx, targets, config):
+        import torch
+        import transformers
+        torch.manual_seed(0)
+        # The runner times PyTorch under inference_mode: build and train outside it, on ordinary tensors.
+        with torch.inference_mode(False):
+            model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation="eager"))
+            model.train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+            idx, targets = idx.clone(), targets.clone()
+
+        def step():
+            with torch.inference_mode(False), torch.enable_grad():
+                logits = model(idx).logits
+                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                return loss.detach()
+        return step

@@ -1,0 +1,5 @@
+"""Pretrained-compatible model definitions."""
+from .gpt2 import GPT2
+from .gpt2_config import GPT2Config
+
+__all__ = ["GPT2", "GPT2Config"]

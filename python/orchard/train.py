@@ -1,0 +1,145 @@
+"""Train a small byte-level GPT-2 on Orchard: `python -m orchard.train --help`.
+
+By default the corpus is the Python standard library's own source, so nothing is downloaded. The run writes a
+HuggingFace-layout checkpoint, the optimizer state, a loss-curve PNG and a text sample to --out, and resumes from
+there when run again."""
+import argparse
+import os
+import time
+
+import numpy as np
+
+from . import _core
+from ._tensor import tensor
+from .autograd import no_grad
+from .models import GPT2, GPT2Config
+from .nn.utils import clip_grad_norm_
+from .optim import AdamW
+from .optim.lr_scheduler import CosineWithWarmup
+from .training import checkpoint
+from .training.corpus import ByteBatches, read_files, stdlib_sources
+from .training.plot import save_loss_curve
+from .training.progress import ProgressLine
+
+ARCHITECTURE_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m orchard.train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", metavar="PATH", help="text files to train on (default: stdlib sources)")
+    p.add_argument("--corpus-bytes", type=int, default=4_000_000, help="bytes of the default corpus to read")
+    p.add_argument("--out", default="runs/gpt2", help="checkpoint directory, resumed from when it exists")
+    p.add_argument("--device", default="cpu", choices=["cpu", "metal"])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--flash", action=argparse.BooleanOptionalAction, default=True,
+                   help="causal FlashAttention (--no-flash: masked softmax)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--eval-interval", type=int, default=50, help="steps between validation and checkpoints")
+    p.add_argument("--eval-batches", type=int, default=4)
+    p.add_argument("--sample-bytes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1337)
+    return p.parse_args(argv)
+
+
+def model_config(args):
+    return GPT2Config(vocab_size=256, n_positions=args.seq_len, n_embd=args.n_embd, n_layer=args.n_layer,
+                      n_head=args.n_head, resid_pdrop=args.dropout, embd_pdrop=args.dropout,
+                      attn_pdrop=args.dropout, use_flash=args.flash)
+
+
+def load_or_create_model(args, config):
+    """The checkpointed model when --out holds one (its architecture must match the flags), else a new one."""
+    if not checkpoint.exists(args.out):
+        return GPT2(config), None
+    runtime = {k: getattr(config, k) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "use_flash")}
+    model = GPT2.from_pretrained(args.out, **runtime)
+    differing = [f"{k}: checkpoint {getattr(model.config, k)}, flags {getattr(config, k)}"
+                 for k in ARCHITECTURE_FIELDS if getattr(model.config, k) != getattr(config, k)]
+    if differing:
+        raise SystemExit(f"{args.out} holds a different model ({'; '.join(differing)}); "
+                         "pass matching flags or another --out")
+    return model, checkpoint.load_trainer_state(args.out)
+
+
+def make_optimizer(model, args):
+    """AdamW, with weight decay on matrices only (not on biases and LayerNorm gains)."""
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
+
+
+def evaluate(model, batches, args, rng):
+    model.eval()
+    with no_grad():
+        losses = [model(*batches.sample("val", args.batch_size, rng, args.device))[1].item()
+                  for _ in range(args.eval_batches)]
+    model.train()
+    return float(np.mean(losses))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    _core.manual_seed(args.seed)
+    data = read_files(args.data) if args.data else stdlib_sources(args.corpus_bytes)
+    batches = ByteBatches(data, args.seq_len)
+    model, trainer_state = load_or_create_model(args, model_config(args))
+    model.to(args.device).train()
+    optimizer = make_optimizer(model, args)
+    scheduler = CosineWithWarmup(optimizer, args.warmup_steps, args.steps, min_lr_ratio=0.1)
+    start, history = 0, {"train": [], "val": []}
+    if trainer_state is not None:
+        optimizer.load_state_dict(trainer_state["optimizer"])
+        scheduler.load_state_dict(trainer_state["scheduler"])
+        start, history = trainer_state["step"], trainer_state["history"]
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{n_params / 1e6:.2f}M parameters, {len(data):,} bytes of text, device {args.device}, "
+          f"{'resuming at step ' + str(start) if start else 'starting fresh'} -> {args.steps} steps")
+
+    rng = np.random.default_rng(args.seed + start)
+    progress = ProgressLine(args.steps)
+    tokens_per_step = args.batch_size * args.seq_len
+    started = time.perf_counter()
+    for step in range(start + 1, args.steps + 1):
+        inputs, targets = batches.sample("train", args.batch_size, rng, args.device)
+        _, loss = model(inputs, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), args.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        history["train"].append((step, loss.item()))
+        progress.update(step, history["train"][-1][1], tokens_per_step)
+        if step % args.eval_interval == 0 or step == args.steps:
+            history["val"].append((step, evaluate(model, batches, args, rng)))
+            checkpoint.save(args.out, model, optimizer, scheduler, step, history)
+            progress.message(f"step {step}: val loss {history['val'][-1][1]:.4f}, checkpoint saved to {args.out}")
+    if args.steps > start:
+        print(f"trained {args.steps - start} steps in {time.perf_counter() - started:.1f}s")
+    finish(model, history, args)
+
+
+def finish(model, history, args):
+    """Writes the loss curve and a sample of generated text."""
+    os.makedirs(args.out, exist_ok=True)
+    print(save_loss_curve(history, os.path.join(args.out, "loss.png")))
+    prompt = np.frombuffer(b"def ", dtype=np.uint8).astype(np.int64)[None]
+    generated = model.generate(tensor(prompt, device=args.device), args.sample_bytes, temperature=0.8, top_k=40,
+                               rng=np.random.default_rng(args.seed))
+    text = bytes(generated.cpu().numpy()[0].astype(np.uint8).tolist()).decode("utf-8", errors="replace")
+    with open(os.path.join(args.out, "sample.txt"), "w") as f:
+        f.write(text)
+    print("sample:\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pieces of the `python -m orchard.train` script: corpus, checkpoints, progress line, loss plot."""
