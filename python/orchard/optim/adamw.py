@@ -2,20 +2,12 @@
 from .. import _core
 from .._core import dtype
 from .._tensor import zeros_like
-from ..autograd import no_grad
 from .optimizer import Optimizer
 
 
 class AdamW(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-
-    def step(self):
-        with no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(p, group)
 
     def _update(self, p, group):
         state = self.state.setdefault(id(p), {})

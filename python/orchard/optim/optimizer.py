@@ -1,5 +1,6 @@
 """Optimizer: parameter groups, per-parameter state, zero_grad and state_dict."""
 from .._tensor import tensor
+from ..autograd import no_grad
 
 
 class Optimizer:
@@ -11,6 +12,14 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups = [{**self.defaults, **group, "params": list(group["params"])} for group in groups]
         self.state = {}  # id(param) -> dict of step count and tensors
+
+    def step(self):
+        """Updates every parameter that has a gradient (subclasses define _update)."""
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self._update(p, group)
 
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]

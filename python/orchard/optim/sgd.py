@@ -1,5 +1,4 @@
 """SGD with momentum, dampening, Nesterov and L2 weight decay, following torch.optim.SGD."""
-from ..autograd import no_grad
 from .optimizer import Optimizer
 
 
@@ -9,13 +8,6 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
-
-    def step(self):
-        with no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(p, group)
 
     def _update(self, p, group):
         grad = p.grad
