@@ -24,6 +24,7 @@ import frameworks  # noqa: E402
 import report  # noqa: E402
 import workloads_core  # noqa: E402,F401  (registers the core workloads)
 import workloads_autograd  # noqa: E402,F401  (registers the training-step workloads)
+import workloads_attention  # noqa: E402,F401  (registers the FlashAttention workloads)
 import workloads_gpt2  # noqa: E402,F401  (registers the GPT-2 training workload)
 from registry import FRAMEWORKS, REGISTRY, UNITS  # noqa: E402
 from timing import time_callable  # noqa: E402

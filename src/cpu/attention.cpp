@@ -303,7 +303,7 @@ void backward(const Problem& pb, const T* q, const T* k, const T* v, const T* ou
       std::fill(dq, dq + rows * Dp, 0.0f);
       dq_acc.push_back(dq);
     }
-  const bool in_place = !dq_acc.empty();
+  const bool first_is_dq = !dq_acc.empty();
   std::vector<std::vector<float>> dq_buffers(workers - dq_acc.size(), std::vector<float>(rows * Dp));
   for (auto& buf : dq_buffers) dq_acc.push_back(buf.data());
   struct Scratch {
@@ -380,14 +380,16 @@ void backward(const Problem& pb, const T* q, const T* k, const T* v, const T* ou
       }
   });
 
-  if (in_place && workers == 1) return;
+  // Sum into the first accumulator, then (unless that is dq) convert into dq.
+  if (first_is_dq && workers == 1) return;
   parallel_for(rows, grain_for(workers * D), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t d = 0; d < D; ++d) {
-        float acc = 0;
-        for (const float* buf : dq_acc) acc += buf[i * Dp + d];
-        dq[i * D + d] = T(acc);
-      }
+    for (int64_t i = i0; i < i1; ++i) {
+      float* sum = dq_acc[0] + i * Dp;
+      for (size_t w = 1; w < dq_acc.size(); ++w)
+        for (int64_t d = 0; d < D; ++d) sum[d] += dq_acc[w][i * Dp + d];
+      if (!first_is_dq)
+        for (int64_t d = 0; d < D; ++d) dq[i * D + d] = T(sum[d]);
+    }
   });
 }
 
