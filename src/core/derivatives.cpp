@@ -33,15 +33,6 @@ Tensor gelu_grad(const Tensor& x, bool tanh_approx) {
   return add(cdf, mul(x, pdf));
 }
 
-// A reduced result viewed with the reduced dims kept (size 1), so it broadcasts against the input.
-Tensor keep_dims(const Tensor& t, const std::vector<int64_t>& dims, int64_t ndim, bool keepdim) {
-  if (keepdim) return t;
-  Tensor r = t;
-  for (int64_t d : (dims.empty() ? [&] { std::vector<int64_t> all; for (int64_t i = 0; i < ndim; ++i) all.push_back(i); return all; }() : dims))
-    r = r.unsqueeze(d);
-  return r;
-}
-
 }  // namespace
 
 const char* node_name(UnaryOp op) {
@@ -179,27 +170,32 @@ BackwardFn where(const Tensor& cond_in) {
   };
 }
 
-BackwardFn reduce(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& dims_in, bool keepdim,
+BackwardFn reduce(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& dims_in,
                   int64_t correction, const Tensor& out_in) {
   int64_t ndim = x_in.ndim();
   std::vector<int64_t> dims = normalize_dims(dims_in, ndim, "reduce");
   if (ndim == 0) dims.clear();  // a 0-d input reduced "over dim 0" keeps its (empty) shape
   Shape shape = x_in.shape();
+  // The reduced result's shape with the reduced dims kept as 1, so it broadcasts against the input.
+  Shape kept = shape;
   int64_t count = 1;
   for (int64_t i = 0; i < ndim; ++i)
-    if (dims.empty() || std::find(dims.begin(), dims.end(), i) != dims.end()) count *= shape[i];
+    if (dims.empty() || std::find(dims.begin(), dims.end(), i) != dims.end()) {
+      count *= shape[i];
+      kept[i] = 1;
+    }
   bool uses_x = op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::Var || op == ReduceOp::LogSumExp;
   bool uses_out = op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::LogSumExp;
   SavedTensor x = uses_x ? x_in : Tensor(), out = uses_out ? out_in : Tensor();
   return [=](const Tensor& g_in) -> Grads {
-    Tensor g = keep_dims(g_in, dims, ndim, keepdim);
+    Tensor g = g_in.reshape(kept);
     switch (op) {
       case ReduceOp::Sum: return {g.expand(shape)};
       case ReduceOp::Mean: return {div(g, scalar(double(count), g)).expand(shape)};
       case ReduceOp::Max:
       case ReduceOp::Min: {
         // Ties share the gradient evenly (PyTorch's amax/amin).
-        Tensor hit = mask_as(eq(x.get(), keep_dims(out.get(), dims, ndim, keepdim)), g);
+        Tensor hit = mask_as(eq(x.get(), out.get().reshape(kept)), g);
         return {mul(div(g, sum(hit, dims, true)), hit)};
       }
       case ReduceOp::Var: {
@@ -209,7 +205,7 @@ BackwardFn reduce(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& d
         return {mul(mul(g, scalar(2.0 / denom, g)), centered)};
       }
       case ReduceOp::LogSumExp:
-        return {mul(g, unary(UnaryOp::Exp, sub(x.get(), keep_dims(out.get(), dims, ndim, keepdim))))};
+        return {mul(g, unary(UnaryOp::Exp, sub(x.get(), out.get().reshape(kept))))};
       default: break;
     }
     return {Tensor()};

@@ -23,7 +23,7 @@ BackwardFn unary(UnaryOp op, const Tensor& x, const Tensor& out);
 BackwardFn binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, const Needs& needs);
 BackwardFn where(const Tensor& cond);
 BackwardFn identity(size_t inputs = 1);  // cast, clone, to(device), reshape-free copies
-BackwardFn reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
+BackwardFn reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims,
                   int64_t correction, const Tensor& out);
 BackwardFn softmax(const Tensor& out, int64_t dim, bool log);
 BackwardFn matmul(const Tensor& a, const Tensor& b, const Needs& needs);

@@ -74,7 +74,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims_in,
   }
   Tensor out = empty(out_shape, out_dtype, x.device());
   if (out.numel() > 0) runtime_for(x.device()).reduce(op, in, out, outer, r, inner, correction);
-  return rec.finish(out, [&] { return derivatives::reduce(op, x, dims_in, keepdim, correction, out); });
+  return rec.finish(out, [&] { return derivatives::reduce(op, x, dims_in, correction, out); });
 }
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return reduce(ReduceOp::Sum, x, dims, keepdim); }
