@@ -1,0 +1,39 @@
+// A size-class cache of device memory blocks, shared by the runtimes' allocators. Freed blocks of
+// `cache_min` bytes and more are kept by size class for reuse (warm pages on the CPU, no new
+// MTLBuffer on Metal), up to `limit` bytes; an allocation that fails empties the cache and retries
+// before raising OutOfMemoryError.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace orchard {
+
+class BlockCache {
+ public:
+  using RawAllocate = void* (*)(size_t nbytes);  // nullptr when out of memory
+  using RawFree = void (*)(void* ptr);
+
+  BlockCache(const char* device, size_t alignment, size_t cache_min, size_t limit, RawAllocate allocate,
+             RawFree free);
+
+  void* allocate(size_t nbytes);  // throws OutOfMemoryError naming the device
+  void deallocate(void* ptr, size_t nbytes);
+  void release();
+  size_t cached_bytes();
+
+ private:
+  size_t size_class(size_t n) const;
+
+  const char* device_;
+  size_t alignment_, cache_min_, limit_;
+  RawAllocate raw_allocate_;
+  RawFree raw_free_;
+  std::mutex mutex_;
+  std::map<size_t, std::vector<void*>> free_blocks_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace orchard
