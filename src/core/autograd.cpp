@@ -69,9 +69,9 @@ const Tensor& SavedTensor::get() const {
 
 // ---- nodes ------------------------------------------------------------------------------------
 
-Node::Node(const char* name, std::vector<Edge> next, std::vector<InputMeta> inputs, BackwardFn fn)
+Node::Node(const char* name, std::vector<Edge> next, std::vector<InputMeta> inputs, BackwardFn fn, ViewFn view_of)
     : name_(name), next_(std::move(next)), inputs_(std::move(inputs)), fn_(std::move(fn)),
-      sequence_(g_sequence.fetch_add(1)) {}
+      view_of_(std::move(view_of)), sequence_(g_sequence.fetch_add(1)) {}
 
 Node::~Node() {
   // A long chain would otherwise be freed recursively (each node dropping the next), overflowing
@@ -106,8 +106,22 @@ std::vector<Tensor> Node::apply(const Tensor& grad) {
   return grads;
 }
 
+bool Node::add_into(const Tensor& grad, Tensor& into) {
+  if (!view_of_ || !into.defined()) return false;  // not a view, or released
+  const InputMeta& m = inputs_[0];
+  // Another holder of `into` (a node may hand one tensor to several inputs) would see the change.
+  const bool own = into.impl()->use_count() == 1 && into.storage()->use_count() == 1 && into.is_contiguous();
+  if (!own || into.shape() != m.shape || into.dtype() != m.dtype || grad.dtype() != m.dtype ||
+      into.device() != m.device)
+    return false;
+  Tensor part = view_of_(into);
+  binary_(BinaryOp::Add, part, grad);
+  return true;
+}
+
 void Node::release() {
   fn_ = nullptr;
+  view_of_ = nullptr;
   released_ = true;
 }
 
@@ -195,7 +209,21 @@ Recorder::~Recorder() { set_grad_enabled(prev_mode_); }
 
 Tensor Recorder::finish(Tensor out, const std::function<BackwardFn()>& make) {
   if (!active_ || !is_floating(out.dtype())) return out;
-  BackwardFn fn = make();
+  return record(std::move(out), make(), nullptr);
+}
+
+Tensor Recorder::finish_view(Tensor out, ViewFn view_of) {
+  if (!active_ || !is_floating(out.dtype())) return out;
+  BackwardFn fn = [shape = inputs_[0].shape(), view_of](const Tensor& g) {
+    Tensor z = zeros(shape, g.dtype(), g.device());
+    Tensor part = view_of(z);
+    copy_(part, g);
+    return std::vector<Tensor>{z};
+  };
+  return record(std::move(out), std::move(fn), std::move(view_of));
+}
+
+Tensor Recorder::record(Tensor out, BackwardFn fn, ViewFn view_of) {
   std::vector<Edge> next;
   std::vector<InputMeta> metas;
   for (const Tensor& t : inputs_) {
@@ -204,7 +232,7 @@ Tensor Recorder::finish(Tensor out, const std::function<BackwardFn()>& make) {
   }
   AutogradMeta& m = meta(out);
   m.requires_grad = true;
-  m.grad_fn = std::make_shared<Node>(name_, std::move(next), std::move(metas), std::move(fn));
+  m.grad_fn = std::make_shared<Node>(name_, std::move(next), std::move(metas), std::move(fn), std::move(view_of));
   return out;
 }
 
@@ -302,7 +330,10 @@ void run(const std::vector<std::pair<Node*, Tensor>>& roots, bool retain_graph,
         if (dynamic_cast<AccumulateGrad*>(n) || !leads_further(n)) continue;
       }
     }
-    std::vector<Tensor> grads = g.defined() ? n->apply(g) : std::vector<Tensor>(n->next().size());
+    // A view's gradient goes straight into the one gathered for its input when it can.
+    Node* only = n->next().size() == 1 ? n->next()[0].node.get() : nullptr;
+    const bool added = g.defined() && only && is_needed(only) && n->add_into(g, buffer[only]);
+    std::vector<Tensor> grads = g.defined() && !added ? n->apply(g) : std::vector<Tensor>(n->next().size());
     g = Tensor();
     if (!retain_graph) n->release();
     for (size_t i = 0; i < n->next().size(); ++i) {

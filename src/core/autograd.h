@@ -45,6 +45,8 @@ class SavedTensor {
 // ---- graph ------------------------------------------------------------------------------------
 class Node;
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad)>;
+// The part of a tensor shaped like a view's input that the view picks (a slice, a select).
+using ViewFn = std::function<Tensor(const Tensor&)>;
 
 struct Edge {
   std::shared_ptr<Node> node;  // null when that input needs no gradient
@@ -59,7 +61,9 @@ struct InputMeta {
 
 class Node {
  public:
-  Node(const char* name, std::vector<Edge> next, std::vector<InputMeta> inputs, BackwardFn fn);
+  // view_of: set for a view that picks part of its single input (see add_into).
+  Node(const char* name, std::vector<Edge> next, std::vector<InputMeta> inputs, BackwardFn fn,
+       ViewFn view_of = nullptr);
   virtual ~Node();  // iterative: freeing a deep graph never recurses
 
   const char* name() const { return name_; }
@@ -69,6 +73,11 @@ class Node {
   // Gradients for each input (undefined where an input needs none), each brought to its input's
   // shape (summing broadcast dims), dtype and device: formulas need not do that themselves.
   virtual std::vector<Tensor> apply(const Tensor& grad);
+  // A view's node: adds grad in place into the view's part of `into`, the gradient gathered so
+  // far for its input, instead of apply() padding grad with zeros to the input's shape for the
+  // engine to add (the parts of a split then fill one tensor). False, and nothing done, unless
+  // `into` is a contiguous gradient of the input's shape and dtype that no one else holds.
+  bool add_into(const Tensor& grad, Tensor& into);
   // Drops saved tensors once backward ran without retain_graph.
   virtual void release();
 
@@ -77,6 +86,7 @@ class Node {
   std::vector<Edge> next_;
   std::vector<InputMeta> inputs_;
   BackwardFn fn_;
+  ViewFn view_of_;
   uint64_t sequence_;
   bool released_ = false;
 };
@@ -130,8 +140,13 @@ class Recorder {
   // non-float outputs are never recorded); returns out. For in-place ops `out` is the modified
   // tensor: its history restarts there.
   Tensor finish(Tensor out, const std::function<BackwardFn()>& make);
+  // finish() for a view picking part of its single input: the gradient is written into that
+  // part of zeros, or added in place into the input's gradient (Node::add_into).
+  Tensor finish_view(Tensor out, ViewFn view_of);
 
  private:
+  Tensor record(Tensor out, BackwardFn fn, ViewFn view_of);
+
   const char* name_;
   std::vector<Tensor> inputs_;
   bool active_;

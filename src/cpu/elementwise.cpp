@@ -59,10 +59,32 @@ void map2(const ElementwiseLoop& loop, F f) {
 
 // ---- unary -----------------------------------------------------------------------------------
 
+// GELU: exact x Phi(x), or the tanh form 0.5 x (1 + tanh(k (x + c x^3))).
+constexpr double kGeluK = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluC = 0.044715;
+constexpr double kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
+
+template <typename C>
+inline C gelu_exact(C x) {
+  return C(0.5) * x * (C(1) + std::erf(x * C(kInvSqrt2)));
+}
+
 template <typename C>
 inline C gelu_tanh(C x) {
-  const C k = C(0.7978845608028654), c = C(0.044715);
-  return C(0.5) * x * (C(1) + vtanh(k * (x + c * x * x * x)));
+  return C(0.5) * x * (C(1) + vtanh(C(kGeluK) * (x + C(kGeluC) * x * x * x)));
+}
+
+// d/dx gelu: Phi(x) + x phi(x).
+template <typename C>
+inline C gelu_exact_grad(C x) {
+  return C(0.5) * (C(1) + std::erf(x * C(kInvSqrt2))) + x * C(kInvSqrt2Pi) * vexp(C(-0.5) * x * x);
+}
+
+// d/dx of the tanh form: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t the forward's tanh.
+template <typename C>
+inline C gelu_tanh_grad(C x) {
+  const C x2 = x * x, t = vtanh(C(kGeluK) * (x + C(kGeluC) * x2 * x));
+  return C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * C(kGeluK) * (C(1) + C(3 * kGeluC) * x2);
 }
 
 template <typename T>
@@ -89,7 +111,7 @@ void unary_typed(UnaryOp op, const ElementwiseLoop& loop) {
         case UnaryOp::Rsqrt: return run([](C x) { return C(1) / std::sqrt(x); });
         case UnaryOp::Tanh: return run([](C x) { return vtanh(x); });
         case UnaryOp::Sigmoid: return run([](C x) { return vsigmoid(x); });
-        case UnaryOp::GeluExact: return run([](C x) { return C(0.5) * x * (C(1) + std::erf(x * C(0.7071067811865476))); });
+        case UnaryOp::GeluExact: return run([](C x) { return gelu_exact(x); });
         case UnaryOp::GeluTanh: return run([](C x) { return gelu_tanh(x); });
         case UnaryOp::Erf: return run([](C x) { return std::erf(x); });
         case UnaryOp::Sin: return run([](C x) { return std::sin(x); });
@@ -140,6 +162,13 @@ void binary_typed(BinaryOp op, const ElementwiseLoop& loop) {
       case BinaryOp::Pow:
         if constexpr (std::is_floating_point_v<C>) return arith([](C a, C b) { return b == C(2) ? a * a : std::pow(a, b); });
         else return arith([](C a, C b) { return ipow(a, b); });
+      default: break;
+    }
+  }
+  if constexpr (std::is_floating_point_v<C>) {
+    switch (op) {
+      case BinaryOp::GeluBackwardExact: return arith([](C g, C x) { return g * gelu_exact_grad(x); });
+      case BinaryOp::GeluBackwardTanh: return arith([](C g, C x) { return g * gelu_tanh_grad(x); });
       default: break;
     }
   }

@@ -19,6 +19,11 @@
 #define ORCHARD_BLAS_EXPAND(prefix, name) ORCHARD_BLAS_PASTE(prefix, name)
 #define ORCHARD_BLAS(name) ORCHARD_BLAS_EXPAND(ORCHARD_BLAS_PREFIX, name)
 
+#ifndef ORCHARD_BLAS_ACCELERATE
+// OpenBLAS's thread control, weak: another CBLAS may not have it.
+extern "C" void ORCHARD_BLAS(openblas_set_num_threads)(int) __attribute__((weak));
+#endif
+
 namespace orchard::cpu {
 
 namespace {
@@ -43,26 +48,66 @@ MatrixLayout matrix_layout(const Tensor& t) {
   return {true, blas_int(cols == 1 ? std::max<int64_t>(rows, 1) : sc)};
 }
 
-void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c) {
+void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc) {
   ORCHARD_BLAS(cblas_sgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                            n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
+                            n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
 }
-void gemm(bool ta, bool tb, int m, int n, int k, const double* a, int lda, const double* b, int ldb, double* c) {
+void gemm(bool ta, bool tb, int m, int n, int k, const double* a, int lda, const double* b, int ldb, double* c,
+          int ldc) {
   ORCHARD_BLAS(cblas_dgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                            n, k, 1.0, a, lda, b, ldb, 0.0, c, n);
+                            n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
-// One gemm per batch entry, reading a and b in place (OpenBLAS threads inside each call).
+// Whether the pool splits each product: OpenBLAS is then made single-threaded, since its own
+// workers would busy-wait after every call on the cores the pool's elementwise kernels need.
+// Accelerate, or a BLAS without openblas_set_num_threads, keeps its own threading.
+bool split_products() {
+#ifdef ORCHARD_BLAS_ACCELERATE
+  return false;
+#else
+  static const bool split = [] {
+    if (!ORCHARD_BLAS(openblas_set_num_threads)) return false;
+    ORCHARD_BLAS(openblas_set_num_threads)(1);
+    return true;
+  }();
+  return split;
+#endif
+}
+
+// Floating-point operations below which a product is not worth splitting across threads.
+constexpr int64_t kMinTaskFlops = int64_t(1) << 21;
+
+// out[i] = a[i] @ b[i] for every batch entry i, reading a and b in place. The output rows (or
+// columns, when there are more of them) of all entries form one range split across the pool;
+// each task runs one single-threaded gemm per entry it covers.
 template <typename T>
 void matmul_blas(const Tensor& a, const Tensor& b, const Tensor& out) {
-  const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2];
+  const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   const MatrixLayout la = matrix_layout(a), lb = matrix_layout(b);
   const T* pa = a.data_as<T>();
   const T* pb = b.data_as<T>();
   T* pc = out.data_as<T>();
-  for (int64_t i = 0; i < batch; ++i)
-    gemm(la.transposed, lb.transposed, blas_int(m), blas_int(n), blas_int(a.shape()[2]), pa + i * a.strides()[0],
-         la.ld, pb + i * b.strides()[0], lb.ld, pc + i * m * n);
+  const bool by_cols = n > m;
+  const int64_t extent = by_cols ? n : m;
+  // Element offsets of row r and of column c of a matrix.
+  auto row = [](const MatrixLayout& l, int64_t r) { return l.transposed ? r : r * l.ld; };
+  auto col = [](const MatrixLayout& l, int64_t c) { return l.transposed ? c * l.ld : c; };
+  auto run = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin / extent; i * extent < end; ++i) {
+      const int64_t r0 = std::max(begin - i * extent, int64_t(0)), r1 = std::min(end - i * extent, extent);
+      const T* ai = pa + i * a.strides()[0];
+      const T* bi = pb + i * b.strides()[0];
+      T* ci = pc + i * m * n;
+      if (by_cols)
+        gemm(la.transposed, lb.transposed, blas_int(m), blas_int(r1 - r0), blas_int(k), ai, la.ld,
+             bi + col(lb, r0), lb.ld, ci + r0, blas_int(n));
+      else
+        gemm(la.transposed, lb.transposed, blas_int(r1 - r0), blas_int(n), blas_int(k), ai + row(la, r0), la.ld,
+             bi, lb.ld, ci + r0 * n, blas_int(n));
+    }
+  };
+  if (!split_products()) return run(0, batch * extent);
+  parallel_for(batch * extent, grain_for(2 * k * (by_cols ? m : n), kMinTaskFlops), run);
 }
 
 // t as a float32 [batch, rows, cols] tensor; a broadcast batch (stride 0) is converted once.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -14,6 +15,30 @@ namespace orchard::cpu {
 namespace {
 
 thread_local bool t_in_region = false;
+
+// How long a thread busy-waits for the next region (a worker) or for the others to finish theirs
+// (the caller) before sleeping: waking a sleeping thread takes tens of microseconds, longer than
+// many whole kernels, and the ops of a training step come back to back.
+constexpr std::chrono::microseconds kSpin{200};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Busy-waits until done() or kSpin has passed; returns done().
+template <typename Done>
+bool spin_until(const Done& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0; !done(); ++i) {
+    cpu_relax();
+    if (i % 64 == 63 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+  return true;
+}
 
 class Pool {
  public:
@@ -42,12 +67,14 @@ class Pool {
       next_ = 0;
       pending_ = chunks_;
       error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);  // publishes the fields to spinning workers
     }
     wake_.notify_all();
     drain();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [this] { return pending_ == 0; });
+    }
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
     return true;
@@ -75,13 +102,14 @@ class Pool {
 
   void work() {
     uint64_t seen = 0;
+    auto called = [&] { return stopping_.load() || generation_.load(std::memory_order_acquire) != seen; };
     for (;;) {
-      {
+      if (!spin_until(called)) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
+        wake_.wait(lock, called);
       }
+      if (stopping_) return;
+      seen = generation_.load(std::memory_order_acquire);
       drain();
     }
   }
@@ -103,8 +131,8 @@ class Pool {
   int64_t n_ = 0, chunk_ = 1, chunks_ = 0;
   std::atomic<int64_t> next_{0}, pending_{0};
   std::exception_ptr error_;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 int default_threads() {

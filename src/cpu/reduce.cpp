@@ -10,6 +10,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "row_reduce.h"
 #include "vec_math.h"
 
 namespace orchard::cpu {
@@ -27,17 +28,6 @@ constexpr auto identity = [](auto v, int64_t) { return v; };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-template <typename A> bool is_nan(A v) {
-  if constexpr (std::is_floating_point_v<A>) return v != v;
-  else return false;
-}
-
-// Whether v replaces the running max (or min) `best`: strictly better, or a NaN, which then
-// sticks, so NaN propagates and the arg ops report the first NaN.
-template <bool kMax, typename A> bool takes(A v, A best) {
-  return !is_nan(best) && ((kMax ? v > best : v < best) || is_nan(v));
-}
-
 // Each kind reduces a contiguous row (row) or w adjacent columns of stride `inner` (cols) over n
 // elements starting at index k0 of the reduced dim; `i` is the flat index of the first output.
 // merge(a, b) combines partial states of consecutive ranges, a before b.
@@ -52,16 +42,7 @@ template <typename Acc, typename F> struct Sum {
       int64_t half = ceil_div(n / 2, kRowLeaf) * kRowLeaf;
       return row(x, half, k0, i) + row(x + half, n - half, k0 + half, i);
     }
-    // Independent lanes: the compiler vectorises them without reassociating additions.
-    constexpr int kLanes = 128 / sizeof(Acc);
-    Acc lane[kLanes] = {};
-    int64_t full = n - n % kLanes;
-    for (int64_t k = 0; k < full; k += kLanes)
-      for (int l = 0; l < kLanes; ++l) lane[l] += f(Acc(x[k + l]), i);
-    for (int w = kLanes / 2; w > 0; w /= 2)
-      for (int l = 0; l < w; ++l) lane[l] += lane[l + w];
-    for (int64_t k = full; k < n; ++k) lane[0] += f(Acc(x[k]), i);
-    return lane[0];
+    return lane_sum<Acc>(n, [&](int64_t k) { return f(Acc(x[k]), i); });
   }
 
   template <typename T>
@@ -89,18 +70,7 @@ template <typename Acc, bool kMax> struct Extreme {
   using State = Acc;
 
   template <typename T> Acc row(const T* x, int64_t n, int64_t, int64_t) const {
-    constexpr int kLanes = 128 / sizeof(Acc);
-    Acc lane[kLanes];
-    std::fill(lane, lane + kLanes, Acc(x[0]));
-    int64_t full = n - n % kLanes;
-    for (int64_t k = 0; k < full; k += kLanes)
-      for (int l = 0; l < kLanes; ++l) {
-        Acc v = Acc(x[k + l]);
-        lane[l] = takes<kMax>(v, lane[l]) ? v : lane[l];
-      }
-    for (int64_t k = full; k < n; ++k) merge(lane[0], Acc(x[k]));
-    for (int l = 1; l < kLanes; ++l) merge(lane[0], lane[l]);
-    return lane[0];
+    return lane_extreme<kMax, Acc>(x, n);
   }
 
   template <typename T>
@@ -130,11 +100,10 @@ template <typename Acc, bool kMax> struct Arg {
   template <typename T> State row(const T* x, int64_t n, int64_t k0, int64_t) const {
     Acc m = Extreme<Acc, kMax>{}.row(x, n, k0, 0);
     auto hit = [m](Acc v) { return v == m || is_nan(v); };
-    constexpr int kLanes = 128 / sizeof(Acc);
     int64_t k = 0;
-    for (; k + kLanes <= n; k += kLanes) {
+    for (; k + kLanes<Acc> <= n; k += kLanes<Acc>) {
       int any = 0;
-      for (int l = 0; l < kLanes; ++l) any |= hit(Acc(x[k + l]));
+      for (int l = 0; l < kLanes<Acc>; ++l) any |= hit(Acc(x[k + l]));
       if (any) break;
     }
     while (!hit(Acc(x[k]))) ++k;

@@ -6,6 +6,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "row_reduce.h"
 #include "vec_math.h"
 
 namespace orchard::cpu {
@@ -36,10 +37,8 @@ void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
     parallel_for(rows, grain_for(n), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* row = xp + r * n;
-        C sum = 0, sq = 0;
-        for (int64_t i = 0; i < n; ++i) sum += C(row[i]);
-        const C mu = sum / C(n);
-        for (int64_t i = 0; i < n; ++i) sq += (C(row[i]) - mu) * (C(row[i]) - mu);
+        const C mu = lane_sum<C>(n, [row](int64_t i) { return C(row[i]); }) / C(n);
+        const C sq = lane_sum<C>(n, [row, mu](int64_t i) { return (C(row[i]) - mu) * (C(row[i]) - mu); });
         const C inv = C(1) / std::sqrt(sq / C(n) + C(eps));
         T* out = yp + r * n;
         for (int64_t i = 0; i < n; ++i) out[i] = T((C(row[i]) - mu) * inv * C(wp[i]) + C(bp[i]));
@@ -67,20 +66,15 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
       for (int64_t r = r0; r < r1; ++r) {
         const T *row = xp + r * n, *g = gp + r * n;
         const C mu = mp[r], inv = rp[r];
-        C sum_gw = 0, sum_gw_xhat = 0;
+        auto xhat = [&](int64_t i) { return (C(row[i]) - mu) * inv; };
         for (int64_t i = 0; i < n; ++i) {
-          const C xhat = (C(row[i]) - mu) * inv, gw = C(g[i]) * C(wp[i]);
-          sum_gw += gw;
-          sum_gw_xhat += gw * xhat;
-          pw[i] += C(g[i]) * xhat;
+          pw[i] += C(g[i]) * xhat(i);
           pb[i] += C(g[i]);
         }
-        const C a = sum_gw / C(n), b = sum_gw_xhat / C(n);
+        const C a = lane_sum<C>(n, [&](int64_t i) { return C(g[i]) * C(wp[i]); }) / C(n);
+        const C b = lane_sum<C>(n, [&](int64_t i) { return C(g[i]) * C(wp[i]) * xhat(i); }) / C(n);
         T* out = dxp + r * n;
-        for (int64_t i = 0; i < n; ++i) {
-          const C xhat = (C(row[i]) - mu) * inv;
-          out[i] = T(inv * (C(g[i]) * C(wp[i]) - a - xhat * b));
-        }
+        for (int64_t i = 0; i < n; ++i) out[i] = T(inv * (C(g[i]) * C(wp[i]) - a - xhat(i) * b));
       }
     });
     T *dwp = dweight.data_as<T>(), *dbp = dbias.data_as<T>();
@@ -107,11 +101,8 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t 
     parallel_for(rows, grain_for(classes), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* row = xp + r * classes;
-        C mx = -INFINITY;
-        for (int64_t i = 0; i < classes; ++i) mx = std::max(mx, C(row[i]));
-        C sum = 0;
-        for (int64_t i = 0; i < classes; ++i) sum += vexp(C(row[i]) - mx);
-        const C l = mx + std::log(sum);
+        const C mx = classes ? lane_extreme<true, C>(row, classes) : C(-INFINITY);
+        const C l = mx + std::log(lane_sum<C>(classes, [row, mx](int64_t i) { return vexp(C(row[i]) - mx); }));
         sp[r] = float(l);
         lp[r] = tp[r] == ignore_index ? 0.0f : float(l - C(row[tp[r]]));
       }

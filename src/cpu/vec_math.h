@@ -55,8 +55,10 @@ inline float exp_f32(float x) {
 }
 
 inline float tanh_f32(float x) {
+  // Small |x|: odd polynomial (Cephes tanhf); large: 1 - 2 / (exp(2|x|) + 1) with x's sign. Both are
+  // computed and one is picked with a bit mask: float selects would stay branches (see exp_f32),
+  // and the loop scalar.
   float ax = std::fabs(x);
-  // Small |x|: odd polynomial (Cephes tanhf); large: 1 - 2 / (exp(2|x|) + 1).
   float z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
@@ -65,8 +67,15 @@ inline float tanh_f32(float x) {
   p = p * z - 3.33332819422e-1f;
   float small = x + x * z * p;
   float big = 1.0f - 2.0f / (exp_f32(2.0f * ax) + 1.0f);
-  big = x < 0 ? -big : big;
-  return ax < 0.625f ? small : big;
+  uint32_t xb, sb, bb, use_small = 0u - uint32_t(ax < 0.625f);
+  std::memcpy(&xb, &x, 4);
+  std::memcpy(&sb, &small, 4);
+  std::memcpy(&bb, &big, 4);
+  bb |= xb & 0x80000000u;
+  uint32_t yb = (sb & use_small) | (bb & ~use_small);
+  float y;
+  std::memcpy(&y, &yb, 4);
+  return y;
 }
 
 inline float sigmoid_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }

@@ -26,7 +26,7 @@ std::vector<double> values(const Tensor& t) {
 
 Tensor from(const std::vector<double>& v, const Shape& shape, DType dtype = DType::Float32) {
   Tensor t = empty(shape, DType::Float64);
-  std::memcpy(t.data(), v.data(), v.size() * sizeof(double));
+  if (!v.empty()) std::memcpy(t.data(), v.data(), v.size() * sizeof(double));  // (data() may be null)
   return t.to(dtype);
 }
 
