@@ -50,8 +50,12 @@ class NumPy(Framework):
 class Orchard(Framework):
     name = module_name = "orchard"
 
+    def __init__(self, device="cpu"):
+        super().__init__()
+        self.on = device  # inputs go to this device; workloads build their models where the inputs are
+
     def convert(self, x):
-        return self.mod.from_numpy(x).clone()  # Orchard-owned memory, as oc.randn would give
+        return self.mod.from_numpy(x).clone().to(self.on)  # Orchard-owned memory, as oc.randn would give
 
     def sync(self, out):
         t = _first(out, self.mod.Tensor)
@@ -118,12 +122,12 @@ class MLX(Framework):
 ADAPTERS = {cls.name: cls for cls in (Orchard, NumPy, Torch, MLX)}
 
 
-def load(names):
+def load(names, orchard_device="cpu"):
     """Adapters for the frameworks in `names` that import; the rest are reported and skipped."""
     loaded, missing = {}, {}
     for name in names:
         try:
-            loaded[name] = ADAPTERS[name]()
+            loaded[name] = ADAPTERS[name](orchard_device) if name == "orchard" else ADAPTERS[name]()
         except ImportError as e:
             missing[name] = str(e)
     return loaded, missing

@@ -122,7 +122,7 @@ def _environment(fws, missing, args):
                host=platform.node(), platform=platform.platform(), cpu=cpu,
                cpu_count=os.cpu_count(), python=platform.python_version(),
                versions={name: fw.version for name, fw in fws.items()}, missing=missing,
-               repeat=args.repeat, warmup=args.warmup, quick=args.quick,
+               repeat=args.repeat, warmup=args.warmup, quick=args.quick, orchard_device=args.device,
                loadavg_start=os.getloadavg())
     if "torch" in fws:
         env["torch_threads"] = fws["torch"].mod.get_num_threads()
@@ -135,7 +135,7 @@ def run_all(args, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(REGISTRY)}")
     wanted = args.frameworks.split(",") if args.frameworks else FRAMEWORKS
-    fws, missing = frameworks.load([f for f in FRAMEWORKS if f in wanted])
+    fws, missing = frameworks.load([f for f in FRAMEWORKS if f in wanted], args.device)
     # NumPy runs first: its output is the reference for the others.
     order = sorted(fws, key=lambda f: f != "numpy")
     cpu_start = _cpu_seconds()
@@ -168,6 +168,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--frameworks", help="comma-separated subset of " + ", ".join(FRAMEWORKS))
     p.add_argument("--out", help="output directory (default runs/bench-<timestamp>)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "metal"],
+                   help="Orchard's device (rows say where kernels ran: 'metal (emulated)' off Apple GPUs)")
     return p.parse_args(argv)
 
 

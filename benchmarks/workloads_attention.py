@@ -75,6 +75,12 @@ class _CausalAttention(Workload):
 
 
 @register
+class Attention512(_CausalAttention):
+    name = "attn512"
+    sizes = {"full": dict(length=512), "quick": dict(length=64)}
+
+
+@register
 class Attention1k(_CausalAttention):
     name = "attn1k"
     sizes = {"full": dict(length=1024), "quick": dict(length=128)}
@@ -84,6 +90,18 @@ class Attention1k(_CausalAttention):
 class Attention4k(_CausalAttention):
     name = "attn4k"
     sizes = {"full": dict(length=4096), "quick": dict(length=256)}
+
+
+@register
+class Attention8k(_CausalAttention):
+    name = "attn8k"
+    sizes = {"full": dict(length=8192), "quick": dict(length=512)}
+
+
+@register
+class Attention16k(_CausalAttention):
+    name = "attn16k"
+    sizes = {"full": dict(length=16384), "quick": dict(length=1024)}
 
 
 @register

@@ -43,7 +43,7 @@ class GPT2TrainStep(Workload):
         from orchard.models import GPT2, GPT2Config
         from orchard.optim import AdamW
         oc.manual_seed(0)
-        model = GPT2(GPT2Config(**config))
+        model = GPT2(GPT2Config(**config)).to(idx.device)
         optimizer = AdamW(model.parameters(), lr=LR)
 
         def step():

@@ -17,7 +17,7 @@ from ._core import (  # noqa: F401  (functions that are also Tensor methods)
     scatter_add, sigmoid, sin, softmax, split, sqrt, sub, sum, tanh, tril, triu, var,
 )
 from ._tensor import arange, tensor, empty_like, zeros_like, ones_like, full_like, rand_like, randn_like
-from . import autograd, nn, optim, profile
+from . import autograd, metal, nn, optim, profile
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 
 bool = dtype.bool

@@ -18,21 +18,6 @@ Tensor logical_and(const Tensor& a, const Tensor& b) { return orchard::binary(Bi
 Tensor scalar(double v, const Tensor& like) { return scalar_tensor(v, like.dtype(), like.device(), true); }
 Tensor mask_as(const Tensor& cond, const Tensor& like) { return cast(cond, like.dtype()); }
 
-// d/dx gelu(x): exact, Phi(x) + x phi(x); tanh form, differentiated term by term.
-Tensor gelu_grad(const Tensor& x, bool tanh_approx) {
-  Tensor x2 = mul(x, x);
-  if (tanh_approx) {
-    const double k = std::sqrt(2.0 / M_PI), c = 0.044715;
-    Tensor t = unary(UnaryOp::Tanh, mul(scalar(k, x), add(x, mul(scalar(c, x), mul(x2, x)))));
-    Tensor dinner = mul(scalar(k, x), add(scalar(1, x), mul(scalar(3 * c, x), x2)));
-    Tensor sech2 = sub(scalar(1, x), mul(t, t));
-    return add(mul(scalar(0.5, x), add(scalar(1, x), t)), mul(mul(scalar(0.5, x), x), mul(sech2, dinner)));
-  }
-  Tensor cdf = mul(scalar(0.5, x), add(scalar(1, x), unary(UnaryOp::Erf, mul(scalar(M_SQRT1_2, x), x))));
-  Tensor pdf = mul(scalar(1.0 / std::sqrt(2 * M_PI), x), unary(UnaryOp::Exp, mul(scalar(-0.5, x), x2)));
-  return add(cdf, mul(x, pdf));
-}
-
 }  // namespace
 
 const char* node_name(UnaryOp op) {
@@ -45,7 +30,8 @@ const char* node_name(UnaryOp op) {
 
 const char* node_name(BinaryOp op) {
   static const char* names[] = {"AddBackward", "SubBackward", "MulBackward", "DivBackward", "PowBackward",
-                                "MaximumBackward", "MinimumBackward", "SafeDivBackward", "EqBackward",
+                                "MaximumBackward", "MinimumBackward", "SafeDivBackward", "GeluBackwardBackward",
+                                "GeluBackwardBackward", "EqBackward",
                                 "NeBackward", "LtBackward", "LeBackward", "GtBackward", "GeBackward",
                                 "LogicalAndBackward", "LogicalOrBackward"};
   return names[int(op)];
@@ -89,7 +75,9 @@ BackwardFn unary(UnaryOp op, const Tensor& x_in, const Tensor& out_in) {
         return {mul(g, mul(y, sub(scalar(1, y), y)))};
       }
       case UnaryOp::GeluExact:
-      case UnaryOp::GeluTanh: return {mul(g, gelu_grad(x.get(), op == UnaryOp::GeluTanh))};
+      case UnaryOp::GeluTanh:  // one fused kernel: grad * gelu'(x)
+        return {orchard::binary(op == UnaryOp::GeluTanh ? BinaryOp::GeluBackwardTanh : BinaryOp::GeluBackwardExact,
+                                g, x.get())};
       case UnaryOp::Erf: {
         const Tensor& v = x.get();
         return {mul(g, mul(scalar(2 / std::sqrt(M_PI), v), unary(UnaryOp::Exp, unary(UnaryOp::Neg, mul(v, v)))))};
@@ -102,21 +90,29 @@ BackwardFn unary(UnaryOp op, const Tensor& x_in, const Tensor& out_in) {
   };
 }
 
-BackwardFn binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in, const Tensor& out_in, const Needs& needs) {
+BackwardFn binary(BinaryOp op, const Tensor& a_in_arg, const Tensor& b_in_arg, const Tensor& out_in,
+                  const Needs& needs) {
+  // A Python scalar lives on the host as float64: the backward formulas get it as a tensor of the
+  // result's dtype on the result's device, where the gradients are computed.
+  auto resident = [&](const Tensor& t) {
+    return t.is_wrapped_number() && t.device() != out_in.device() ? t.to(out_in.dtype()).to(out_in.device()) : t;
+  };
+  const Tensor a_in = resident(a_in_arg), b_in = resident(b_in_arg);
   SavedTensor a, b, out;
   switch (op) {
     case BinaryOp::Mul: a = needs[1] ? a_in : Tensor(); b = needs[0] ? b_in : Tensor(); break;
     case BinaryOp::Div: case BinaryOp::SafeDiv: b = b_in; out = needs[1] ? out_in : Tensor(); break;
     case BinaryOp::Pow: a = a_in; b = b_in; out = needs[1] ? out_in : Tensor(); break;
     case BinaryOp::Maximum: case BinaryOp::Minimum: a = a_in; b = b_in; break;
+    case BinaryOp::GeluBackwardExact: case BinaryOp::GeluBackwardTanh: b = needs[0] ? b_in : Tensor(); break;
     default: break;
   }
   bool na = needs[0], nb = needs[1];
   // x ** c for a Python number c (always on the host): d/dx = c * x^(c-1) with c known now, so
   // the common c = 2 and c = 1 need no pow at all.
   std::optional<double> exponent;
-  if (op == BinaryOp::Pow && !nb && b_in.is_wrapped_number() && b_in.device() == Device::CPU)
-    exponent = *b_in.to(DType::Float64).contiguous().data_as<double>();
+  if (op == BinaryOp::Pow && !nb && b_in_arg.is_wrapped_number() && b_in_arg.device() == Device::CPU)
+    exponent = *b_in_arg.to(DType::Float64).contiguous().data_as<double>();
   return [op, a, b, out, na, nb, exponent](const Tensor& g) -> Grads {
     switch (op) {
       case BinaryOp::Add: return {g, g};
@@ -156,6 +152,11 @@ BackwardFn binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in, const Ten
         Tensor wa = add(wins, ties);
         return {na ? mul(g, wa) : Tensor(), nb ? mul(g, sub(scalar(1, g), wa)) : Tensor()};
       }
+      case BinaryOp::GeluBackwardExact:
+      case BinaryOp::GeluBackwardTanh:
+        // Linear in the incoming gradient; differentiating in x would need gelu''.
+        ORCHARD_CHECK(!nb, RuntimeError, node_name(op), ": the second derivative of gelu is not implemented");
+        return {orchard::binary(op, g, b.get()), Tensor()};
       default: break;
     }
     return {Tensor(), Tensor()};

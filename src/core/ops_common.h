@@ -13,6 +13,7 @@ DType result_type(const Tensor& a, const Tensor& b);
 Device common_device(const char* op, std::initializer_list<Tensor> tensors);
 // `t` on `device`: moves only Python scalars, which are created on the CPU.
 Tensor on_device(const Tensor& t, Device device);
+Tensor on_device(const Tensor& t, Device device, DType dtype);  // cast, then move
 
 // In-place targets must not have several elements sharing memory (an expanded view).
 void check_writable(const Tensor& out, const char* op);

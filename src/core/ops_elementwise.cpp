@@ -32,6 +32,10 @@ Device common_device(const char* op, std::initializer_list<Tensor> tensors) {
 
 Tensor on_device(const Tensor& t, Device device) { return t.device() == device ? t : t.to(device); }
 
+// Cast first: a Python scalar arrives as a float64 CPU tensor, which a device without float64 could
+// not hold before the cast.
+Tensor on_device(const Tensor& t, Device device, DType dtype) { return on_device(t.to(dtype), device); }
+
 void check_writable(const Tensor& out, const char* op) {
   for (int64_t i = 0; i < out.ndim(); ++i)
     ORCHARD_CHECK(out.strides()[i] != 0 || out.shape()[i] <= 1, ValueError, op,
@@ -55,7 +59,8 @@ bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 
 const char* binary_name(BinaryOp op) {
   static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "safe_div",
-                                "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
+                                "gelu_backward", "gelu_tanh_backward", "eq", "ne", "lt", "le", "gt", "ge",
+                                "logical_and", "logical_or"};
   return names[int(op)];
 }
 
@@ -100,7 +105,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   DType dt = compute_dtype(op, result_type(a, b));
   Shape shape = broadcast_shapes(a.shape(), b.shape());
   Tensor out = empty(shape, is_comparison(op) || op >= BinaryOp::LogicalAnd ? DType::Bool : dt, dev);
-  Tensor ca = on_device(a, dev).to(dt), cb = on_device(b, dev).to(dt);
+  Tensor ca = on_device(a, dev, dt), cb = on_device(b, dev, dt);
   runtime_for(dev).binary(op, make_loop(out, {ca, cb}));
   return rec.finish(out, [&] { return derivatives::binary(op, a, b, out, {rec.needs(0), rec.needs(1)}); });
 }
@@ -112,7 +117,7 @@ Tensor scaled(const char* op, const Tensor& a, const Tensor& b, double alpha) {
   const bool whole = std::isfinite(alpha) && alpha == std::trunc(alpha);
   ORCHARD_CHECK(whole || is_floating(result_type(a, b)), ValueError, op, ": alpha must be a whole number for ",
                 dtype_name(result_type(a, b)), " inputs, got ", alpha);
-  return mul(b, scalar_tensor(alpha, whole ? DType::Int64 : DType::Float64, b.device(), true));
+  return mul(b, scalar_tensor(alpha, whole ? DType::Int64 : DType::Float64, Device::CPU, true));  // a host scalar
 }
 }  // namespace
 
@@ -133,17 +138,22 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   DType dt = result_type(a, b);
   Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
   Tensor out = empty(shape, dt, dev);
-  runtime_for(dev).where(make_loop(out, {on_device(cond, dev), on_device(a, dev).to(dt), on_device(b, dev).to(dt)}));
+  runtime_for(dev).where(make_loop(out, {on_device(cond, dev), on_device(a, dev, dt), on_device(b, dev, dt)}));
   return rec.finish(out, [&] { return derivatives::where(cond); });
 }
 
 Tensor clamp(const Tensor& x, std::optional<Tensor> min, std::optional<Tensor> max) {
   ORCHARD_CHECK(min || max, ValueError, "clamp: at least one of min and max must be given");
   // Composed from where, so the gradient reaches x wherever it lies within [min, max] (bounds
-  // included) and the bound elsewhere, as in PyTorch; NaN in x propagates.
+  // included) and the bound elsewhere, as in PyTorch; NaN in x propagates, and so does a NaN bound
+  // (it is taken where it is NaN, as PyTorch's clamp does).
+  auto beyond = [](BinaryOp cmp, const Tensor& v, const Tensor& bound) {
+    Tensor c = binary(cmp, v, bound);
+    return is_floating(bound.dtype()) ? binary(BinaryOp::LogicalOr, c, binary(BinaryOp::Ne, bound, bound)) : c;
+  };
   Tensor out = x;
-  if (min) out = where(binary(BinaryOp::Lt, out, *min), *min, out);
-  if (max) out = where(binary(BinaryOp::Gt, out, *max), *max, out);
+  if (min) out = where(beyond(BinaryOp::Lt, out, *min), *min, out);
+  if (max) out = where(beyond(BinaryOp::Gt, out, *max), *max, out);
   return out;
 }
 
@@ -163,7 +173,7 @@ Tensor& binary_(BinaryOp op, Tensor& out, const Tensor& value) {
   ORCHARD_CHECK(broadcast_shapes(out.shape(), value.shape()) == out.shape(), ValueError, binary_name(op),
                 "_: value of shape ", shape_str(value.shape()), " cannot be broadcast to the shape ",
                 shape_str(out.shape()), " of the tensor updated in place");
-  Tensor v = unaliased(on_device(value, dev).to(out.dtype()), out);
+  Tensor v = unaliased(on_device(value, dev, out.dtype()), out);
   // What backward reads must stay as the formula saw it, though this op overwrites `out` and later
   // in-place ops may overwrite it again: copies of the target before the op (mul's gradient for
   // `value`, pow, maximum/minimum), of `value` when it is the target itself (t.mul_(t)), and of

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 #include "derivatives.h"
@@ -139,7 +140,8 @@ static Tensor cat_forward(const std::vector<Tensor>& tensors, int64_t dim) {
     for (int64_t j = 0; same && j < t.ndim(); ++j) same = j == d || t.size(j) == first.size(j);
     ORCHARD_CHECK(same, ValueError, "cat: tensor ", i, " has shape ", shape_str(t.shape()), " but tensor 0 has shape ",
                   shape_str(first.shape()), "; all sizes must match except in dimension ", d);
-    shape[d] += t.size(d);
+    ORCHARD_CHECK(!__builtin_add_overflow(shape[d], t.size(d), &shape[d]), ValueError, "cat: the sizes in dimension ",
+                  d, " add up to more than fit in 64 bits");
     dtype = promote_types(dtype, t.dtype());
   }
   Tensor out = empty(shape, dtype, first.device());
@@ -182,7 +184,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sections,
   int64_t total = 0;
   for (int64_t s : sections) {
     ORCHARD_CHECK(s >= 0, ValueError, "split: section sizes must be non-negative, got ", shape_str(sections));
-    total += s;
+    if (__builtin_add_overflow(total, s, &total)) total = std::numeric_limits<int64_t>::max();  // reported as a mismatch below
   }
   ORCHARD_CHECK(total == x.size(d), ValueError, "split: section sizes ", shape_str(sections), " sum to ", total,
                 " but dimension ", d, " of shape ", shape_str(x.shape()), " has size ", x.size(d));

@@ -121,6 +121,7 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   ORCHARD_CHECK(is_floating(x.dtype()), DTypeError, log ? "log_softmax" : "softmax",
                 ": input dtype must be floating point, got ", dtype_name(x.dtype()));
   if (x.ndim() == 0) {
+    normalize_dim(dim, 0, log ? "log_softmax" : "softmax");  // 0 or -1, as for other 0-d reductions
     Tensor r = softmax_impl(x.reshape({1}), 0, log).reshape({});
     return rec.finish(r, [&] { return derivatives::softmax(r, 0, log); });
   }

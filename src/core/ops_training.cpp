@@ -68,7 +68,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                 "cross_entropy: targets must lie in [0, ", classes, ") or equal ignore_index ", ignore_index);
   Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
   if (rows > 0) runtime_for(dev).cross_entropy_forward(x, t, ignore_index, losses, lse);
-  const double count = double(rows) - sum(ignored).to(DType::Float64).to(Device::CPU).data_as<double>()[0];
+  const double count = double(rows - sum(ignored).to(Device::CPU).data_as<int64_t>()[0]);
   Tensor out = reduction == Reduction::None ? losses.reshape(targets.shape())
                : reduction == Reduction::Sum ? sum(losses)
                                               : div(sum(losses), scalar_tensor(count, DType::Float32, dev, true));

@@ -35,6 +35,7 @@ enum class UnaryOp : uint8_t {
 };
 enum class BinaryOp : uint8_t {
   Add, Sub, Mul, Div, Pow, Maximum, Minimum, SafeDiv,
+  GeluBackwardExact, GeluBackwardTanh,  // (grad, x) -> grad * gelu'(x); float dtypes only
   Eq, Ne, Lt, Le, Gt, Ge,  // comparisons write bool
   LogicalAnd, LogicalOr,
 };
@@ -68,6 +69,8 @@ class Runtime {
  public:
   virtual ~Runtime() = default;
   virtual Device device() const = 0;
+  // Whether tensors of this dtype can live on the device (Metal has no float64).
+  virtual bool supports(DType) const { return true; }
 
   // Memory. allocate throws OutOfMemoryError when the request cannot be served.
   virtual void* allocate(size_t nbytes) = 0;

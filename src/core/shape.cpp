@@ -16,12 +16,17 @@ std::string shape_str(const Shape& s) {
 }
 
 int64_t checked_numel(const Shape& s) {
-  int64_t n = 1;
+  // The product of the sides with zeros counted as 1 must fit too: it bounds every stride of the
+  // shape (a shape [0, 2^62, 2^62] has no elements, but its contiguous strides would overflow).
+  int64_t n = 1, span = 1;
   for (int64_t d : s) {
     ORCHARD_CHECK(d >= 0, ValueError, "negative dimension ", d, " in shape ", shape_str(s),
                   "; dimensions must be >= 0");
-    ORCHARD_CHECK(!__builtin_mul_overflow(n, d, &n), ValueError, "shape ", shape_str(s),
-                  " has more elements than fit in 64 bits");
+    ORCHARD_CHECK(!__builtin_mul_overflow(span, std::max<int64_t>(d, 1), &span), ValueError, "shape ",
+                  shape_str(s), std::find(s.begin(), s.end(), 0) == s.end()
+                                    ? " has more elements than fit in 64 bits"
+                                    : " has sides whose product does not fit in 64 bits (its strides would overflow)");
+    n *= d;  // |n| <= span, so this cannot overflow
   }
   return n;
 }

@@ -6,6 +6,7 @@
 #include "autograd.h"
 #include "errors.h"
 #include "ops.h"
+#include "runtime.h"
 
 namespace orchard {
 
@@ -16,6 +17,8 @@ TensorImpl::TensorImpl(Ptr<Storage> storage_, Shape shape_, Strides strides_, in
 TensorImpl::~TensorImpl() = default;
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  ORCHARD_CHECK(runtime_for(device).supports(dtype), DTypeError, device_name(device), " tensors cannot be ",
+                dtype_name(dtype), " (the device has no ", dtype_name(dtype), " arithmetic); use float32");
   int64_t n = checked_numel(shape);
   size_t nbytes;
   ORCHARD_CHECK(!__builtin_mul_overflow(size_t(n), orchard::itemsize(dtype), &nbytes), ValueError, "shape ",
@@ -33,8 +36,17 @@ int64_t Tensor::numel() const {
   return n;
 }
 
-int64_t Tensor::size(int64_t dim) const { return shape()[normalize_dim(dim, ndim(), "size")]; }
-int64_t Tensor::stride(int64_t dim) const { return strides()[normalize_dim(dim, ndim(), "stride")]; }
+namespace {
+// A dim of a tensor that has dims to index: normalize_dim also accepts 0 and -1 for a 0-d tensor
+// (reductions and softmax take them), but a 0-d tensor has no shape()[0] to read.
+int64_t existing_dim(const Tensor& t, int64_t dim, const char* op) {
+  ORCHARD_CHECK(t.ndim() > 0, IndexError, op, ": dimension ", dim, " is out of range for a 0-d tensor (it has no dimensions)");
+  return normalize_dim(dim, t.ndim(), op);
+}
+}  // namespace
+
+int64_t Tensor::size(int64_t dim) const { return shape()[existing_dim(*this, dim, "size")]; }
+int64_t Tensor::stride(int64_t dim) const { return strides()[existing_dim(*this, dim, "stride")]; }
 
 void* Tensor::data() const {
   return static_cast<char*>(storage()->data()) + offset() * int64_t(itemsize());
@@ -58,7 +70,7 @@ Tensor Tensor::as_strided(Shape shape, Strides strides, int64_t offset) const {
 namespace {
 // Resolves a single -1 in a requested shape against numel.
 Shape infer_shape(Shape shape, int64_t numel, const Shape& from) {
-  int64_t known = 1, infer_at = -1;
+  int64_t infer_at = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
       ORCHARD_CHECK(infer_at < 0, ValueError, "reshape: only one dimension can be -1, got ",
@@ -67,8 +79,14 @@ Shape infer_shape(Shape shape, int64_t numel, const Shape& from) {
     } else {
       ORCHARD_CHECK(shape[i] >= 0, ValueError, "reshape: invalid dimension ", shape[i], " in ",
                     shape_str(shape));
-      known *= shape[i];
     }
+  }
+  int64_t known = 1, span = 1;  // span: the product with zeros counted as 1, which bounds known
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (int64_t(i) == infer_at) continue;
+    ORCHARD_CHECK(!__builtin_mul_overflow(span, std::max<int64_t>(shape[i], 1), &span), ValueError, "reshape: shape ",
+                  shape_str(shape), " has more elements than fit in 64 bits");
+    known *= shape[i];
   }
   if (infer_at >= 0) {
     ORCHARD_CHECK(known != 0 && numel % known == 0, ValueError, "cannot reshape tensor of shape ",
@@ -157,7 +175,11 @@ Tensor Tensor::reshape(Shape shape) const {
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
-  if (ndim() == 0) return reshape({1});
+  if (ndim() == 0) {
+    normalize_dim(start_dim, 0, "flatten");  // 0 or -1
+    normalize_dim(end_dim, 0, "flatten");
+    return reshape({1});
+  }
   int64_t s = normalize_dim(start_dim, ndim(), "flatten"), e = normalize_dim(end_dim, ndim(), "flatten");
   ORCHARD_CHECK(s <= e, ValueError, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim);
   Shape out(shape().begin(), shape().begin() + s);
@@ -220,11 +242,13 @@ Tensor Tensor::expand(Shape target) const {
     }
     int64_t have = shape()[i - lead];
     if (target[i] == -1) target[i] = have;
+    ORCHARD_CHECK(target[i] >= 0, ValueError, "expand: invalid size ", target[i], " for dimension ", i);
     ORCHARD_CHECK(have == target[i] || have == 1, ValueError, "expand: shape ", shape_str(shape()),
                   " cannot be expanded to ", shape_str(target), " (dimension ", i, ": ", have,
                   " must equal ", target[i], " or be 1)");
     st[i] = have == target[i] ? strides()[i - lead] : 0;
   }
+  checked_numel(target);  // ValueError when the expanded element count overflows
   // Node::apply sums the gradient back to this tensor's shape.
   return rec.finish(as_strided(target, st, offset()), pass_through);
 }
@@ -261,18 +285,6 @@ Tensor Tensor::unsqueeze(int64_t dim) const {
   return rec.finish(as_strided(sh, st, offset()), [&] { return reshape_back(shape()); });
 }
 
-namespace {
-// Gradient of a view that picks part of its input: the gradient written into that part of zeros.
-autograd::BackwardFn scatter_into_zeros(const Shape& in_shape, std::function<Tensor(const Tensor&)> view_of) {
-  return [in_shape, view_of](const Tensor& g) {
-    Tensor z = zeros(in_shape, g.dtype(), g.device());
-    Tensor part = view_of(z);
-    copy_(part, g);
-    return Grads{z};
-  };
-}
-}  // namespace
-
 Tensor Tensor::slice(int64_t dim, int64_t start, int64_t stop, int64_t step) const {
   Recorder rec("SliceBackward", {*this});
   ORCHARD_CHECK(ndim() > 0, IndexError, "slice: cannot slice a 0-d tensor");
@@ -284,11 +296,10 @@ Tensor Tensor::slice(int64_t dim, int64_t start, int64_t stop, int64_t step) con
   stop = std::max(clampi(stop), start);
   Shape sh = shape();
   Strides st = strides();
-  sh[d] = (stop - start + step - 1) / step;
-  st[d] = strides()[d] * step;
-  return rec.finish(as_strided(sh, st, offset() + start * strides()[d]), [&] {
-    return scatter_into_zeros(shape(), [=](const Tensor& z) { return z.slice(d, start, stop, step); });
-  });
+  sh[d] = stop > start ? (stop - start - 1) / step + 1 : 0;  // (stop - start + step - 1 may overflow)
+  if (__builtin_mul_overflow(strides()[d], step, &st[d])) st[d] = strides()[d];  // such a step keeps one element
+  return rec.finish_view(as_strided(sh, st, offset() + start * strides()[d]),
+                         [=](const Tensor& z) { return z.slice(d, start, stop, step); });
 }
 
 Tensor Tensor::select(int64_t dim, int64_t index) const {
@@ -303,16 +314,15 @@ Tensor Tensor::select(int64_t dim, int64_t index) const {
   Strides st = strides();
   sh.erase(sh.begin() + d);
   st.erase(st.begin() + d);
-  return rec.finish(as_strided(sh, st, offset() + index * strides()[d]), [&] {
-    return scatter_into_zeros(shape(), [=](const Tensor& z) { return z.select(d, index); });
-  });
+  return rec.finish_view(as_strided(sh, st, offset() + index * strides()[d]),
+                         [=](const Tensor& z) { return z.select(d, index); });
 }
 
 Tensor Tensor::narrow(int64_t dim, int64_t start, int64_t length) const {
-  int64_t d = normalize_dim(dim, ndim(), "narrow");
+  int64_t d = existing_dim(*this, dim, "narrow");
   int64_t n = shape()[d];
   if (start < 0) start += n;
-  ORCHARD_CHECK(start >= 0 && length >= 0 && start + length <= n, IndexError, "narrow: start ", start,
+  ORCHARD_CHECK(start >= 0 && length >= 0 && length <= n - start, IndexError, "narrow: start ", start,
                 " and length ", length, " do not fit in dimension ", d, " of size ", n);
   return slice(d, start, start + length, 1);
 }

@@ -55,6 +55,7 @@ void bind_ops(nb::module_& m);
 void bind_attention(nb::module_& m);
 void bind_training(nb::module_& m);
 void bind_profile(nb::module_& m);
+void bind_devices(nb::module_& m);
 
 }  // namespace orchard::python
 

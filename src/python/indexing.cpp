@@ -29,20 +29,24 @@ Tensor mask_positions(const Tensor& mask) {
 
 Tensor apply_key(const Tensor& self, nb::handle key_in) {
   nb::tuple key = nb::isinstance<nb::tuple>(key_in) ? nb::borrow<nb::tuple>(key_in) : nb::make_tuple(key_in);
-  int64_t consuming = 0, ellipses = 0, advanced = 0;
+  int64_t consuming = 0, ellipses = 0, advanced = 0, bools = 0;
   for (nb::handle k : key) {
-    if (k.is_none() || PyBool_Check(k.ptr())) continue;  // True/False add a dim, as None does
+    if (PyBool_Check(k.ptr())) { ++bools; continue; }  // True/False add a dim, as None does
+    if (k.is_none()) continue;
     if (k.ptr() == Py_Ellipsis) { ++ellipses; continue; }
     if (is_index_tensor(k)) ++advanced;
     if (nb::isinstance<Tensor>(k) && nb::cast<Tensor>(k).dtype() == DType::Bool) consuming += nb::cast<Tensor>(k).ndim();
     else ++consuming;
   }
   if (ellipses > 1) throw IndexError("an index can only have a single ellipsis ('...')");
-  // NumPy and PyTorch broadcast several index tensors together (t[[0, 1], [0, 1]] is a diagonal);
+  // NumPy and PyTorch broadcast several index tensors together (t[[0, 1], [0, 1]] is a diagonal),
+  // and a True/False next to one is an index of that kind too (t[False, [1, 2]] is an error there);
   // rather than answer differently, refuse.
-  if (advanced > 1)
+  if (advanced > 1 || (advanced == 1 && bools > 0))
     throw IndexError(detail::concat("only one index tensor, list or bool mask per indexing expression is supported, got ",
-                                    advanced, "; index one dim at a time, or use gather()/index_select()"));
+                                    advanced + (advanced ? bools : 0),
+                                    " (True/False count as one next to another); index one dim at a time, or use "
+                                    "gather()/index_select()"));
   if (consuming > self.ndim())
     throw IndexError(detail::concat("too many indices for tensor of dimension ", self.ndim(), ": got ", consuming));
 
@@ -66,7 +70,8 @@ Tensor apply_key(const Tensor& self, nb::handle key_in) {
     } else if (PyLong_Check(o) || (PyIndex_Check(o) && !nb::isinstance<Tensor>(k))) {
       t = t.select(d, nb::cast<int64_t>(k));
     } else if (is_index_tensor(k)) {
-      Tensor idx = as_index_tensor(k);
+      // Lists become tensors on the host; an index (like PyTorch's) may live on another device.
+      Tensor idx = as_index_tensor(k).to(t.device());
       if (idx.dtype() == DType::Bool) {
         int64_t n = idx.ndim();
         for (int64_t i = 0; i < n; ++i)
@@ -115,7 +120,9 @@ void bind_indexing(nb::class_<Tensor>& cls) {
     if (nb::isinstance<Tensor>(key) && nb::cast<Tensor>(key).dtype() == DType::Bool &&
         nb::cast<Tensor>(key).shape() == t.shape() && value.t.numel() == 1) {
       Tensor mask = nb::cast<Tensor>(key);
-      nogil([&] { return copy_(t, where(mask, value.t.reshape({}), t)); });
+      // A 0-d value of another device is a scalar, as in PyTorch: cast, then move it to t's device.
+      Tensor v = value.t.reshape({}).to(t.dtype()).to(t.device());
+      nogil([&] { return copy_(t, where(mask, v, t)); });
       return;
     }
     throw IndexError("assignment with integer index tensors is not supported; "

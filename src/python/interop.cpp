@@ -69,12 +69,10 @@ Tensor wrap_array(const AnyArray& arr) {
   return Tensor::view_of(storage, shape, strides, 0, dtype);
 }
 
-// A view of t's memory as an nb::ndarray; the Tensor handle is its owner.
+// A view of t's memory as an nb::ndarray; the Tensor handle is its owner. Metal memory is shared
+// storage on unified memory, so once the queued work is done the CPU reads it in place (as MLX does).
 template <typename Framework>
 nb::ndarray<Framework> as_ndarray(const Tensor& t) {
-  if (t.device() != Device::CPU && !runtime_is_emulated(t.device()))
-    throw RuntimeError(detail::concat("cannot share a ", device_name(t.device()),
-                                   " tensor with NumPy; call .cpu() first"));
   runtime_for(t.device()).synchronize();
   nb::object owner = nb::cast(t);  // keeps the storage alive as long as the array
   std::vector<size_t> shape(t.shape().begin(), t.shape().end());

@@ -47,4 +47,5 @@ NB_MODULE(_core, m) {
   bind_attention(m);
   bind_training(m);
   bind_profile(m);
+  bind_devices(m);
 }

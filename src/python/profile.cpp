@@ -23,11 +23,6 @@ void bind_profile(nb::module_& m) {
       out.append(nb::make_tuple(s.id, s.nbytes, device_name(s.device)));
     return out;
   });
-  m.def("synchronize", [](const DeviceArg& d) { runtime_for(d.get()).synchronize(); }, nb::arg("device") = DeviceArg{"cpu"});
-  m.def("empty_cache", [] {
-    for (Device d : {Device::CPU, Device::Metal})
-      if (has_runtime(d)) runtime_for(d).release_cached_memory();
-  }, "Returns cached device memory to the system");
 }
 
 }  // namespace orchard::python

@@ -8,6 +8,7 @@
 
 #include "ops.h"
 #include "profile.h"
+#include "runtime.h"
 
 using namespace orchard;
 
@@ -128,7 +129,8 @@ TEST(Errors, SizesAndDevices) {
   EXPECT_THROW(empty({int64_t(1) << 40, int64_t(1) << 40}), ValueError);
   EXPECT_THROW(empty({-1}), ValueError);
   EXPECT_THROW(empty({int64_t(1) << 45}, DType::Float64), OutOfMemoryError);
-  EXPECT_THROW(seq({2}).to(Device::Metal), RuntimeError);
+  if (!has_runtime(Device::Metal)) EXPECT_THROW(seq({2}).to(Device::Metal), RuntimeError);
+  else EXPECT_THROW(add(seq({2}), seq({2}).to(Device::Metal)), RuntimeError);  // devices must agree
   EXPECT_THROW(seq({2, 3}).transpose(0, 2), IndexError);
   EXPECT_THROW(seq({2, 3}).select(1, 3), IndexError);
 }

@@ -8,13 +8,15 @@ References are computed in float64 (or int64/bool) with NumPy from the exact inp
 rounded to the result dtype; PyTorch is the reference for dtypes (type promotion) and wherever
 NumPy's semantics differ from PyTorch's.
 """
+import functools
 import os
+import sys
 import tempfile
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, assume, currently_in_test_context, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -28,12 +30,66 @@ settings.register_profile(
     max_examples=int(os.environ.get("ORCHARD_HYPOTHESIS_EXAMPLES", "30")),
     deadline=None,
     database=None,  # no .hypothesis/ directory in the source tree
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    # `device` is a constant string per test, so sharing it across examples is safe.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                           HealthCheck.function_scoped_fixture],
     print_blob=True,
     # no `explain` phase: it writes patch files under .hypothesis/
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
 settings.load_profile("orchard")
+
+# ---- devices ----------------------------------------------------------------------------------
+
+# Every device this build serves: the Metal device is an Apple GPU, or the emulator in the test build.
+DEVICES = ["cpu"] + (["metal"] if oc.metal.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Runs a test once per device."""
+    return request.param
+
+
+def supports(device, dtype):
+    """Whether tensors of dtype can live on device (Metal has no float64)."""
+    return not (device == "metal" and dtype == oc.float64)
+
+
+def require(device, dtype):
+    """Leaves out a (device, dtype) pair the device cannot hold: a filtered example under
+    hypothesis, a skip otherwise. tests/py/test_errors.py checks that asking for it raises."""
+    if supports(device, dtype):
+        return
+    if currently_in_test_context():
+        assume(False)
+    pytest.skip(f"{device} has no {dtype!r}")
+
+
+def forget_last_failure():
+    """Drops the frames (tensors included) of a test that failed just before: pytest keeps them in
+    sys.last_traceback until the next test's call starts, so they would be freed inside a test that
+    counts allocations and frees."""
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            delattr(sys, name)
+
+
+class OrchardOn:
+    """The orchard module with its factories creating tensors on `device`: for code written once
+    for orchard and torch (`L.tensor(...)`, `L.ones(...)`, `L.where(...)`). `L.device` is the device."""
+
+    FACTORIES = ("tensor", "zeros", "ones", "full", "empty", "arange", "rand", "randn")
+
+    def __init__(self, device):
+        self.device = device
+
+    def __getattr__(self, name):
+        attr = getattr(oc, name)
+        if name in self.FACTORIES:
+            return functools.partial(attr, device=self.device)
+        return attr
+
 
 # ---- dtypes ----------------------------------------------------------------------------------
 
@@ -108,11 +164,12 @@ def torch_values(t):
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def from_numpy(arr, dtype):
-    """A fresh contiguous Orchard tensor holding `arr` (values already representable in dtype)."""
+def from_numpy(arr, dtype, device="cpu"):
+    """A fresh contiguous Orchard tensor on `device` holding `arr` (values already representable in dtype)."""
+    require(device, dtype)
     arr = np.asarray(arr, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
     t = oc.tensor(arr if dtype != oc.bfloat16 else arr.astype(np.float32))
-    return t.to(dtype)
+    return t.to(dtype).to(device)
 
 
 def random_array(rng, shape, dtype, low=-3.0, high=3.0, special=False):
@@ -133,8 +190,8 @@ def random_array(rng, shape, dtype, low=-3.0, high=3.0, special=False):
 LAYOUTS = ["contiguous", "strided", "transposed", "offset", "expanded"]
 
 
-def make_tensor(rng, shape, dtype, layout="contiguous", **kw):
-    """(tensor, array): an Orchard tensor in the requested memory layout and its values.
+def make_tensor(rng, shape, dtype, layout="contiguous", device="cpu", **kw):
+    """(tensor, array): an Orchard tensor on `device` in the requested memory layout and its values.
 
     strided: every other element of a larger buffer; transposed: a permuted view of a buffer laid
     out in reverse dim order; offset: a view starting inside its storage; expanded: stride-0 dims
@@ -147,32 +204,32 @@ def make_tensor(rng, shape, dtype, layout="contiguous", **kw):
             d = big[rng.integers(len(big))]
             base = random_array(rng, shape[:d] + (1,) + shape[d + 1:], dtype, **kw)
             arr = np.broadcast_to(base, shape)
-            t = from_numpy(base, dtype).expand(*shape)
+            t = from_numpy(base, dtype, device).expand(*shape)
             return t, np.array(arr)
         layout = "offset"
     arr = random_array(rng, shape, dtype, **kw)
     if layout == "contiguous" or len(shape) == 0:
-        t = from_numpy(arr, dtype)
+        t = from_numpy(arr, dtype, device)
     elif layout == "strided":
         buf = np.zeros(shape[:-1] + (2 * shape[-1] + 1,), dtype=arr.dtype)
         buf[..., 1::2] = arr
-        t = from_numpy(buf, dtype)[..., 1::2]
+        t = from_numpy(buf, dtype, device)[..., 1::2]
     elif layout == "transposed":
         perm = list(range(len(shape)))[::-1]
-        t = from_numpy(np.transpose(arr, perm), dtype).permute(*perm)
+        t = from_numpy(np.transpose(arr, perm), dtype, device).permute(*perm)
     elif layout == "offset":
         flat = np.concatenate([np.zeros(3, dtype=arr.dtype), arr.reshape(-1)])
-        t = from_numpy(flat, dtype)[3:].view(*shape) if shape else from_numpy(flat, dtype)[3]
+        t = from_numpy(flat, dtype, device)[3:].view(*shape) if shape else from_numpy(flat, dtype, device)[3]
     else:
         raise ValueError(layout)
-    assert t.shape == shape and t.dtype == dtype
+    assert t.shape == shape and t.dtype == dtype and t.device == device
     return t, arr
 
 
 # ---- comparison ------------------------------------------------------------------------------
 
-def assert_close(actual, expected, dtype=None, rtol=None, atol=None, exact=None, msg=""):
-    """Checks an Orchard tensor against a NumPy reference: dtype (when given), shape, values.
+def assert_close(actual, expected, dtype=None, rtol=None, atol=None, exact=None, msg="", device=None):
+    """Checks an Orchard tensor against a NumPy reference: dtype and device (when given), shape, values.
 
     `expected` is rounded to the result dtype first; bool and integer results must match exactly,
     floating ones within TOLERANCE[dtype] unless rtol/atol are given. NaNs must match NaNs.
@@ -180,6 +237,8 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, exact=None,
     assert isinstance(actual, oc.Tensor), f"{msg}: expected an orchard.Tensor, got {type(actual).__name__}"
     if dtype is not None:
         assert actual.dtype == dtype, f"{msg}: dtype {actual.dtype!r}, expected {dtype!r}"
+    if device is not None:
+        assert actual.device == device, f"{msg}: on {actual.device}, expected {device}"
     dtype = actual.dtype
     expected = np.asarray(expected)
     assert actual.shape == expected.shape, f"{msg}: shape {actual.shape}, expected {expected.shape}"

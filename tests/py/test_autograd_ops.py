@@ -1,7 +1,12 @@
 """Backward formulas of every differentiable op, checked with oc.autograd.gradcheck (central finite
 differences in float64) on small random shapes, with broadcasting and non-contiguous inputs.
 Where PyTorch defines a convention finite differences cannot see (ties of max/min, kinks of relu
-and clamp, 0 ** 0), the gradient is compared with torch.autograd instead."""
+and clamp, 0 ** 0), the gradient is compared with torch.autograd instead.
+
+Every test runs on each device. Metal has no float64: there the inputs are float32, and the
+device's gradients are compared with the CPU's float64 analytic ones (themselves checked by
+gradcheck on the CPU run) at float32 tolerance. Constant tensors a function needs (indices, masks)
+are passed to it as inputs, so that the same function runs on either device."""
 import zlib
 
 import numpy as np
@@ -9,26 +14,36 @@ import pytest
 import torch
 
 import orchard as oc
+from conftest import TOLERANCE, supports
 
 LAYOUTS = ["contiguous", "transposed", "strided"]
+# Gradients computed in float32 against float64 ones: the suite's float32 tolerance, the absolute
+# part relative to the largest gradient of the input.
+FLOAT32_RTOL, FLOAT32_ATOL = TOLERANCE[oc.float32]
 
 
-def make(rng, shape, layout="contiguous", low=-2.0, high=2.0, requires_grad=True, values=None):
-    """A float64 leaf of `shape` in the given memory layout, and its values."""
+def grad_dtype(device):
+    """The dtype gradients are checked in: float64 where the device has it, float32 otherwise."""
+    return oc.float64 if supports(device, oc.float64) else oc.float32
+
+
+def make(rng, shape, layout="contiguous", low=-2.0, high=2.0, requires_grad=True, values=None, device="cpu"):
+    """A leaf of `shape` on `device` in the given memory layout (float64, or float32 on Metal)."""
     shape = tuple(shape)
+    dtype = grad_dtype(device)
     arr = rng.uniform(low, high, size=shape) if values is None else np.asarray(values, dtype=np.float64)
     if layout == "contiguous" or len(shape) == 0:
-        t = oc.tensor(arr, dtype=oc.float64)
+        t = oc.tensor(arr, dtype=dtype, device=device)
     elif layout == "transposed":
         perm = list(range(len(shape)))[::-1]
-        t = oc.tensor(np.ascontiguousarray(np.transpose(arr, perm)), dtype=oc.float64).permute(*perm)
+        t = oc.tensor(np.ascontiguousarray(np.transpose(arr, perm)), dtype=dtype, device=device).permute(*perm)
     elif layout == "strided":
         buf = np.zeros(shape[:-1] + (2 * shape[-1] + 1,))
         buf[..., 1::2] = arr
-        t = oc.tensor(buf, dtype=oc.float64)[..., 1::2]
+        t = oc.tensor(buf, dtype=dtype, device=device)[..., 1::2]
     else:
         raise ValueError(layout)
-    assert t.shape == shape and t.is_leaf
+    assert t.shape == shape and t.is_leaf and t.device == device
     return t.requires_grad_(requires_grad)
 
 
@@ -41,22 +56,69 @@ def away_from_zero(rng, shape, lo=0.2, hi=2.0):
 
 
 def check(fn, *inputs):
-    assert oc.autograd.gradcheck(fn, list(inputs))
+    """fn's backward for every input that requires grad: gradcheck on float64 inputs, or the
+    comparison with the CPU's float64 gradients on a device without float64."""
+    device = next(x.device for x in inputs if isinstance(x, oc.Tensor))
+    if supports(device, oc.float64):
+        assert oc.autograd.gradcheck(fn, list(inputs))
+    else:
+        check_against_cpu_float64(fn, *inputs)
 
 
-def torch_grads(fn_oc, fn_torch, *arrays, weight_seed=0):
-    """Gradients of sum(fn(x...) * w) from Orchard and PyTorch (float64) for each input."""
-    xs = [oc.tensor(a, dtype=oc.float64, requires_grad=True) for a in arrays]
+def _close(got, want, what):
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=FLOAT32_RTOL, atol=FLOAT32_ATOL * scale, err_msg=what)
+
+
+def check_against_cpu_float64(fn, *inputs):
+    """Runs fn on the inputs where they are (float32) and on float64 CPU copies of their values,
+    backpropagates sum(out * w) with the same fixed random w, and compares the outputs and every
+    input's gradient."""
+    def cpu_float64(x):
+        if not isinstance(x, oc.Tensor):
+            return x
+        c = x.detach().cpu()
+        return (c.double() if c.is_floating_point() else c).requires_grad_(x.requires_grad)
+
+    device = next(x.device for x in inputs if isinstance(x, oc.Tensor))
+    ref_inputs = [cpu_float64(x) for x in inputs]
+    checked = [i for i, x in enumerate(inputs) if isinstance(x, oc.Tensor) and x.requires_grad]
+    ref_out = fn(*ref_inputs)
+    w = np.random.default_rng(0).standard_normal(ref_out.shape)
+    ref_grads = oc.autograd.grad((ref_out * oc.tensor(w)).sum(), [ref_inputs[i] for i in checked], allow_unused=True)
+    out = fn(*inputs)
+    assert out.device == device and out.shape == ref_out.shape
+    _close(out.detach().cpu().double().numpy(), ref_out.detach().numpy(), "forward")
+    grads = oc.autograd.grad((out * oc.tensor(w, dtype=out.dtype, device=device)).sum(), [inputs[i] for i in checked],
+                             allow_unused=True)
+    for i, g, ref in zip(checked, grads, ref_grads):
+        want = np.zeros(inputs[i].shape) if ref is None else ref.numpy()
+        if g is None:
+            assert not np.any(want), f"input {i}: no gradient on {device}"
+            continue
+        assert g.device == device and g.dtype == inputs[i].dtype and g.shape == inputs[i].shape
+        _close(g.cpu().double().numpy(), want, f"gradient of input {i}")
+
+
+def torch_grads(fn_oc, fn_torch, *arrays, device="cpu", weight_seed=0):
+    """Gradients of sum(fn(x...) * w) from Orchard (on `device`) and PyTorch (float64) for each input."""
+    dtype = grad_dtype(device)
+    xs = [oc.tensor(a, dtype=dtype, device=device, requires_grad=True) for a in arrays]
     ts = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
     out, tout = fn_oc(*xs), fn_torch(*ts)
+    assert out.device == device
     w = np.random.default_rng(weight_seed).standard_normal(tuple(tout.shape))
-    (out * oc.tensor(w)).sum().backward()
+    (out * oc.tensor(w, dtype=dtype, device=device)).sum().backward()
     (tout * torch.tensor(w)).sum().backward()
-    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-12, atol=1e-12)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == oc.float64 else {"rtol": FLOAT32_RTOL, "atol": FLOAT32_ATOL}
+    np.testing.assert_allclose(out.detach().cpu().double().numpy(), tout.detach().numpy(), **tol)
+    if dtype == oc.float64:
+        tol = {"rtol": 1e-10, "atol": 1e-12}
     for x, t in zip(xs, ts):
-        got = np.zeros(x.shape) if x.grad is None else x.grad.numpy()
+        assert x.grad is None or x.grad.device == device
+        got = np.zeros(x.shape) if x.grad is None else x.grad.cpu().double().numpy()
         want = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got, want, **tol)
 
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -83,7 +145,7 @@ SHAPES = [(), (4,), (2, 3), (2, 1, 3)]
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name", list(UNARY))
-def test_unary(name, shape, layout):
+def test_unary(device, name, shape, layout):
     fn, domain = UNARY[name]
     rng = np.random.default_rng(seed_of((name, shape, layout)))
     if domain == "positive":
@@ -92,13 +154,21 @@ def test_unary(name, shape, layout):
         vals = away_from_zero(rng, shape)
     else:
         vals = rng.uniform(-2, 2, size=shape)
-    check(fn, make(rng, shape, layout, values=vals))
+    check(fn, make(rng, shape, layout, values=vals, device=device))
 
 
-def test_relu_abs_at_zero_match_torch():
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_gradcheck_over_its_tails(device, approximate):
+    # the fused backward kernel where the test_unary range does not reach: tanh and erf saturated
+    vals = np.concatenate([np.linspace(-9, 9, 37), [-0.75, 0.0]])
+    x = make(np.random.default_rng(0), vals.shape, values=vals, device=device)
+    check(lambda x: x.gelu(approximate=approximate), x)
+
+
+def test_relu_abs_at_zero_match_torch(device):
     v = np.array([-1.0, 0.0, 0.0, 2.0])
-    torch_grads(lambda x: x.relu(), torch.relu, v)
-    torch_grads(lambda x: x.abs(), torch.abs, v)
+    torch_grads(lambda x: x.relu(), torch.relu, v, device=device)
+    torch_grads(lambda x: x.abs(), torch.abs, v, device=device)
 
 
 BROADCAST = [((2, 3), (2, 3)), ((2, 1, 3), (4, 1)), ((3,), ()), ((), (2, 2)), ((1, 3), (2, 1))]
@@ -120,17 +190,17 @@ BINARY = {
 @pytest.mark.parametrize("layouts", [("contiguous", "contiguous"), ("transposed", "strided")], ids=str)
 @pytest.mark.parametrize("shapes", BROADCAST, ids=str)
 @pytest.mark.parametrize("name", list(BINARY))
-def test_binary_broadcast(name, shapes, layouts):
+def test_binary_broadcast(device, name, shapes, layouts):
     rng = np.random.default_rng(seed_of((name, shapes, layouts)))
     sa, sb = shapes
     va = rng.uniform(0.3, 2.0, size=sa) if name == "pow" else rng.uniform(-2, 2, size=sa)
     vb = away_from_zero(rng, sb) if name in ("div", "safe_div") else rng.uniform(-2, 2, size=sb)
-    a = make(rng, sa, layouts[0], values=va)
-    b = make(rng, sb, layouts[1], values=vb)
+    a = make(rng, sa, layouts[0], values=va, device=device)
+    b = make(rng, sb, layouts[1], values=vb, device=device)
     check(BINARY[name], a, b)
     # one operand constant: only the other is checked (and the formula skips the constant's side)
-    check(BINARY[name], a, make(rng, sb, layouts[1], values=vb, requires_grad=False))
-    check(BINARY[name], make(rng, sa, layouts[0], values=va, requires_grad=False), b)
+    check(BINARY[name], a, make(rng, sb, layouts[1], values=vb, requires_grad=False, device=device))
+    check(BINARY[name], make(rng, sa, layouts[0], values=va, requires_grad=False, device=device), b)
 
 
 @pytest.mark.parametrize("fn", [
@@ -139,74 +209,76 @@ def test_binary_broadcast(name, shapes, layouts):
     lambda x: x ** 1, lambda x: x ** 0 + x, lambda x: x ** 3, lambda x: x.pow(0.5),
 ], ids=["pow_scalar", "pow_int", "rpow", "rtruediv", "rsub", "scale_shift", "div_scalar", "poly",
         "pow_negative", "pow_one", "pow_zero", "pow_three", "pow_method"])
-def test_binary_with_python_scalars(fn):
+def test_binary_with_python_scalars(device, fn):
     rng = np.random.default_rng(1)
-    check(fn, make(rng, (2, 3), "transposed", values=rng.uniform(0.5, 2.0, size=(2, 3))))
+    check(fn, make(rng, (2, 3), "transposed", values=rng.uniform(0.5, 2.0, size=(2, 3)), device=device))
 
 
-def test_pow_at_zero_matches_torch():
+def test_pow_at_zero_matches_torch(device):
     base = np.array([0.0, 0.0, 2.0, 0.0, 1.5])
     expo = np.array([0.0, 2.0, 0.0, 1.0, 3.0])
-    torch_grads(lambda a, b: a ** b, lambda a, b: a ** b, base, expo)
-    torch_grads(lambda a: a ** 0.0, lambda a: a ** 0.0, base)
-    torch_grads(lambda a: a ** 2.0, lambda a: a ** 2.0, base)
-    torch_grads(lambda a: a ** 2, lambda a: a ** 2, base)
-    torch_grads(lambda a: a ** 1, lambda a: a ** 1, base)
-    torch_grads(lambda a: a ** 0.5, lambda a: a ** 0.5, base[2:3])
+    torch_grads(lambda a, b: a ** b, lambda a, b: a ** b, base, expo, device=device)
+    torch_grads(lambda a: a ** 0.0, lambda a: a ** 0.0, base, device=device)
+    torch_grads(lambda a: a ** 2.0, lambda a: a ** 2.0, base, device=device)
+    torch_grads(lambda a: a ** 2, lambda a: a ** 2, base, device=device)
+    torch_grads(lambda a: a ** 1, lambda a: a ** 1, base, device=device)
+    torch_grads(lambda a: a ** 0.5, lambda a: a ** 0.5, base[2:3], device=device)
     # an exponent tensor that needs no gradient takes the general formula
-    torch_grads(lambda a: a ** oc.tensor(0.0, dtype=oc.float64), lambda a: a ** torch.tensor(0.0, dtype=torch.float64), base)
+    torch_grads(lambda a: a ** oc.tensor(0.0, dtype=a.dtype, device=device),
+                lambda a: a ** torch.tensor(0.0, dtype=torch.float64), base, device=device)
 
 
-def test_maximum_minimum_ties_split_like_torch():
+def test_maximum_minimum_ties_split_like_torch(device):
     a = np.array([1.0, 2.0, 3.0, 3.0])
     b = np.array([1.0, 1.0, 4.0, 3.0])
-    torch_grads(lambda x, y: oc.maximum(x, y), torch.maximum, a, b)
-    torch_grads(lambda x, y: oc.minimum(x, y), torch.minimum, a, b)
+    torch_grads(lambda x, y: oc.maximum(x, y), torch.maximum, a, b, device=device)
+    torch_grads(lambda x, y: oc.minimum(x, y), torch.minimum, a, b, device=device)
 
 
-def test_safe_div_zero_divisor():
+def test_safe_div_zero_divisor(device):
     rng = np.random.default_rng(2)
-    a = make(rng, (2, 3))
-    b = make(rng, (2, 3), values=[[1.0, 0.0, -2.0], [0.0, 0.5, 3.0]], requires_grad=False)
+    a = make(rng, (2, 3), device=device)
+    b = make(rng, (2, 3), values=[[1.0, 0.0, -2.0], [0.0, 0.5, 3.0]], requires_grad=False, device=device)
     check(lambda a, b: oc.safe_div(a, b), a, b)
     out = oc.safe_div(a, b)
     out.sum().backward()
     g = a.grad.numpy()
     assert g[0, 1] == 0 and g[1, 0] == 0
-    bb = make(rng, (2, 3), values=[[1.0, 0.0, -2.0], [0.0, 0.5, 3.0]])
+    bb = make(rng, (2, 3), values=[[1.0, 0.0, -2.0], [0.0, 0.5, 3.0]], device=device)
     oc.safe_div(a.detach(), bb).sum().backward()
     assert np.all(np.isfinite(bb.grad.numpy())) and bb.grad.numpy()[0, 1] == 0
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_clamp(layout):
+def test_clamp(device, layout):
     rng = np.random.default_rng(3)
     vals = np.array([[-1.7, -0.3, 0.2], [0.9, 1.6, -0.8]])
-    x = make(rng, (2, 3), layout, values=vals)
+    x = make(rng, (2, 3), layout, values=vals, device=device)
     check(lambda x: x.clamp(min=-0.5, max=0.5), x)
     check(lambda x: x.clamp(min=0.0), x)
     check(lambda x: oc.clamp(x, max=0.1), x)
-    lo = make(rng, (3,), values=[-1.0, -0.5, 0.4])
-    hi = make(rng, (2, 1), values=[[0.5], [1.2]])
+    lo = make(rng, (3,), values=[-1.0, -0.5, 0.4], device=device)
+    hi = make(rng, (2, 1), values=[[0.5], [1.2]], device=device)
     check(lambda x, lo, hi: x.clamp(min=lo, max=hi), x, lo, hi)
 
 
-def test_clamp_at_bounds_matches_torch():
+def test_clamp_at_bounds_matches_torch(device):
     v = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
-    torch_grads(lambda x: x.clamp(min=-0.5, max=0.5), lambda x: x.clamp(min=-0.5, max=0.5), v)
+    torch_grads(lambda x: x.clamp(min=-0.5, max=0.5), lambda x: x.clamp(min=-0.5, max=0.5), v, device=device)
     lo, hi = np.array([-0.5] * 5), np.array([0.5] * 5)
-    torch_grads(lambda x, a, b: x.clamp(min=a, max=b), lambda x, a, b: torch.clamp(x, min=a, max=b), v, lo, hi)
+    torch_grads(lambda x, a, b: x.clamp(min=a, max=b), lambda x, a, b: torch.clamp(x, min=a, max=b), v, lo, hi,
+                device=device)
 
 
 @pytest.mark.parametrize("shapes", [((2, 3), (2, 3), (2, 3)), ((2, 1), (3,), (2, 3)), ((3,), (2, 3), ())],
                          ids=str)
-def test_where(shapes):
+def test_where(device, shapes):
     rng = np.random.default_rng(4)
     sc, sa, sb = shapes
-    cond = oc.tensor(rng.random(sc) < 0.5)
-    a, b = make(rng, sa, "transposed"), make(rng, sb)
-    check(lambda a, b: oc.where(cond, a, b), a, b)
-    check(lambda a: a.where(cond, 0.5), a)
+    cond = oc.tensor(rng.random(sc) < 0.5, device=device)
+    a, b = make(rng, sa, "transposed", device=device), make(rng, sb, device=device)
+    check(lambda a, b, cond: oc.where(cond, a, b), a, b, cond)
+    check(lambda a, cond: a.where(cond, 0.5), a, cond)
 
 
 # ---- reductions -----------------------------------------------------------------------------
@@ -217,11 +289,11 @@ DIMS = [None, 0, -1, (0, 2), (2, 0), 1]
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("dim", DIMS, ids=str)
 @pytest.mark.parametrize("op", ["sum", "mean", "amax", "amin", "logsumexp", "var", "var0", "var2"])
-def test_reductions(op, dim, keepdim):
+def test_reductions(device, op, dim, keepdim):
     if op == "var2" and dim == 0:
         pytest.skip("correction 2 over 2 elements divides by zero")
     rng = np.random.default_rng(seed_of((op, str(dim), keepdim)))
-    x = make(rng, (2, 3, 4), "transposed" if keepdim else "strided")
+    x = make(rng, (2, 3, 4), "transposed" if keepdim else "strided", device=device)
     if op.startswith("var"):
         corr = {"var": 1, "var0": 0, "var2": 2}[op]
         fn = lambda x: x.var(dim, correction=corr, keepdim=keepdim)  # noqa: E731
@@ -232,13 +304,13 @@ def test_reductions(op, dim, keepdim):
     check(fn, x)
 
 
-def test_reductions_of_scalars_and_vectors():
+def test_reductions_of_scalars_and_vectors(device):
     rng = np.random.default_rng(5)
-    s = make(rng, ())
+    s = make(rng, (), device=device)
     for fn in (lambda x: x.sum(), lambda x: x.mean(), lambda x: x.amax(), lambda x: x.logsumexp(0),
                lambda x: x.sum(0), lambda x: x.max()):
         check(fn, s)
-    v = make(rng, (5,), "strided")
+    v = make(rng, (5,), "strided", device=device)
     for fn in (lambda x: x.sum(), lambda x: x.mean(0, keepdim=True), lambda x: x.var(), lambda x: x.max(),
                lambda x: x.min(0).values, lambda x: x.logsumexp(-1)):
         check(fn, v)
@@ -246,44 +318,47 @@ def test_reductions_of_scalars_and_vectors():
 
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("dim", [0, 1, -1])
-def test_max_min_with_dim(dim, keepdim):
+def test_max_min_with_dim(device, dim, keepdim):
     rng = np.random.default_rng(6)
-    x = make(rng, (3, 4, 2), "transposed")
+    x = make(rng, (3, 4, 2), "transposed", device=device)
     check(lambda x: x.max(dim, keepdim=keepdim).values, x)
     check(lambda x: oc.min(x, dim=dim, keepdim=keepdim).values, x)
 
 
-def test_extreme_ties_match_torch():
+def test_extreme_ties_match_torch(device):
     v = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [5.0, -1.0, 5.0, 4.0]])
     # amax/amin and max()/min() without a dim split the gradient evenly among ties
-    torch_grads(lambda x: x.amax(1), lambda x: x.amax(1), v)
-    torch_grads(lambda x: x.amin(0, keepdim=True), lambda x: x.amin(0, keepdim=True), v)
-    torch_grads(lambda x: x.amax((0, 1)), lambda x: x.amax((0, 1)), v)
-    torch_grads(lambda x: x.max(), lambda x: x.max(), v)
-    torch_grads(lambda x: x.min(), lambda x: x.min(), v)
+    torch_grads(lambda x: x.amax(1), lambda x: x.amax(1), v, device=device)
+    torch_grads(lambda x: x.amin(0, keepdim=True), lambda x: x.amin(0, keepdim=True), v, device=device)
+    torch_grads(lambda x: x.amax((0, 1)), lambda x: x.amax((0, 1)), v, device=device)
+    torch_grads(lambda x: x.max(), lambda x: x.max(), v, device=device)
+    torch_grads(lambda x: x.min(), lambda x: x.min(), v, device=device)
     # max(dim)/min(dim) send it to the returned index only
     for d in (0, 1):
         for kd in (False, True):
-            got, want = oc.tensor(v).max(d, keepdim=kd), torch.tensor(v).max(d, keepdim=kd)
+            got = oc.tensor(v, dtype=grad_dtype(device), device=device).max(d, keepdim=kd)
+            want = torch.tensor(v).max(d, keepdim=kd)
             np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
-            torch_grads(lambda x: x.max(d, keepdim=kd).values, lambda x: x.max(d, keepdim=kd).values, v)
-            torch_grads(lambda x: x.min(d, keepdim=kd).values, lambda x: x.min(d, keepdim=kd).values, v)
+            torch_grads(lambda x: x.max(d, keepdim=kd).values, lambda x: x.max(d, keepdim=kd).values, v,
+                        device=device)
+            torch_grads(lambda x: x.min(d, keepdim=kd).values, lambda x: x.min(d, keepdim=kd).values, v,
+                        device=device)
 
 
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("dim", [0, 1, -1])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_softmax(log, dim, layout):
+def test_softmax(device, log, dim, layout):
     rng = np.random.default_rng(7)
-    x = make(rng, (3, 2, 4), layout)
+    x = make(rng, (3, 2, 4), layout, device=device)
     fn = (lambda x: x.log_softmax(dim)) if log else (lambda x: oc.softmax(x, dim))
     check(fn, x)
 
 
-def test_softmax_0d_and_1d():
+def test_softmax_0d_and_1d(device):
     rng = np.random.default_rng(8)
-    check(lambda x: x.softmax(0) * 3, make(rng, ()))
-    check(lambda x: x.log_softmax(0), make(rng, (5,), "strided"))
+    check(lambda x: x.softmax(0) * 3, make(rng, (), device=device))
+    check(lambda x: x.log_softmax(0), make(rng, (5,), "strided", device=device))
 
 
 # ---- matmul ---------------------------------------------------------------------------------
@@ -298,17 +373,17 @@ MATMUL = [
 @pytest.mark.parametrize("layouts", [("contiguous", "contiguous"), ("transposed", "transposed"),
                                      ("strided", "transposed")], ids=str)
 @pytest.mark.parametrize("shapes", MATMUL, ids=str)
-def test_matmul(shapes, layouts):
+def test_matmul(device, shapes, layouts):
     rng = np.random.default_rng(seed_of((shapes, layouts)))
-    a, b = make(rng, shapes[0], layouts[0]), make(rng, shapes[1], layouts[1])
+    a, b = make(rng, shapes[0], layouts[0], device=device), make(rng, shapes[1], layouts[1], device=device)
     check(lambda a, b: a @ b, a, b)
-    check(lambda a, b: oc.matmul(a, b), a, make(rng, shapes[1], layouts[1], requires_grad=False))
-    check(lambda a, b: a.matmul(b), make(rng, shapes[0], layouts[0], requires_grad=False), b)
+    check(lambda a, b: oc.matmul(a, b), a, make(rng, shapes[1], layouts[1], requires_grad=False, device=device))
+    check(lambda a, b: a.matmul(b), make(rng, shapes[0], layouts[0], requires_grad=False, device=device), b)
 
 
-def test_matmul_same_operand_and_transpose():
+def test_matmul_same_operand_and_transpose(device):
     rng = np.random.default_rng(9)
-    a = make(rng, (3, 3), "transposed")
+    a = make(rng, (3, 3), "transposed", device=device)
     check(lambda a: a @ a, a)
     check(lambda a: a @ a.T, a)
     check(lambda a: a.mT @ a, a)
@@ -340,9 +415,9 @@ VIEWS = {
     "int_and_slice": lambda x: x[0, 1:, ::2],
     "none_ellipsis": lambda x: x[None, ..., 1],
     "index_list": lambda x: x[[1, 0, 1]],
-    "index_tensor": lambda x: x[:, oc.tensor([2, 0])],
-    "index_tensor_2d": lambda x: x[..., oc.tensor([[3, 3], [0, 1]])],
-    "bool_mask": lambda x: x[oc.tensor([[True, False, True], [False, False, True]])],
+    "index_tensor": lambda x: x[:, oc.tensor([2, 0], device=x.device)],
+    "index_tensor_2d": lambda x: x[..., oc.tensor([[3, 3], [0, 1]], device=x.device)],
+    "bool_mask": lambda x: x[oc.tensor([[True, False, True], [False, False, True]], device=x.device)],
     "squeeze_all": lambda x: x[:, :1].squeeze(),
     "squeeze_dim": lambda x: x[:, :1].squeeze(1),
     "squeeze_dims": lambda x: x[:1, :1].squeeze((0, 1)),
@@ -359,19 +434,19 @@ VIEWS = {
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", list(VIEWS))
-def test_views(name, layout):
+def test_views(device, name, layout):
     rng = np.random.default_rng(seed_of((name, layout)))
-    check(VIEWS[name], make(rng, (2, 3, 4), layout))
+    check(VIEWS[name], make(rng, (2, 3, 4), layout, device=device))
 
 
-def test_view_of_0d_and_1d():
+def test_view_of_0d_and_1d(device):
     rng = np.random.default_rng(10)
-    s = make(rng, ())
+    s = make(rng, (), device=device)
     for fn in (lambda x: x.reshape(1, 1), lambda x: x.unsqueeze(0), lambda x: x.expand(3),
                lambda x: x.flatten(), lambda x: x.squeeze(), lambda x: x.squeeze(0), lambda x: x.transpose(0, -1),
                lambda x: x.T, lambda x: x[None], lambda x: x[...]):
         check(fn, s)
-    v = make(rng, (5,), "strided")
+    v = make(rng, (5,), "strided", device=device)
     for fn in (lambda x: x[::2], lambda x: x[3], lambda x: x[1:4:2], lambda x: x.reshape(5, 1).T):
         check(fn, v)
 
@@ -379,64 +454,64 @@ def test_view_of_0d_and_1d():
 # ---- indexing, joining ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
-def test_index_select(dim):
+def test_index_select(device, dim):
     rng = np.random.default_rng(11)
-    x = make(rng, (3, 4, 2), "transposed")
-    idx = oc.tensor([1, 0, 1, 2][: x.shape[dim]] if dim != -1 else [1, 1, 0])
-    check(lambda x: x.index_select(dim, idx), x)
-    check(lambda x: oc.index_select(x, dim, oc.tensor(0)), x)
+    x = make(rng, (3, 4, 2), "transposed", device=device)
+    idx = oc.tensor([1, 0, 1, 2][: x.shape[dim]] if dim != -1 else [1, 1, 0], device=device)
+    check(lambda x, idx: x.index_select(dim, idx), x, idx)
+    check(lambda x, i: oc.index_select(x, dim, i), x, oc.tensor(0, device=device))
 
 
-def test_negative_indices():
+def test_negative_indices(device):
     rng = np.random.default_rng(21)
-    x = make(rng, (4, 3), "transposed")
-    check(lambda x: x.index_select(0, oc.tensor([-1, 0, -1])), x)
-    check(lambda x: x.gather(1, oc.tensor([[-1, 0], [1, -3], [2, 2], [-2, -2]])), x)
-    check(lambda x: x[oc.tensor([-4, 3])], x)
+    x = make(rng, (4, 3), "transposed", device=device)
+    check(lambda x, i: x.index_select(0, i), x, oc.tensor([-1, 0, -1], device=device))
+    check(lambda x, i: x.gather(1, i), x, oc.tensor([[-1, 0], [1, -3], [2, 2], [-2, -2]], device=device))
+    check(lambda x, i: x[i], x, oc.tensor([-4, 3], device=device))
 
 
 @pytest.mark.parametrize("dim", [0, 1])
-def test_gather_and_scatter_add(dim):
+def test_gather_and_scatter_add(device, dim):
     rng = np.random.default_rng(12)
-    x = make(rng, (3, 4), "strided")
-    idx = oc.tensor(rng.integers(0, x.shape[dim], size=(2, 3)))  # repeats: gradients must add up
-    check(lambda x: x.gather(dim, idx), x)
-    check(lambda x: oc.gather(x, dim, idx.to(oc.int32)), x)
-    src = make(rng, (2, 3), "transposed")
-    check(lambda x, s: x.scatter_add(dim, idx, s), x, src)
-    check(lambda x, s: oc.scatter_add(x, dim, idx, s), x.detach().requires_grad_(False), src)
-    src_big = make(rng, (3, 4))  # only the index-shaped corner of src is used
-    check(lambda x, s: x.scatter_add(dim, idx, s), x, src_big)
+    x = make(rng, (3, 4), "strided", device=device)
+    idx = oc.tensor(rng.integers(0, x.shape[dim], size=(2, 3)), device=device)  # repeats: gradients must add up
+    check(lambda x, idx: x.gather(dim, idx), x, idx)
+    check(lambda x, idx: oc.gather(x, dim, idx.to(oc.int32)), x, idx)
+    src = make(rng, (2, 3), "transposed", device=device)
+    check(lambda x, s, idx: x.scatter_add(dim, idx, s), x, src, idx)
+    check(lambda x, s, idx: oc.scatter_add(x, dim, idx, s), x.detach().requires_grad_(False), src, idx)
+    src_big = make(rng, (3, 4), device=device)  # only the index-shaped corner of src is used
+    check(lambda x, s, idx: x.scatter_add(dim, idx, s), x, src_big, idx)
 
 
-def test_embedding():
+def test_embedding(device):
     rng = np.random.default_rng(13)
-    w = make(rng, (5, 3), "transposed")
-    idx = oc.tensor([[1, 4, 1], [0, 1, 2]])
-    check(lambda w: oc.embedding(idx, w), w)
-    check(lambda w: oc.embedding(oc.tensor(3), w), w)
+    w = make(rng, (5, 3), "transposed", device=device)
+    idx = oc.tensor([[1, 4, 1], [0, 1, 2]], device=device)
+    check(lambda w, idx: oc.embedding(idx, w), w, idx)
+    check(lambda w, idx: oc.embedding(idx, w), w, oc.tensor(3, device=device))
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
-def test_cat_stack(dim):
+def test_cat_stack(device, dim):
     rng = np.random.default_rng(14)
     shape = [2, 3, 2]
     parts = []
     for i, layout in enumerate(LAYOUTS):
         s = list(shape)
         s[dim] = i + 1
-        parts.append(make(rng, s, layout))
+        parts.append(make(rng, s, layout, device=device))
     check(lambda *ts: oc.cat(list(ts), dim), *parts)
-    const = make(rng, [2, 3, 2], requires_grad=False)
-    same = [make(rng, shape, layout) for layout in LAYOUTS]
-    check(lambda a, b, c: oc.stack([a, b, const, c], dim), *same)
+    const = make(rng, [2, 3, 2], requires_grad=False, device=device)
+    same = [make(rng, shape, layout, device=device) for layout in LAYOUTS]
+    check(lambda a, b, c, const: oc.stack([a, b, const, c], dim), *same, const)
     check(lambda a: oc.cat([a, a * 2], dim), same[0])
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
-def test_split(dim):
+def test_split(device, dim):
     rng = np.random.default_rng(15)
-    x = make(rng, (5, 4, 3), "transposed")
+    x = make(rng, (5, 4, 3), "transposed", device=device)
 
     def parts_combined(x):
         parts = x.split(2, dim)
@@ -452,70 +527,73 @@ def test_split(dim):
 
 
 @pytest.mark.parametrize("k", [-1, 0, 2])
-def test_tril_triu(k):
+def test_tril_triu(device, k):
     rng = np.random.default_rng(16)
-    x = make(rng, (2, 3, 4), "transposed")
+    x = make(rng, (2, 3, 4), "transposed", device=device)
     check(lambda x: x.tril(k), x)
     check(lambda x: oc.triu(x, k), x)
 
 
 # ---- conversions ----------------------------------------------------------------------------
 
-def test_to_dtype_and_back():
+def test_to_dtype_and_back(device):
     rng = np.random.default_rng(17)
-    x = make(rng, (2, 3), "transposed")
-    check(lambda x: x.to(oc.float64) * 2, x)
-    y = oc.tensor(rng.uniform(-1, 1, (2, 3)), dtype=oc.float32, requires_grad=True)
-    z = y.double() * oc.tensor(np.arange(6.0).reshape(2, 3))
-    assert z.dtype == oc.float64 and z.grad_fn.next_functions[0].name() == "ToCopyBackward"
+    wide = grad_dtype(device)  # float64, or float32 on Metal
+    narrow = oc.float32 if wide == oc.float64 else oc.float16
+    x = make(rng, (2, 3), "transposed", device=device)
+    check(lambda x: x.to(wide) * 2, x)
+    y = oc.tensor(rng.uniform(-1, 1, (2, 3)), dtype=narrow, device=device, requires_grad=True)
+    z = y.to(wide) * oc.tensor(np.arange(6.0).reshape(2, 3), dtype=wide, device=device)
+    assert z.dtype == wide and z.grad_fn.next_functions[0].name() == "ToCopyBackward"
     z.sum().backward()
-    assert y.grad.dtype == oc.float32
+    assert y.grad.dtype == narrow and y.grad.device == device
     np.testing.assert_array_equal(y.grad.numpy(), np.arange(6.0).reshape(2, 3))
-    h = oc.tensor([1.0, 2.0], dtype=oc.float64, requires_grad=True)
+    h = oc.tensor([1.0, 2.0], dtype=wide, device=device, requires_grad=True)
     (h.to(dtype=oc.float16) * 3).sum().backward()
-    assert h.grad.dtype == oc.float64
+    assert h.grad.dtype == wide and h.grad.device == device
     np.testing.assert_array_equal(h.grad.numpy(), [3.0, 3.0])
-    b = oc.tensor([1.0, 2.0], dtype=oc.float64, requires_grad=True)
+    b = oc.tensor([1.0, 2.0], dtype=wide, device=device, requires_grad=True)
     (b.to(oc.bfloat16).float() * 2).sum().backward()
     np.testing.assert_array_equal(b.grad.numpy(), [2.0, 2.0])
     i = b.long()  # to an integer dtype: not differentiable
     assert not i.requires_grad
 
 
-def test_to_device_and_clone():
+def test_to_device_and_clone(device):
     rng = np.random.default_rng(18)
-    x = make(rng, (3, 2), "strided")
-    check(lambda x: x.to("cpu") * x.cpu(), x)
+    x = make(rng, (3, 2), "strided", device=device)
+    check(lambda x: (x.to("cpu") * x.cpu()).to(x.device), x)  # through the CPU and back
     check(lambda x: x.clone() * x, x)
     check(lambda x: x.contiguous().exp(), x)
 
 
 # ---- compositions ---------------------------------------------------------------------------
 
-def test_small_network():
+def test_small_network(device):
     rng = np.random.default_rng(19)
-    x = make(rng, (4, 3), requires_grad=False)
-    w1, b1 = make(rng, (3, 5), "transposed"), make(rng, (5,))
-    w2 = make(rng, (5, 2), "strided")
-    target = oc.tensor([0, 1, 1, 0])
+    x = make(rng, (4, 3), requires_grad=False, device=device)
+    w1, b1 = make(rng, (3, 5), "transposed", device=device), make(rng, (5,), device=device)
+    w2 = make(rng, (5, 2), "strided", device=device)
+    target = oc.tensor([0, 1, 1, 0], device=device)
 
-    def loss(w1, b1, w2):
+    def loss(w1, b1, w2, x, target):
         h = (x @ w1 + b1).gelu().tanh()
         logits = h @ w2
         logp = logits.log_softmax(-1)
         return -logp.gather(1, target.unsqueeze(1)).mean() + (w1 * w1).sum() * 0.01
 
-    check(loss, w1, b1, w2)
+    check(loss, w1, b1, w2, x, target)
 
 
-def test_attention_like_block():
+def test_attention_like_block(device):
     rng = np.random.default_rng(20)
-    q, k, v = make(rng, (2, 3, 4)), make(rng, (2, 3, 4), "transposed"), make(rng, (2, 3, 4), "strided")
-    mask = oc.tensor(np.tril(np.ones((3, 3))) > 0)
+    q, k = make(rng, (2, 3, 4), device=device), make(rng, (2, 3, 4), "transposed", device=device)
+    v = make(rng, (2, 3, 4), "strided", device=device)
+    mask = oc.tensor(np.tril(np.ones((3, 3))) > 0, device=device)
 
-    def attn(q, k, v):
+    def attn(q, k, v, mask):
         s = (q @ k.transpose(-1, -2)) * 0.5
         s = oc.where(mask, s, -1e9)
         return s.softmax(-1) @ v
 
-    check(attn, q, k, v)
+    check(attn, q, k, v, mask)

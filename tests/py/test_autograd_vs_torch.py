@@ -4,7 +4,8 @@ well-conditioned graphs (bounded activations, divisors kept away from 0, small s
 
 A seeded generator writes a small program (a chain of 4-9 ops over a running 2-D tensor, with
 partner operands sliced from shared leaves so gradients also accumulate through views), then both
-libraries run it."""
+libraries run it. Orchard runs it on each device (`L` is then orchard with its factories on that
+device); the plan is made on the CPU."""
 import zlib
 
 import numpy as np
@@ -13,13 +14,19 @@ import torch
 import torch.nn.functional as F
 
 import orchard as oc
+from conftest import OrchardOn, supports
 
 MAX_SIDE = 6
 POOL = 2 * MAX_SIDE  # leaves P, Q, v are this large, so partners fit any [r, c] the chain reaches
 
 
 def gelu(L, x, approximate="none"):
-    return x.gelu(approximate=approximate) if L is oc else F.gelu(x, approximate=approximate)
+    return F.gelu(x, approximate=approximate) if L is torch else x.gelu(approximate=approximate)
+
+
+def widest(L, x):
+    """x as float64, or as float32 on a device without float64 (Metal)."""
+    return x.double() if L is torch or supports(L.device, oc.float64) else x.float()
 
 
 def partner(leaves, kind, r, c):
@@ -62,7 +69,7 @@ UNARY = {
     "clamp": lambda L, x: x.clamp(min=-0.8, max=0.9),
     "recip": lambda L, x: 1.0 / (x.sigmoid() + 1),
     "affine": lambda L, x: 2.5 - x * 0.75,
-    "to_double": lambda L, x: x.double().tanh().float(),
+    "to_double": lambda L, x: widest(L, x).tanh().float(),
 }
 
 BINARY = {
@@ -183,10 +190,11 @@ def make_program(seed):
         "Q": rng.uniform(-0.6, 0.6, size=(POOL, POOL)).astype(np.float32),
         "v": rng.uniform(-1, 1, size=(POOL,)).astype(np.float32),
     }
-    # Plan with Orchard shapes (no gradients) so every op gets parameters valid for its input.
+    # Plan with Orchard shapes on the CPU (no gradients) so every op gets parameters valid for its input.
     steps = []
-    x = oc.tensor(values["A"])
-    leaves = {k: oc.tensor(v) for k, v in values.items()}
+    L = OrchardOn("cpu")
+    x = L.tensor(values["A"])
+    leaves = {k: L.tensor(v) for k, v in values.items()}
     with oc.no_grad():
         for _ in range(int(rng.integers(4, 10))):
             for _attempt in range(20):
@@ -198,7 +206,7 @@ def make_program(seed):
                     continue
                 if op.name == "var_vec" and x.shape[0] < 2:
                     continue
-                y = op.run(oc, x, leaves, params)
+                y = op.run(L, x, leaves, params)
                 if max(y.shape) <= POOL:
                     break
             steps.append((op, params))
@@ -217,11 +225,12 @@ def run_program(L, values, steps, weight):
 
 
 @pytest.mark.parametrize("seed", range(120))
-def test_random_composition_matches_torch(seed):
+def test_random_composition_matches_torch(device, seed):
     seed = zlib.crc32(f"autograd-vs-torch-{seed}".encode())
     values, steps, weight = make_program(seed)
     names = [op.name if op.name not in ("unary", "binary") else f"{op.name}:{p}" for op, p in steps]
-    out, leaves = run_program(oc, values, steps, weight)
+    out, leaves = run_program(OrchardOn(device), values, steps, weight)
+    assert out.device == device
     tout, tleaves = run_program(torch, values, steps, weight)
     np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-5,
                                err_msg=f"forward of {names}")
@@ -238,7 +247,7 @@ def test_random_composition_matches_torch(seed):
             assert g is None or not np.any(g.numpy()), f"{k}: torch has no gradient, {names}"
             continue
         assert g is not None, f"{k}: missing gradient for {names}"
-        assert g.shape == tuple(tg.shape) and g.dtype == oc.float32
+        assert g.shape == tuple(tg.shape) and g.dtype == oc.float32 and g.device == device
         got, want = g.numpy().astype(np.float64), tg.numpy().astype(np.float64)
         err = np.abs(got - want).max(initial=0.0) / scale
         assert err <= 1e-5, f"{k}: relative error {err:.3g} for {names}"
@@ -253,7 +262,7 @@ def test_programs_cover_every_op():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_mlp_training_steps_match_torch(seed):
+def test_mlp_training_steps_match_torch(device, seed):
     """A few SGD steps of a small MLP (the benchmark's model) stay together with PyTorch's."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((8, 6)).astype(np.float32)
@@ -263,7 +272,7 @@ def test_mlp_training_steps_match_torch(seed):
            [rng.uniform(-0.1, 0.1, s[1]).astype(np.float32) for s in shapes]
 
     def train(L):
-        no_grad = oc.no_grad if L is oc else torch.no_grad
+        no_grad = torch.no_grad if L is torch else oc.no_grad
         params = [L.tensor(p, requires_grad=True) for p in init]
         X, Y = L.tensor(x), L.tensor(y)
         losses = []
@@ -282,7 +291,7 @@ def test_mlp_training_steps_match_torch(seed):
                     p.grad = None
         return losses, [p.detach().numpy() for p in params]
 
-    losses, params = train(oc)
+    losses, params = train(OrchardOn(device))
     tlosses, tparams = train(torch)
     np.testing.assert_allclose(losses, tlosses, rtol=1e-5)
     for p, tp in zip(params, tparams):

@@ -157,6 +157,7 @@ def test_memory_error_for_an_allocation_that_cannot_be_served():
     oc.zeros(3)  # and the allocator still works afterwards
 
 
+@pytest.mark.skipif(oc.metal.is_available(), reason="this build has a Metal device")
 def test_runtime_error_for_devices():
     with pytest.raises(RuntimeError, match=r"device 'metal' is not available in this build of Orchard.*use 'cpu'"):
         oc.zeros(2, device="metal")
@@ -164,6 +165,40 @@ def test_runtime_error_for_devices():
         oc.ones(2).to("metal")
     with pytest.raises(RuntimeError, match="metal"):
         oc.synchronize("metal")
+
+
+@pytest.mark.skipif(not oc.metal.is_available(), reason="this build has no Metal device")
+@pytest.mark.parametrize("call", [
+    lambda: oc.zeros(2, dtype=oc.float64, device="metal"),
+    lambda: oc.ones(2, dtype=oc.float64).to("metal"),
+    lambda: oc.tensor([1.0, 2.0], dtype=oc.float64, device="metal"),
+    lambda: oc.ones(2, device="metal").to(oc.float64),
+    lambda: oc.ones(2, device="metal").double(),
+], ids=["zeros", "to_metal", "tensor", "to_dtype", "double"])
+def test_metal_has_no_float64(call):
+    """A DTypeError (so a ValueError and a TypeError) that names float64 and the way out."""
+    with pytest.raises(oc.DTypeError, match=r"metal tensors cannot be float64.*use float32") as info:
+        call()
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+
+
+@pytest.mark.skipif(not oc.metal.is_available(), reason="this build has no Metal device")
+@pytest.mark.parametrize("call", [
+    lambda c, m: c + m,
+    lambda c, m: m * c,
+    lambda c, m: oc.maximum(m, c),
+    lambda c, m: oc.where(m > 0, c, m),
+    lambda c, m: m.add_(c),
+    lambda c, m: oc.matmul(c.reshape(1, 2), m.reshape(2, 1)),
+    lambda c, m: oc.cat([c, m]),
+    lambda c, m: oc.index_select(m, 0, oc.tensor([0])),
+    lambda c, m: oc.gather(c, 0, oc.tensor([1], device="metal")),
+], ids=["add", "mul", "maximum", "where", "add_", "matmul", "cat", "index_select", "gather"])
+def test_mixing_devices_in_one_op_names_both(call):
+    c, m = oc.ones(2), oc.ones(2, device="metal")
+    with pytest.raises(RuntimeError, match=r"same device, got (cpu and metal|metal and cpu)"):
+        call(c, m)
+    assert c.tolist() == [1.0, 1.0] and m.tolist() == [1.0, 1.0]  # nothing was written
 
 
 def test_errors_leave_tensors_usable():

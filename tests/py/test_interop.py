@@ -1,5 +1,8 @@
 """Zero-copy exchange with NumPy and PyTorch: t.numpy(), __array__, __dlpack__/__dlpack_device__,
-oc.from_numpy and oc.from_dlpack, including owners kept alive, views, bfloat16, 0-d and size-0."""
+oc.from_numpy and oc.from_dlpack, including owners kept alive, views, bfloat16, 0-d and size-0.
+
+Exports run on every device (Metal memory is shared with the CPU: the export waits for the queued
+work, then shares it); imports and two-way sharing are about CPU memory."""
 import gc
 import weakref
 
@@ -24,8 +27,8 @@ def _addr(t):
 
 @given(shape=shapes(max_dims=4), dtype=st.sampled_from([d for d in ALL_DTYPES if d != oc.bfloat16]),
        layout=layouts, seed=seeds)
-def test_numpy_is_a_view_with_the_same_values(shape, dtype, layout, seed):
-    x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout)
+def test_numpy_is_a_view_with_the_same_values(device, shape, dtype, layout, seed):
+    x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout, device)
     n = x.numpy()
     assert n.dtype == NUMPY_DTYPE[dtype] and n.shape == shape
     np.testing.assert_array_equal(n, arr)
@@ -139,8 +142,8 @@ def test_from_numpy_errors():
 # ---- DLPack with PyTorch ---------------------------------------------------------------------
 
 @given(shape=shapes(max_dims=3), dtype=dtypes, layout=layouts, seed=seeds)
-def test_dlpack_to_torch_is_zero_copy(shape, dtype, layout, seed):
-    x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout)
+def test_dlpack_to_torch_is_zero_copy(device, shape, dtype, layout, seed):
+    x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout, device)
     assert x.__dlpack_device__() == (1, 0)
     t = torch.from_dlpack(x)
     assert t.dtype == TORCH_DTYPE[dtype] and tuple(t.shape) == shape

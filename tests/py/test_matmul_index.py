@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import orchard as oc
 from conftest import (
-    INT_DTYPES, NUMERIC_DTYPES, TOLERANCE, TORCH_DTYPE, assert_close, dtypes,
+    INT_DTYPES, NUMERIC_DTYPES, TOLERANCE, TORCH_DTYPE, OrchardOn, assert_close, dtypes,
     from_numpy, is_float, layouts, make_tensor, promote, seeds, shapes, to_torch, torch_values,
 )
 
@@ -30,11 +30,11 @@ def matmul_shapes(draw):
 
 
 @given(shapes_ab=matmul_shapes(), dt=st.sampled_from(NUMERIC_DTYPES), la=layouts, lb=layouts, seed=seeds)
-def test_matmul_matches_numpy(shapes_ab, dt, la, lb, seed):
+def test_matmul_matches_numpy(device, shapes_ab, dt, la, lb, seed):
     rng = np.random.default_rng(seed)
     sa, sb = shapes_ab
-    a, arr_a = make_tensor(rng, sa, dt, la)
-    b, arr_b = make_tensor(rng, sb, dt, lb)
+    a, arr_a = make_tensor(rng, sa, dt, la, device)
+    b, arr_b = make_tensor(rng, sb, dt, lb, device)
     acc = np.int64 if dt in INT_DTYPES else np.float64
     expected = np.matmul(arr_a.astype(acc), arr_b.astype(acc))
     out = oc.matmul(a, b)
@@ -43,17 +43,17 @@ def test_matmul_matches_numpy(shapes_ab, dt, la, lb, seed):
         r, at = TOLERANCE[dt]
         scale = np.matmul(np.abs(arr_a.astype(np.float64)), np.abs(arr_b.astype(np.float64)))
         kw = {"rtol": r, "atol": at + r * float(np.max(scale, initial=0.0))}
-    assert_close(out, expected, dt, **kw, msg=f"{sa} @ {sb} {la}/{lb}")
-    assert_close(a @ b, expected, dt, **kw)
+    assert_close(out, expected, dt, **kw, msg=f"{sa} @ {sb} {la}/{lb}", device=device)
+    assert_close(a @ b, expected, dt, **kw, device=device)
 
 
 @pytest.mark.parametrize("da,db", [(oc.float32, oc.float64), (oc.int32, oc.float16), (oc.int64, oc.int32),
                                    (oc.bfloat16, oc.float16), (oc.float16, oc.float16)])
-def test_matmul_promotes(da, db):
+def test_matmul_promotes(device, da, db):
     a = np.arange(6).reshape(2, 3) % 4
     b = np.arange(12).reshape(3, 4) % 5
-    out = oc.matmul(from_numpy(a, da), from_numpy(b, db))
-    assert_close(out, a @ b, promote(da, db))
+    out = oc.matmul(from_numpy(a, da, device), from_numpy(b, db, device))
+    assert_close(out, a @ b, promote(da, db), device=device)
 
 
 def test_matmul_errors():
@@ -69,40 +69,40 @@ def test_matmul_errors():
         oc.matmul(oc.ones(2, 2), [[1.0, 2.0], [3.0, 4.0]])
 
 
-def test_matmul_large_and_expanded():
+def test_matmul_large_and_expanded(device):
     rng = np.random.default_rng(5)
-    a, arr_a = make_tensor(rng, (3, 130, 67), oc.float32, "transposed")
-    b, arr_b = make_tensor(rng, (67, 129), oc.float32, "strided")
-    assert_close(a @ b, arr_a.astype(np.float64) @ arr_b, oc.float32, rtol=1e-4, atol=1e-3)
-    e = oc.tensor(np.float32(2.0)).expand(4, 5)
-    assert_close(e @ oc.ones(5, 3), np.full((4, 3), 10.0), oc.float32)
-    v = oc.ones(1, 5).expand(3, 5)
-    assert_close(v @ v.T, np.full((3, 3), 5.0), oc.float32)
+    a, arr_a = make_tensor(rng, (3, 130, 67), oc.float32, "transposed", device)
+    b, arr_b = make_tensor(rng, (67, 129), oc.float32, "strided", device)
+    assert_close(a @ b, arr_a.astype(np.float64) @ arr_b, oc.float32, rtol=1e-4, atol=1e-3, device=device)
+    e = oc.tensor(np.float32(2.0), device=device).expand(4, 5)
+    assert_close(e @ oc.ones(5, 3, device=device), np.full((4, 3), 10.0), oc.float32, device=device)
+    v = oc.ones(1, 5, device=device).expand(3, 5)
+    assert_close(v @ v.T, np.full((3, 3), 5.0), oc.float32, device=device)
 
 
 # ---- index_select / gather / scatter_add / embedding -----------------------------------------
 
 @given(shape=shapes(min_dims=1, max_dims=3), dtype=dtypes, layout=layouts, seed=seeds, data=st.data())
-def test_index_select(shape, dtype, layout, seed, data):
+def test_index_select(device, shape, dtype, layout, seed, data):
     rng = np.random.default_rng(seed)
-    x, arr = make_tensor(rng, shape, dtype, layout)
+    x, arr = make_tensor(rng, shape, dtype, layout, device)
     nd = len(shape)
     d = data.draw(st.integers(-nd, nd - 1))
     n = shape[d]
     count = data.draw(st.integers(0, 6))
     idx = rng.integers(-n, n, size=count) if n else np.zeros(0, dtype=np.int64)
     idt = data.draw(st.sampled_from(INT_DTYPES))
-    out = oc.index_select(x, d, from_numpy(idx, idt))
-    assert_close(out, np.take(arr, idx, axis=d), dtype, exact=True)
+    out = oc.index_select(x, d, from_numpy(idx, idt, device))
+    assert_close(out, np.take(arr, idx, axis=d), dtype, exact=True, device=device)
     if n:
         with pytest.raises(IndexError, match=f"out of bounds for dimension {d % nd} with size {n}"):
-            x.index_select(d, oc.tensor([0, n]))
+            x.index_select(d, oc.tensor([0, n], device=device))
 
 
 @given(shape=shapes(min_dims=1, max_dims=3), dtype=dtypes, layout=layouts, seed=seeds, data=st.data())
-def test_gather_matches_torch(shape, dtype, layout, seed, data):
+def test_gather_matches_torch(device, shape, dtype, layout, seed, data):
     rng = np.random.default_rng(seed)
-    x, arr = make_tensor(rng, shape, dtype, layout)
+    x, arr = make_tensor(rng, shape, dtype, layout, device)
     nd = len(shape)
     d = data.draw(st.integers(-nd, nd - 1))
     # index may be smaller than the input in every dim but d, and any size along d
@@ -113,70 +113,74 @@ def test_gather_matches_torch(shape, dtype, layout, seed, data):
         ishape = tuple(0 if i == d % nd else s for i, s in enumerate(ishape))
     idx = rng.integers(-n, n, size=ishape) if n else np.zeros(ishape, dtype=np.int64)
     idt = data.draw(st.sampled_from(INT_DTYPES))
-    it = from_numpy(idx, idt)
+    it = from_numpy(idx, idt, device)
     expected = torch.gather(to_torch(arr, dtype), d, torch.from_numpy(idx % max(n, 1)))
-    assert_close(oc.gather(x, d, it), torch_values(expected), dtype, exact=True)
-    assert_close(x.gather(d, it), torch_values(expected), dtype, exact=True)
+    assert_close(oc.gather(x, d, it), torch_values(expected), dtype, exact=True, device=device)
+    assert_close(x.gather(d, it), torch_values(expected), dtype, exact=True, device=device)
 
 
 @given(shape=shapes(min_dims=1, max_dims=3, allow_zero=False), dtype=st.sampled_from(NUMERIC_DTYPES), seed=seeds,
        data=st.data())
-def test_scatter_add_matches_torch(shape, dtype, seed, data):
+def test_scatter_add_matches_torch(device, shape, dtype, seed, data):
     rng = np.random.default_rng(seed)
-    x, arr = make_tensor(rng, shape, dtype, data.draw(layouts))
+    x, arr = make_tensor(rng, shape, dtype, data.draw(layouts), device)
     nd = len(shape)
     d = data.draw(st.integers(-nd, nd - 1))
     ishape = tuple(data.draw(st.integers(0, s)) if i != d % nd else data.draw(st.integers(0, 6))
                    for i, s in enumerate(shape))
     sshape = tuple(max(i, data.draw(st.integers(i, i + 2))) for i in ishape)
     idx = rng.integers(0, shape[d], size=ishape)
-    src, sarr = make_tensor(rng, sshape, dtype)
+    src, sarr = make_tensor(rng, sshape, dtype, device=device)
     expected = torch.scatter_add(to_torch(arr, dtype).double(), d, torch.from_numpy(idx),
                                  to_torch(sarr, dtype).double()).to(TORCH_DTYPE[dtype])
-    out = oc.scatter_add(x, d, from_numpy(idx, oc.int64), src)
+    out = oc.scatter_add(x, d, from_numpy(idx, oc.int64, device), src)
     # 16-bit floats round after every addition into an element: allow an ulp of the largest
     # partial sum per addition.
     r, a = TOLERANCE.get(dtype, (0, 0))
     magnitude = torch.scatter_add(to_torch(np.abs(arr), dtype).double(), d, torch.from_numpy(idx),
                                   to_torch(np.abs(sarr), dtype).double())
     atol = a + r * float(magnitude.max()) * max(1, ishape[d % nd]) if magnitude.numel() else a
-    assert_close(out, torch_values(expected), dtype, rtol=r, atol=atol)
+    assert_close(out, torch_values(expected), dtype, rtol=r, atol=atol, device=device)
     assert_close(x, arr, dtype, exact=True)  # not in place
 
 
-def test_gather_scatter_errors():
-    x = oc.zeros(3, 4)
+def test_gather_scatter_errors(device):
+    L = OrchardOn(device)
+    x = L.zeros(3, 4)
     with pytest.raises(TypeError, match="int32 or int64"):
-        oc.gather(x, 0, oc.zeros(2, 2))
+        oc.gather(x, 0, L.zeros(2, 2))
     with pytest.raises(ValueError, match="as many dimensions"):
-        oc.gather(x, 0, oc.tensor([0, 1]))
+        oc.gather(x, 0, L.tensor([0, 1]))
     with pytest.raises(IndexError, match="out of bounds"):
-        oc.gather(x, 1, oc.tensor([[4]]))
+        oc.gather(x, 1, L.tensor([[4]]))
+    with pytest.raises(IndexError, match="out of bounds"):
+        oc.scatter_add(x, 1, L.tensor([[4]]), L.ones(1, 1))
     with pytest.raises(ValueError, match="larger than"):
-        oc.gather(x, 0, oc.zeros(2, 5, dtype=oc.int64))
+        oc.gather(x, 0, L.zeros(2, 5, dtype=oc.int64))
     with pytest.raises(TypeError, match="dtype"):
-        oc.scatter_add(x, 0, oc.zeros(1, 1, dtype=oc.int64), oc.ones(1, 1, dtype=oc.float64))
+        oc.scatter_add(x, 0, L.zeros(1, 1, dtype=oc.int64), L.ones(1, 1, dtype=oc.float16))
     with pytest.raises(IndexError, match="out of range"):
-        oc.gather(x, 2, oc.zeros(1, 1, dtype=oc.int64))
+        oc.gather(x, 2, L.zeros(1, 1, dtype=oc.int64))
     with pytest.raises(IndexError, match="0-d or 1-d"):
-        oc.index_select(x, 0, oc.zeros(1, 1, dtype=oc.int64))
+        oc.index_select(x, 0, L.zeros(1, 1, dtype=oc.int64))
 
 
-def test_embedding():
-    w, warr = make_tensor(np.random.default_rng(2), (10, 4), oc.float32)
+def test_embedding(device):
+    w, warr = make_tensor(np.random.default_rng(2), (10, 4), oc.float32, device=device)
     idx = np.array([[0, 9, 3], [3, 3, 1]])
-    assert_close(oc.embedding(from_numpy(idx, oc.int64), w), warr[idx], oc.float32)
-    assert_close(oc.embedding(oc.tensor([], dtype=oc.int64), w), np.zeros((0, 4)), oc.float32)
+    assert_close(oc.embedding(from_numpy(idx, oc.int64, device), w), warr[idx], oc.float32, device=device)
+    assert_close(oc.embedding(oc.tensor([], dtype=oc.int64, device=device), w), np.zeros((0, 4)), oc.float32,
+                 device=device)
     with pytest.raises(IndexError, match="out of bounds"):
-        oc.embedding(oc.tensor([10]), w)
+        oc.embedding(oc.tensor([10], device=device), w)
     with pytest.raises(ValueError, match="2-D"):
-        oc.embedding(oc.tensor([0]), oc.zeros(3))
+        oc.embedding(oc.tensor([0], device=device), oc.zeros(3, device=device))
 
 
 # ---- cat / stack / split ---------------------------------------------------------------------
 
 @given(shape=shapes(min_dims=1, max_dims=3), seed=seeds, data=st.data())
-def test_cat_and_stack(shape, seed, data):
+def test_cat_and_stack(device, shape, seed, data):
     rng = np.random.default_rng(seed)
     nd = len(shape)
     d = data.draw(st.integers(-nd, nd - 1))
@@ -185,17 +189,17 @@ def test_cat_and_stack(shape, seed, data):
         s = list(shape)
         s[d] = data.draw(st.sampled_from([0, 1, 2, 5, 17]))
         dt = data.draw(dtypes)
-        t, a = make_tensor(rng, s, dt, data.draw(layouts))
+        t, a = make_tensor(rng, s, dt, data.draw(layouts), device)
         parts.append(t), arrs.append(a), dts.append(dt)
     out_dtype = dts[0]
     for dt in dts[1:]:
         out_dtype = promote(out_dtype, dt)
     expected = np.concatenate([a.astype(np.float64) for a in arrs], axis=d)
-    assert_close(oc.cat(parts, d), expected, out_dtype, exact=True)
-    same = [make_tensor(rng, shape, dts[0])[0] for _ in range(len(parts))]
+    assert_close(oc.cat(parts, d), expected, out_dtype, exact=True, device=device)
+    same = [make_tensor(rng, shape, dts[0], device=device)[0] for _ in range(len(parts))]
     sd = data.draw(st.integers(-nd - 1, nd))
     assert_close(oc.stack(same, sd), np.stack([s_.numpy() if dts[0] != oc.bfloat16 else s_.float().numpy()
-                                               for s_ in same], sd), dts[0], exact=True)
+                                               for s_ in same], sd), dts[0], exact=True, device=device)
 
 
 def test_cat_stack_errors():
@@ -214,9 +218,9 @@ def test_cat_stack_errors():
 
 
 @given(shape=shapes(min_dims=1, max_dims=3), dtype=dtypes, seed=seeds, data=st.data())
-def test_split_matches_torch(shape, dtype, seed, data):
+def test_split_matches_torch(device, shape, dtype, seed, data):
     rng = np.random.default_rng(seed)
-    x, arr = make_tensor(rng, shape, dtype, data.draw(layouts))
+    x, arr = make_tensor(rng, shape, dtype, data.draw(layouts), device)
     nd = len(shape)
     d = data.draw(st.integers(-nd, nd - 1))
     n = shape[d]
@@ -233,12 +237,12 @@ def test_split_matches_torch(shape, dtype, seed, data):
     assert len(got) == len(ref)
     for g, r in zip(got, ref):
         assert g.is_alias_of(x)
-        assert_close(g, torch_values(r), dtype, exact=True)
+        assert_close(g, torch_values(r), dtype, exact=True, device=device)
 
 
-def test_split_size_may_be_any_integer():
-    x = oc.arange(5)
-    for size in (2, np.int64(2), np.int32(2), oc.tensor(2)):
+def test_split_size_may_be_any_integer(device):
+    x = oc.arange(5, device=device)
+    for size in (2, np.int64(2), np.int32(2), oc.tensor(2, device=device)):
         assert [p.tolist() for p in oc.split(x, size)] == [[0, 1], [2, 3], [4]]
     assert [p.tolist() for p in x.split((1, np.int64(4)))] == [[0], [1, 2, 3, 4]]
 
@@ -257,11 +261,11 @@ def test_split_errors():
 
 @given(shape=shapes(min_dims=2, max_dims=4), dtype=dtypes, layout=layouts, seed=seeds,
        k=st.integers(-6, 6), upper=st.booleans())
-def test_tril_triu(shape, dtype, layout, seed, k, upper):
-    x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout)
+def test_tril_triu(device, shape, dtype, layout, seed, k, upper):
+    x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout, device)
     expected = (np.triu if upper else np.tril)(arr, k)
     out = (oc.triu if upper else oc.tril)(x, k)
-    assert_close(out, expected, dtype, exact=True)
-    assert_close(getattr(x, "triu" if upper else "tril")(diagonal=k), expected, dtype, exact=True)
+    assert_close(out, expected, dtype, exact=True, device=device)
+    assert_close(getattr(x, "triu" if upper else "tril")(diagonal=k), expected, dtype, exact=True, device=device)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         oc.tril(oc.zeros(3))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import orchard as oc
+from conftest import forget_last_failure
 
 LINE = re.compile(r"^(alloc|free) id=(\d+) bytes=(\d+) device=(\w+)$")
 
@@ -37,6 +38,7 @@ def check_balanced(events):
 @pytest.fixture
 def profiling(tmp_path, monkeypatch):
     log = tmp_path / "profile.log"
+    forget_last_failure()
     gc.collect()
     monkeypatch.setenv("ORCHARD_TENSOR_PROFILE", "1")
     monkeypatch.setenv("ORCHARD_TENSOR_PROFILE_LOG", str(log))
@@ -48,16 +50,16 @@ def profiling(tmp_path, monkeypatch):
     oc.profile.reset()
 
 
-def test_alloc_and_free_lines(profiling):
+def test_alloc_and_free_lines(device, profiling):
     assert oc.profile.enabled()
     assert oc.profile.log_path() == str(profiling)
-    a = oc.zeros(100, dtype=oc.float64)
+    a = oc.zeros(100, dtype=oc.int64, device=device)
     b = a + a  # one new storage (a Python scalar would add its own small 0-d storages)
     v = b.T.reshape(100)[10:20]  # views allocate nothing
     assert oc.profile.counts() == (2, 0)
     events = read_log(profiling)
     assert [e[0] for e in events] == ["alloc", "alloc"]
-    assert events[0][2] == 800 and events[0][3] == "cpu"
+    assert events[0][2] == 800 and events[0][3] == device
     del a, b
     gc.collect()
     assert oc.profile.counts() == (2, 1)  # the view keeps b's storage
@@ -96,11 +98,11 @@ def test_reset_and_clear_log(profiling):
     gc.collect()
 
 
-def test_live_tensors(profiling):
-    t = oc.empty(12345, dtype=oc.bool)
+def test_live_tensors(device, profiling):
+    t = oc.empty(12345, dtype=oc.bool, device=device)
     live = oc.profile.live_tensors()
     assert all(isinstance(s, tuple) and len(s) == 3 for s in live)
-    assert any(nbytes == 12345 and dev == "cpu" for _, nbytes, dev in live)
+    assert any(nbytes == 12345 and dev == device for _, nbytes, dev in live)
     ids = {sid for sid, nbytes, _ in live if nbytes == 12345}
     del t
     gc.collect()

@@ -1,0 +1,232 @@
+// Elementwise kernels: copy with conversion, fill, unary and binary ops, where. Each comes in two
+// forms: `_c` for contiguous operands (a flat index) and `_s` for strided ones (broadcast inputs have
+// stride 0), addressed through a StridedLoop. One thread per element; the plans keep launches under
+// 2^32 elements.
+#include "common.h"
+#include "params.h"
+
+// ---- copy and fill ---------------------------------------------------------------------------
+
+template <typename Out, typename In>
+[[kernel]] void copy_c(device Out* out [[buffer(0)]], device const In* in [[buffer(1)]],
+                       constant int64_t& n [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i < n) out[i] = convert<Out>(in[i]);
+}
+
+template <typename Out, typename In>
+[[kernel]] void copy_s(device Out* out [[buffer(0)]], device const In* in [[buffer(1)]],
+                       constant StridedLoop& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i >= p.numel) return;
+  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = convert<Out>(in[strided_offset(i, p.shape, p.strides[1], p.ndim)]);
+}
+
+#define ORCHARD_COPY(out_name, Out, in_name, In)                                   \
+  ORCHARD_KERNEL("copy_" #out_name "_" #in_name "_c", copy_c, Out, In)             \
+  ORCHARD_KERNEL("copy_" #out_name "_" #in_name "_s", copy_s, Out, In)
+#define ORCHARD_COPY_TO(out_name, Out)                                                            \
+  ORCHARD_COPY(out_name, Out, bool, bool) ORCHARD_COPY(out_name, Out, int32, int32_t)            \
+  ORCHARD_COPY(out_name, Out, int64, int64_t) ORCHARD_COPY(out_name, Out, float16, half)         \
+  ORCHARD_COPY(out_name, Out, bfloat16, bfloat) ORCHARD_COPY(out_name, Out, float32, float)
+ORCHARD_FOR_EACH_DTYPE(ORCHARD_COPY_TO)
+
+// Floats and bool take the float value (0.1 is true), integers the exact int64.
+template <typename T> T fill_value(constant FillValue& v) { return T(v.f); }
+template <> bool fill_value<bool>(constant FillValue& v) { return v.f != 0; }
+template <> int32_t fill_value<int32_t>(constant FillValue& v) { return int32_t(v.i); }
+template <> int64_t fill_value<int64_t>(constant FillValue& v) { return v.i; }
+
+template <typename T>
+[[kernel]] void fill_c(device T* out [[buffer(0)]], constant FillValue& value [[buffer(1)]],
+                       constant int64_t& n [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i < n) out[i] = fill_value<T>(value);
+}
+
+template <typename T>
+[[kernel]] void fill_s(device T* out [[buffer(0)]], constant FillValue& value [[buffer(1)]],
+                       constant StridedLoop& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i < p.numel) out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = fill_value<T>(value);
+}
+
+#define ORCHARD_FILL(name, T)                                \
+  ORCHARD_KERNEL("fill_" #name "_c", fill_c, T)              \
+  ORCHARD_KERNEL("fill_" #name "_s", fill_s, T)
+ORCHARD_FOR_EACH_DTYPE(ORCHARD_FILL)
+
+// ---- unary -----------------------------------------------------------------------------------
+
+// erf to ~1e-7: its Taylor series near 0, Abramowitz & Stegun 7.1.26 beyond (MSL has no erf).
+inline float erf_f32(float x) {
+  const float a = fabs(x);
+  if (a < 0.5f) {
+    const float x2 = x * x;
+    return 1.1283791671f * x * (1.0f + x2 * (-1.0f / 3 + x2 * (1.0f / 10 + x2 * (-1.0f / 42 + x2 * (1.0f / 216 + x2 * (-1.0f / 1320))))));
+  }
+  const float t = 1.0f / (1.0f + 0.3275911f * a);
+  const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  return copysign(1.0f - poly * exp(-a * a), x);
+}
+
+struct Neg { template <typename C> C operator()(C x) const { return -x; } };
+struct Abs { template <typename C> C operator()(C x) const { return x < C(0) ? -x : x; } };
+struct Relu { template <typename C> C operator()(C x) const { return x > C(0) ? x : (x != x ? x : C(0)); } };
+struct LogicalNot { bool operator()(bool x) const { return !x; } };
+struct Identity { bool operator()(bool x) const { return x; } };
+struct Exp { float operator()(float x) const { return exp(x); } };
+struct Log { float operator()(float x) const { return log(x); } };
+struct Sqrt { float operator()(float x) const { return sqrt(x); } };
+struct Rsqrt { float operator()(float x) const { return 1.0f / sqrt(x); } };
+struct Tanh { float operator()(float x) const { return tanh(x); } };
+struct Sigmoid { float operator()(float x) const { return 1.0f / (1.0f + exp(-x)); } };
+struct Sin { float operator()(float x) const { return sin(x); } };
+struct Cos { float operator()(float x) const { return cos(x); } };
+struct Erf { float operator()(float x) const { return erf_f32(x); } };
+struct GeluExact { float operator()(float x) const { return 0.5f * x * (1.0f + erf_f32(x * 0.7071067811865476f)); } };
+struct GeluTanh {
+  float operator()(float x) const { return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
+};
+
+template <typename T, typename Op>
+[[kernel]] void unary_c(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                        constant int64_t& n [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i < n) out[i] = T(Op()(typename Compute<T>::type(in[i])));
+}
+
+template <typename T, typename Op>
+[[kernel]] void unary_s(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                        constant StridedLoop& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
+  if (i >= p.numel) return;
+  const typename Compute<T>::type x = in[strided_offset(i, p.shape, p.strides[1], p.ndim)];
+  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = T(Op()(x));
+}
+
+#define ORCHARD_UNARY(op, Op, name, T)                        \
+  ORCHARD_KERNEL("unary_" #op "_" #name "_c", unary_c, T, Op) \
+  ORCHARD_KERNEL("unary_" #op "_" #name "_s", unary_s, T, Op)
+#define ORCHARD_UNARY_INT(name, T) \
+  ORCHARD_UNARY(neg, Neg, name, T) ORCHARD_UNARY(abs, Abs, name, T) ORCHARD_UNARY(relu, Relu, name, T)
+#define ORCHARD_UNARY_FLOAT(name, T)                                                                      \
+  ORCHARD_UNARY_INT(name, T)                                                                              \
+  ORCHARD_UNARY(exp, Exp, name, T) ORCHARD_UNARY(log, Log, name, T) ORCHARD_UNARY(sqrt, Sqrt, name, T)    \
+  ORCHARD_UNARY(rsqrt, Rsqrt, name, T) ORCHARD_UNARY(tanh, Tanh, name, T)                                 \
+  ORCHARD_UNARY(sigmoid, Sigmoid, name, T) ORCHARD_UNARY(gelu, GeluExact, name, T)                        \
+  ORCHARD_UNARY(gelu_tanh, GeluTanh, name, T) ORCHARD_UNARY(sin, Sin, name, T)                            \
+  ORCHARD_UNARY(cos, Cos, name, T) ORCHARD_UNARY(erf, Erf, name, T)
+ORCHARD_UNARY(logical_not, LogicalNot, bool, bool)
+ORCHARD_UNARY(abs, Identity, bool, bool)
+ORCHARD_UNARY(relu, Identity, bool, bool)
+ORCHARD_UNARY_INT(int32, int32_t)
+ORCHARD_UNARY_INT(int64, int64_t)
+ORCHARD_FOR_EACH_FLOAT(ORCHARD_UNARY_FLOAT)
+
+// ---- binary ----------------------------------------------------------------------------------
+
+// Integer powers by squaring; a negative exponent gives 1/base^-e truncated toward zero.
+template <typename C> C integer_pow(C base, C e) {
+  if (e < 0) return base == 1 ? 1 : (base == -1 ? ((e & 1) ? -1 : 1) : 0);
+  C result = 1;
+  for (; e; e >>= 1, base *= base)
+    if (e & 1) result *= base;
+  return result;
+}
+// C's pow: a negative base with an integral exponent keeps its sign (MSL's pow leaves that undefined).
+inline float float_pow(float a, float b) {
+  if (b == 2.0f) return a * a;
+  if (a < 0.0f && isfinite(b) && b == trunc(b)) {
+    const float m = pow(-a, b);
+    const bool odd = b - 2.0f * floor(0.5f * b) != 0.0f;
+    return odd ? -m : m;
+  }
+  return pow(a, b);
+}
+
+struct Add { template <typename C> C operator()(C a, C b) const { return a + b; } };
+struct Sub { template <typename C> C operator()(C a, C b) const { return a - b; } };
+struct Mul { template <typename C> C operator()(C a, C b) const { return a * b; } };
+struct Div { template <typename C> C operator()(C a, C b) const { return a / b; } };
+struct SafeDiv { template <typename C> C operator()(C a, C b) const { return b == C(0) ? C(0) : a / b; } };
+struct Maximum { template <typename C> C operator()(C a, C b) const { return (a > b || a != a) ? a : b; } };
+struct Minimum { template <typename C> C operator()(C a, C b) const { return (a < b || a != a) ? a : b; } };
+struct IntPow { template <typename C> C operator()(C a, C b) const { return integer_pow(a, b); } };
+struct FloatPow { float operator()(float a, float b) const { return float_pow(a, b); } };
+// Gelu's backward, fused: (grad, x) -> grad * gelu'(x). Exact: Phi(x) + x phi(x); tanh form
+// differentiated term by term through the forward's t = tanh(k (x + c x^3)).
+struct GeluBackwardExact {
+  float operator()(float g, float x) const {
+    return g * (0.5f * (1.0f + erf_f32(x * 0.7071067811865476f)) + x * 0.3989422804014327f * exp(-0.5f * x * x));
+  }
+};
+struct GeluBackwardTanh {
+  float operator()(float g, float x) const {
+    const float k = 0.7978845608028654f, c = 0.044715f, x2 = x * x;
+    const float t = tanh(k * (x + c * x2 * x));
+    return g * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x2));
+  }
+};
+struct Eq { template <typename C> bool operator()(C a, C b) const { return a == b; } };
+struct Ne { template <typename C> bool operator()(C a, C b) const { return a != b; } };
+struct Lt { template <typename C> bool operator()(C a, C b) const { return a < b; } };
+struct Le { template <typename C> bool operator()(C a, C b) const { return a <= b; } };
+struct Gt { template <typename C> bool operator()(C a, C b) const { return a > b; } };
+struct Ge { template <typename C> bool operator()(C a, C b) const { return a >= b; } };
+struct LogicalAnd { template <typename C> bool operator()(C a, C b) const { return a && b; } };
+struct LogicalOr { template <typename C> bool operator()(C a, C b) const { return a || b; } };
+
+// Out is T for arithmetic, bool for comparisons and logical ops.
+template <typename Out, typename T, typename Op>
+[[kernel]] void binary_c(device Out* out [[buffer(0)]], device const T* a [[buffer(1)]], device const T* b [[buffer(2)]],
+                         constant int64_t& n [[buffer(3)]], uint i [[thread_position_in_grid]]) {
+  typedef typename Compute<T>::type C;
+  if (i < n) out[i] = Out(Op()(C(a[i]), C(b[i])));
+}
+
+template <typename Out, typename T, typename Op>
+[[kernel]] void binary_s(device Out* out [[buffer(0)]], device const T* a [[buffer(1)]], device const T* b [[buffer(2)]],
+                         constant StridedLoop& p [[buffer(3)]], uint i [[thread_position_in_grid]]) {
+  typedef typename Compute<T>::type C;
+  if (i >= p.numel) return;
+  const C x = a[strided_offset(i, p.shape, p.strides[1], p.ndim)];
+  const C y = b[strided_offset(i, p.shape, p.strides[2], p.ndim)];
+  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = Out(Op()(x, y));
+}
+
+#define ORCHARD_BINARY(op, Op, name, Out, T)                          \
+  ORCHARD_KERNEL("binary_" #op "_" #name "_c", binary_c, Out, T, Op)  \
+  ORCHARD_KERNEL("binary_" #op "_" #name "_s", binary_s, Out, T, Op)
+#define ORCHARD_BINARY_LOGIC(name, T)                                                              \
+  ORCHARD_BINARY(eq, Eq, name, bool, T) ORCHARD_BINARY(ne, Ne, name, bool, T)                      \
+  ORCHARD_BINARY(lt, Lt, name, bool, T) ORCHARD_BINARY(le, Le, name, bool, T)                      \
+  ORCHARD_BINARY(gt, Gt, name, bool, T) ORCHARD_BINARY(ge, Ge, name, bool, T)                      \
+  ORCHARD_BINARY(logical_and, LogicalAnd, name, bool, T) ORCHARD_BINARY(logical_or, LogicalOr, name, bool, T) \
+  ORCHARD_BINARY(maximum, Maximum, name, T, T) ORCHARD_BINARY(minimum, Minimum, name, T, T)
+#define ORCHARD_BINARY_NUMBER(name, T) \
+  ORCHARD_BINARY_LOGIC(name, T) ORCHARD_BINARY(add, Add, name, T, T) ORCHARD_BINARY(mul, Mul, name, T, T)
+#define ORCHARD_BINARY_INT(name, T) \
+  ORCHARD_BINARY_NUMBER(name, T) ORCHARD_BINARY(sub, Sub, name, T, T) ORCHARD_BINARY(pow, IntPow, name, T, T)
+// Division always has a float result (the front-end promotes integers).
+#define ORCHARD_BINARY_FLOAT(name, T)                                                              \
+  ORCHARD_BINARY_NUMBER(name, T) ORCHARD_BINARY(sub, Sub, name, T, T) ORCHARD_BINARY(pow, FloatPow, name, T, T) \
+  ORCHARD_BINARY(div, Div, name, T, T) ORCHARD_BINARY(safe_div, SafeDiv, name, T, T)                        \
+  ORCHARD_BINARY(gelu_backward, GeluBackwardExact, name, T, T)                                             \
+  ORCHARD_BINARY(gelu_tanh_backward, GeluBackwardTanh, name, T, T)
+// On bool, + is logical or and * logical and (PyTorch's bool arithmetic).
+ORCHARD_BINARY_LOGIC(bool, bool)
+ORCHARD_BINARY(add, LogicalOr, bool, bool, bool)
+ORCHARD_BINARY(mul, LogicalAnd, bool, bool, bool)
+ORCHARD_BINARY_INT(int32, int32_t)
+ORCHARD_BINARY_INT(int64, int64_t)
+ORCHARD_FOR_EACH_FLOAT(ORCHARD_BINARY_FLOAT)
+
+// ---- where -----------------------------------------------------------------------------------
+
+template <typename T>
+[[kernel]] void where_s(device T* out [[buffer(0)]], device const bool* cond [[buffer(1)]], device const T* a [[buffer(2)]],
+                        device const T* b [[buffer(3)]], constant StridedLoop& p [[buffer(4)]],
+                        uint i [[thread_position_in_grid]]) {
+  if (i >= p.numel) return;
+  const bool c = cond[strided_offset(i, p.shape, p.strides[1], p.ndim)];
+  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] =
+      c ? a[strided_offset(i, p.shape, p.strides[2], p.ndim)] : b[strided_offset(i, p.shape, p.strides[3], p.ndim)];
+}
+
+#define ORCHARD_WHERE(name, T) ORCHARD_KERNEL("where_" #name "_s", where_s, T)
+ORCHARD_FOR_EACH_DTYPE(ORCHARD_WHERE)

@@ -1,0 +1,17 @@
+// The MSL emulator: runs kernels compiled from the .metal sources as C++ (see emulator.cpp).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dispatch.h"
+
+namespace orchard::metal_emu {
+
+// Runs one launch to completion; errors (unknown kernel, diverged barriers) raise RuntimeError.
+void run(const metal::Dispatch& d);
+
+// Host names of every kernel compiled into the emulator.
+std::vector<std::string> kernel_names();
+
+}  // namespace orchard::metal_emu

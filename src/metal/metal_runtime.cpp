@@ -1,0 +1,138 @@
+// The Metal runtime: every primitive becomes launches planned in portable C++ (plans.h) and run by
+// a Backend, the Objective-C++ glue on an Apple GPU or the emulator elsewhere. Registers itself for
+// Device::Metal when the library loads and a backend is available.
+#include "block_cache.h"
+#include "plans.h"
+
+namespace orchard::metal {
+
+#ifdef ORCHARD_METAL_GPU
+Backend* make_gpu_backend();  // metal_backend.mm: nullptr when the machine has no usable GPU
+#endif
+#ifdef ORCHARD_METAL_EMULATOR
+Backend* make_emulated_backend();  // emulator/emulated_backend.cpp
+#endif
+
+Backend* make_backend() {
+  Backend* backend = nullptr;
+#ifdef ORCHARD_METAL_GPU
+  backend = make_gpu_backend();
+#endif
+#ifdef ORCHARD_METAL_EMULATOR
+  if (!backend) backend = make_emulated_backend();
+#endif
+  return backend;
+}
+
+namespace {
+
+Backend* g_backend = nullptr;
+
+class MetalRuntime final : public Runtime {
+ public:
+  // Freed buffers are kept by size class (a new MTLBuffer costs far more than a lookup); blocks
+  // under 4 KiB round to 256 bytes. 4 GiB are kept at most.
+  MetalRuntime()
+      : cache_("metal", 256, 1, size_t(4) << 30, [](size_t n) { return g_backend->allocate(n); },
+               [](void* p) { g_backend->deallocate(p); }) {}
+
+  Device device() const override { return Device::Metal; }
+  bool supports(DType t) const override { return t != DType::Float64; }
+  void* allocate(size_t nbytes) override { return cache_.allocate(nbytes); }
+  void deallocate(void* ptr, size_t nbytes) override { cache_.deallocate(ptr, nbytes); }
+  void release_cached_memory() override {
+    g_backend->synchronize();  // queued work may still use cached buffers
+    cache_.release();
+  }
+  void synchronize() override { g_backend->synchronize(); }
+
+  void copy(const ElementwiseLoop& loop) override {
+    const Operand &out = loop.operands[0], &in = loop.operands[1];
+    const size_t item = itemsize(out.dtype), nbytes = size_t(loop.numel()) * item;
+    const size_t out_offset = size_t(out.offset) * item, in_offset = size_t(in.offset) * item;
+    // Contiguous bytes with the 4-byte alignment Metal's blits need: a blit; anything else a kernel.
+    const bool contiguous =
+        loop.shape.empty() || (loop.shape.size() == 1 && out.strides[0] == 1 && in.strides[0] == 1);
+    if (out.dtype == in.dtype && contiguous && nbytes > 0 && (out_offset | in_offset | nbytes) % 4 == 0) {
+      g_backend->copy(out.storage->data(), out_offset, in.storage->data(), in_offset, nbytes);
+      return;
+    }
+    run(plan_copy(loop));
+  }
+  void fill(const ElementwiseLoop& loop, Scalar value) override { run(plan_fill(loop, value)); }
+  void unary(UnaryOp op, const ElementwiseLoop& loop) override { run(plan_unary(op, loop)); }
+  void binary(BinaryOp op, const ElementwiseLoop& loop) override { run(plan_binary(op, loop)); }
+  void where(const ElementwiseLoop& loop) override { run(plan_where(loop)); }
+  void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) override {
+    run(plan_random(out, normal, seed, offset));
+  }
+
+  void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced, int64_t inner,
+              int64_t correction) override {
+    run(plan_reduce(op, in, out, outer, reduced, inner, correction));
+  }
+  void softmax(const Tensor& in, const Tensor& out, bool log) override { run(plan_softmax(in, out, log)); }
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override { run(plan_matmul(a, b, out)); }
+  void index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer,
+                    int64_t inner) override {
+    run(plan_index_select(src, index, out, outer, inner));
+  }
+  void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) override {
+    run(plan_gather(src, index, out, dim));
+  }
+  void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) override {
+    run(plan_scatter_add(out, index, src, dim));
+  }
+
+  void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
+                         const Tensor& out, const Tensor& lse) override {
+    run(plan_attention_forward(q, k, v, p, out, lse));
+  }
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                          const Tensor& dout, const AttentionParams& p, const Tensor& dq, const Tensor& dk,
+                          const Tensor& dv) override {
+    run(plan_attention_backward(q, k, v, out, lse, dout, p, dq, dk, dv));
+  }
+  void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
+                          const Tensor& mean, const Tensor& rstd) override {
+    run(plan_layer_norm_forward(x, weight, bias, eps, y, mean, rstd));
+  }
+  void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                           const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) override {
+    run(plan_layer_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias));
+  }
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& losses,
+                             const Tensor& lse) override {
+    run(plan_cross_entropy_forward(logits, targets, ignore_index, losses, lse));
+  }
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                              const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) override {
+    run(plan_cross_entropy_backward(logits, targets, lse, grad_losses, ignore_index, dlogits));
+  }
+  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                  const AdamWParams& p) override {
+    run(plan_adamw_step(param, grad, exp_avg, exp_avg_sq, p));
+  }
+
+ private:
+  static void run(const Launches& launches) {
+    for (const Dispatch& d : launches) g_backend->dispatch(d);
+  }
+
+  BlockCache cache_;
+};
+
+const bool registered = [] {
+  g_backend = make_backend();
+  if (!g_backend) return false;
+  // Never destroyed (as the CPU allocator's cache): tensors may be freed during static teardown,
+  // and the cached blocks stay reachable instead of showing up as leaks.
+  static MetalRuntime* runtime = new MetalRuntime;
+  register_runtime(Device::Metal, runtime);
+  set_runtime_emulated(Device::Metal, g_backend->emulated());
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace orchard::metal

@@ -1,0 +1,95 @@
+// Plans for batched matrix products (kernels in metal/matmul.metal). a [batch, M, K] and b
+// [batch, K, N] are read in place through their strides (row- or column-major matrices, a batch
+// stride of 0 broadcasting), out is contiguous [batch, M, N]; the batch is the grid's z.
+//
+// Float dtypes run matmul_tiled: simdgroup 8x8 float matrices, accumulating in float32 (16-bit
+// inputs are widened as they are staged, and the result rounds once, as on the CPU). Tile choice:
+// - Simdgroup matrices are 8x8, so every tile side is a multiple of 8. Four simdgroups (128
+//   threads) split a 32 x 32 output tile 2 x 2; each owns a 16 x 16 quarter, i.e. 2 x 2
+//   accumulators, loading 2 fragments of a and 2 of b per 4 multiply-accumulates of every 8-deep
+//   slice (twice the reuse of one fragment per product).
+// - K advances 16 per step: each of the 128 threads stages 4 elements of a and 4 of b between one
+//   pair of barriers, and the step holds two 8-deep slices of products.
+// - Threadgroup memory: a tile 32 x (16 + 4) floats (2.5 KiB), b tile 16 x (32 + 4) (2.25 KiB) and
+//   the output staging tile 32 x 32 (4 KiB): 8.75 KiB, so three threadgroups fit a core's 32 KiB and
+//   the core has a dozen simdgroups to switch between while tile loads wait on device memory. The
+//   4-float row padding keeps rows 16-byte aligned for simdgroup_load and staggers the banks that
+//   the column-wise staging of a transposed operand writes.
+// - 32 x 32 tiles waste little on the small and ragged shapes that model training produces (edge
+//   tiles are zero-padded in threadgroup memory, only the final stores are guarded) and give
+//   enough threadgroups to fill a GPU's cores from M = N = 256 up; 64 x 64 tiles would reuse each
+//   staged element more on large products but quarter the group count and need 16 KiB of output
+//   staging. 128 threads also keeps the emulator, which runs each thread of a cooperative group as
+//   an OS thread, quick.
+// Integer dtypes run matmul_naive, one thread per output element in 16 x 16 threadgroups.
+#include <cstdint>
+#include <limits>
+
+#include "matmul_params.h"
+#include "plans.h"
+
+namespace orchard::metal {
+
+namespace {
+
+constexpr uint32_t kTileM = ORCHARD_MATMUL_TILE_M, kTileN = ORCHARD_MATMUL_TILE_N, kTileK = ORCHARD_MATMUL_TILE_K;
+constexpr uint32_t kThreads = ORCHARD_MATMUL_THREADS;
+constexpr uint32_t kATileBytes = kTileM * ORCHARD_MATMUL_A_LD * sizeof(float);
+constexpr uint32_t kBTileBytes = kTileK * ORCHARD_MATMUL_B_LD * sizeof(float);
+constexpr uint32_t kCTileBytes = kTileM * kTileN * sizeof(float);
+static_assert(kTileM == 32 && kTileN == 32 && kThreads == 128, "matmul_tiled hard-codes a 2 x 2 grid of 16 x 16 simdgroup tiles");
+static_assert(kTileK % 8 == 0, "the K step is a whole number of 8-deep simdgroup products");
+static_assert(kATileBytes + kBTileBytes + kCTileBytes <= 32 * 1024, "threadgroup memory budget");
+constexpr uint32_t kNaiveX = ORCHARD_MATMUL_NAIVE_X, kNaiveY = ORCHARD_MATMUL_NAIVE_Y;
+
+const DType kFloatDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
+const DType kIntDTypes[] = {DType::Int32, DType::Int64};
+
+std::string tiled_kernel(DType t) { return std::string("matmul_tiled_") + dtype_name(t); }
+std::string naive_kernel(DType t) { return std::string("matmul_naive_") + dtype_name(t); }
+
+uint32_t grid_dim(int64_t n, int64_t per_group, const char* what) {
+  const int64_t groups = (n + per_group - 1) / per_group;
+  ORCHARD_CHECK(groups <= int64_t(std::numeric_limits<uint32_t>::max()), RuntimeError, "metal: matmul ", what, " of ",
+                n, " needs more threadgroups than a grid holds");
+  return uint32_t(groups);
+}
+
+}  // namespace
+
+Launches plan_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  const DType t = out.dtype();
+  const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
+  if (batch == 0 || m == 0 || n == 0) return {};
+
+  MatmulParams p{};
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  for (int d = 0; d < 3; ++d) {
+    p.a_strides[d] = a.strides()[d];
+    p.b_strides[d] = b.strides()[d];
+  }
+  // Only decides which way the tile loads walk, so that neighbouring threads read neighbouring
+  // addresses: along k unless a's unit stride runs along m (likewise b: along n unless along k).
+  const Strides &sa = a.strides(), &sb = b.strides();
+  p.a_k_unit = (m > 1 && sa[1] == 1 && (k == 1 || sa[2] != 1)) ? 0 : 1;
+  p.b_n_unit = (k > 1 && sb[1] == 1 && (n == 1 || sb[2] != 1)) ? 0 : 1;
+
+  const bool tiled = t == DType::Float16 || t == DType::BFloat16 || t == DType::Float32;
+  ORCHARD_CHECK(tiled || t == DType::Int32 || t == DType::Int64, RuntimeError, "metal: no matmul kernel for ",
+                dtype_name(t));
+  const uint32_t z = grid_dim(batch, 1, "batch");
+  Launch launch(tiled ? tiled_kernel(t) : naive_kernel(t));
+  launch.buffer(out).buffer(a).buffer(b).constants(p);
+  if (!tiled) return {launch.grid({grid_dim(n, kNaiveX, "n"), grid_dim(m, kNaiveY, "m"), z}, {kNaiveX, kNaiveY, 1})};
+  launch.threadgroup_memory(kATileBytes).threadgroup_memory(kBTileBytes).threadgroup_memory(kCTileBytes);
+  return {launch.grid({grid_dim(n, kTileN, "n"), grid_dim(m, kTileM, "m"), z}, {kThreads, 1, 1})};
+}
+
+void matmul_kernel_names(std::vector<std::string>& names) {
+  for (DType t : kFloatDTypes) names.push_back(tiled_kernel(t));
+  for (DType t : kIntDTypes) names.push_back(naive_kernel(t));
+}
+
+}  // namespace orchard::metal

@@ -1,0 +1,56 @@
+// Kernels that exercise the emulator itself (tests/cpp/test_metal.cpp): threadgroup memory and
+// barriers, simdgroup functions and matrices, and the mistakes it must report instead of hanging.
+#include "../../../metal/common.h"
+
+// out[i] = in[n - 1 - i] within a threadgroup of n threads, through threadgroup memory.
+template <typename T>
+[[kernel]] void check_reverse(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                              threadgroup T* shared [[threadgroup(0)]], uint i [[thread_index_in_threadgroup]],
+                              uint n [[threads_per_threadgroup]], uint g [[threadgroup_position_in_grid]]) {
+  shared[i] = in[g * n + i];
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  out[g * n + i] = shared[n - 1 - i];
+}
+ORCHARD_KERNEL("check_reverse_float32", check_reverse, float)
+
+// Per lane: [sum, max, exclusive prefix sum, value of lane + 1 (shuffle down), lane 3's value].
+template <typename T>
+[[kernel]] void check_simd(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                           uint i [[thread_index_in_threadgroup]], uint lane [[thread_index_in_simdgroup]]) {
+  const T x = in[i];
+  out[5 * i + 0] = simd_sum(x);
+  out[5 * i + 1] = simd_max(x);
+  out[5 * i + 2] = simd_prefix_exclusive_sum(x);
+  out[5 * i + 3] = simd_shuffle_down(x, ushort(1));
+  out[5 * i + 4] = simd_broadcast(x, ushort(3));
+}
+ORCHARD_KERNEL("check_simd_float32", check_simd, float)
+
+// c = a @ b for 8x8 matrices with one simdgroup.
+template <typename T>
+[[kernel]] void check_simdgroup_matrix(device T* c [[buffer(0)]], device const T* a [[buffer(1)]],
+                                       device const T* b [[buffer(2)]], uint lane [[thread_index_in_simdgroup]]) {
+  simdgroup_matrix<T, 8, 8> x, y, z;
+  simdgroup_load(x, a);
+  simdgroup_load(y, b, 8, ulong2(0), true);  // b is given transposed
+  simdgroup_multiply(z, x, y);
+  simdgroup_store(z, c);
+}
+ORCHARD_KERNEL("check_simdgroup_matrix_float32", check_simdgroup_matrix, float)
+
+// Thread 0 returns before a barrier the others wait at: undefined on a GPU, an error here.
+template <typename T>
+[[kernel]] void check_early_return(device T* out [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {
+  if (i == 0) return;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  out[i] = T(1);
+}
+ORCHARD_KERNEL("check_early_return_float32", check_early_return, float)
+
+// A barrier in a kernel that declares no threadgroup position runs without cooperating threads.
+template <typename T>
+[[kernel]] void check_undeclared_barrier(device T* out [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  out[i] = T(1);
+}
+ORCHARD_KERNEL("check_undeclared_barrier_float32", check_undeclared_barrier, float)

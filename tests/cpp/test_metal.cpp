@@ -1,0 +1,134 @@
+// The Metal runtime on the emulator: every kernel a plan can request exists, the emulator's
+// threadgroups, barriers, simdgroup functions and matrices behave as on a GPU and report misuse, and
+// plans cover loops beyond what one launch addresses.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+#include <vector>
+
+#include "emulator.h"
+#include "ops.h"
+#include "plans.h"
+#include "runtime.h"
+
+using namespace orchard;
+using metal::Launch;
+
+namespace {
+
+std::vector<float> values(const Tensor& t) {
+  Tensor c = t.to(Device::CPU).to(DType::Float32).contiguous();
+  return std::vector<float>(c.data_as<float>(), c.data_as<float>() + c.numel());
+}
+
+std::vector<float> iota(size_t n) {
+  std::vector<float> v(n);
+  std::iota(v.begin(), v.end(), 0.0f);
+  return v;
+}
+
+}  // namespace
+
+TEST(MetalEmulator, EveryPlannedKernelIsInTheLibrary) {
+  // The emulator's registry is the embedded library compiled as C++: the same ORCHARD_KERNEL lines.
+  const std::vector<std::string> registered = metal_emu::kernel_names();
+  const std::set<std::string> library(registered.begin(), registered.end());
+  const std::vector<std::string> planned = metal::planned_kernel_names();
+  EXPECT_GT(planned.size(), 100u);
+  for (const std::string& name : planned) EXPECT_TRUE(library.count(name)) << "no kernel named " << name;
+}
+
+TEST(MetalEmulator, ThreadgroupMemoryAndBarriers) {
+  std::vector<float> in = iota(3 * 64), out(in.size(), -1.0f);
+  metal_emu::run(Launch("check_reverse_float32")
+                     .buffer(out.data(), 0)
+                     .buffer(in.data(), 0)
+                     .threadgroup_memory(64 * sizeof(float))
+                     .grid({3}, {64}));
+  for (int g = 0; g < 3; ++g)
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(out[g * 64 + i], in[g * 64 + 63 - i]);
+}
+
+TEST(MetalEmulator, SimdgroupFunctions) {
+  // 40 threads: a full simdgroup of 32 lanes and a partial one of 8.
+  std::vector<float> in(40), out(5 * 40);
+  for (int i = 0; i < 40; ++i) in[i] = float((i * 7) % 11);
+  metal_emu::run(Launch("check_simd_float32").buffer(out.data(), 0).buffer(in.data(), 0).grid({1}, {40}));
+  for (int i = 0; i < 40; ++i) {
+    const int first = i / 32 * 32, lanes = i < 32 ? 32 : 8, lane = i - first;
+    float sum = 0, max = in[first], prefix = 0;
+    for (int l = 0; l < lanes; ++l) {
+      sum += in[first + l];
+      max = std::max(max, in[first + l]);
+      if (l < lane) prefix += in[first + l];
+    }
+    EXPECT_EQ(out[5 * i + 0], sum) << i;
+    EXPECT_EQ(out[5 * i + 1], max) << i;
+    EXPECT_EQ(out[5 * i + 2], prefix) << i;
+    EXPECT_EQ(out[5 * i + 3], lane + 1 < lanes ? in[i + 1] : in[i]) << i;
+    EXPECT_EQ(out[5 * i + 4], in[first + 3]) << i;
+  }
+}
+
+TEST(MetalEmulator, SimdgroupMatrices) {
+  std::vector<float> a = iota(64), b(64), c(64);
+  for (int i = 0; i < 64; ++i) b[i] = float(i % 5) - 2.0f;  // read transposed: B[k][j] = b[j * 8 + k]
+  metal_emu::run(
+      Launch("check_simdgroup_matrix_float32").buffer(c.data(), 0).buffer(a.data(), 0).buffer(b.data(), 0).grid({1}, {32}));
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) {
+      float want = 0;
+      for (int k = 0; k < 8; ++k) want += a[i * 8 + k] * b[j * 8 + k];
+      EXPECT_EQ(c[i * 8 + j], want);
+    }
+}
+
+TEST(MetalEmulator, ReportsAThreadThatReturnsBeforeABarrier) {
+  std::vector<float> out(32);
+  EXPECT_THROW(
+      {
+        try {
+          metal_emu::run(Launch("check_early_return_float32").buffer(out.data(), 0).grid({1}, {32}));
+        } catch (const RuntimeError& e) {
+          EXPECT_NE(std::string(e.what()).find("barrier"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      RuntimeError);
+}
+
+TEST(MetalEmulator, ReportsABarrierInAKernelWithoutCooperatingThreads) {
+  std::vector<float> out(32);
+  try {
+    metal_emu::run(Launch("check_undeclared_barrier_float32").buffer(out.data(), 0).grid({1}, {32}));
+    FAIL() << "expected an error";
+  } catch (const RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("check_undeclared_barrier_float32"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MetalEmulator, UnknownKernelsAndThreadgroupSizesRaise) {
+  EXPECT_THROW(metal_emu::run(Launch("no_such_kernel").grid({1}, {1})), RuntimeError);
+  std::vector<float> out(2048);
+  EXPECT_THROW(metal_emu::run(Launch("fill_float32_c").buffer(out.data(), 0).grid({1}, {2048})), RuntimeError);
+}
+
+TEST(MetalRuntime, IsEmulatedAndHoldsNoFloat64) {
+  EXPECT_TRUE(has_runtime(Device::Metal));
+  EXPECT_TRUE(runtime_is_emulated(Device::Metal));
+  EXPECT_THROW(zeros({2}, DType::Float64, Device::Metal), DTypeError);
+}
+
+TEST(MetalRuntime, LoopsOfMoreDimsThanOneLaunchAddresses) {
+  // Eight dims of 2 that no coalescing can merge: the plan splits the loop over launches.
+  const Shape shape(8, 2);
+  Tensor cpu = arange(0, 256, 1, DType::Float32).reshape(shape);
+  const std::vector<int64_t> perm = {7, 5, 3, 1, 6, 4, 2, 0};
+  Tensor want = add(cpu.permute(perm), cpu.permute(perm).contiguous());
+  Tensor m = cpu.to(Device::Metal);
+  Tensor got = add(m.permute(perm), m.permute(perm).contiguous());
+  EXPECT_EQ(got.device(), Device::Metal);
+  EXPECT_EQ(values(got), values(want));
+}
