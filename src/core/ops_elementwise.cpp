@@ -37,6 +37,7 @@ Tensor on_device(const Tensor& t, Device device) { return t.device() == device ?
 Tensor on_device(const Tensor& t, Device device, DType dtype) { return on_device(t.to(dtype), device); }
 
 void check_writable(const Tensor& out, const char* op) {
+  if (out.numel() == 0) return;  // no elements, none shared (PyTorch writes to such views too)
   for (int64_t i = 0; i < out.ndim(); ++i)
     ORCHARD_CHECK(out.strides()[i] != 0 || out.shape()[i] <= 1, ValueError, op,
                   ": cannot write in place to an expanded tensor (several elements share memory); "
@@ -117,6 +118,13 @@ Tensor scaled(const char* op, const Tensor& a, const Tensor& b, double alpha) {
   const bool whole = std::isfinite(alpha) && alpha == std::trunc(alpha);
   ORCHARD_CHECK(whole || is_floating(result_type(a, b)), ValueError, op, ": alpha must be a whole number for ",
                 dtype_name(result_type(a, b)), " inputs, got ", alpha);
+  if (b.is_wrapped_number()) {  // a Python scalar times alpha is still one: weakly typed, on the host
+    const double v = b.to(DType::Float64).data_as<double>()[0] * alpha;
+    // (True * alpha stays a bool next to a bool tensor, where PyTorch computes in bool too.)
+    const DType t = b.dtype() == DType::Float64 || !whole ? DType::Float64
+                    : b.dtype() == DType::Bool && a.dtype() == DType::Bool ? DType::Bool : DType::Int64;
+    return scalar_tensor(v, t, Device::CPU, true);
+  }
   return mul(b, scalar_tensor(alpha, whole ? DType::Int64 : DType::Float64, Device::CPU, true));  // a host scalar
 }
 }  // namespace
@@ -149,7 +157,9 @@ Tensor clamp(const Tensor& x, std::optional<Tensor> min, std::optional<Tensor> m
   // (it is taken where it is NaN, as PyTorch's clamp does).
   auto beyond = [](BinaryOp cmp, const Tensor& v, const Tensor& bound) {
     Tensor c = binary(cmp, v, bound);
-    return is_floating(bound.dtype()) ? binary(BinaryOp::LogicalOr, c, binary(BinaryOp::Ne, bound, bound)) : c;
+    if (!is_floating(bound.dtype())) return c;
+    Tensor nan = binary(BinaryOp::Ne, bound, bound);  // on the host for a Python scalar bound
+    return binary(BinaryOp::LogicalOr, c, on_device(nan, c.device()));
   };
   Tensor out = x;
   if (min) out = where(beyond(BinaryOp::Lt, out, *min), *min, out);

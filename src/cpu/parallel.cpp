@@ -29,13 +29,17 @@ inline void cpu_relax() {
 #endif
 }
 
-// Busy-waits until done() or kSpin has passed; returns done().
+// Busy-waits until done() or kSpin has passed; returns done(). Yields now and then, so that on a
+// busy machine the spinning thread hands its core to the thread it waits for.
 template <typename Done>
 bool spin_until(const Done& done) {
   const auto deadline = std::chrono::steady_clock::now() + kSpin;
   for (int i = 0; !done(); ++i) {
     cpu_relax();
-    if (i % 64 == 63 && std::chrono::steady_clock::now() > deadline) return done();
+    if (i % 64 == 63) {
+      if (std::chrono::steady_clock::now() > deadline) return done();
+      std::this_thread::yield();
+    }
   }
   return true;
 }

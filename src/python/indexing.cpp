@@ -39,6 +39,9 @@ Tensor apply_key(const Tensor& self, nb::handle key_in) {
     else ++consuming;
   }
   if (ellipses > 1) throw IndexError("an index can only have a single ellipsis ('...')");
+  // Several True/False in one key broadcast together into a single dim in NumPy and PyTorch.
+  if (bools > 1)
+    throw IndexError(detail::concat("only one True/False per indexing expression is supported, got ", bools));
   // NumPy and PyTorch broadcast several index tensors together (t[[0, 1], [0, 1]] is a diagonal),
   // and a True/False next to one is an index of that kind too (t[False, [1, 2]] is an error there);
   // rather than answer differently, refuse.
