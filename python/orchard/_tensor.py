@@ -1,5 +1,6 @@
 """Python-side parts of Tensor: construction from Python data, repr, and scalar conversions."""
 import builtins
+import math
 import numbers
 
 import numpy as np
@@ -17,15 +18,16 @@ _NUMPY_TO_DTYPE = {
 }
 
 
-def _infer(data):
-    """A NumPy array holding `data`, with PyTorch's default dtypes for Python numbers."""
+def _infer(data, dtype=None):
+    """A NumPy array holding `data`, with PyTorch's default dtypes for Python numbers (when no dtype
+    is asked for: Python floats then convert once, straight to the dtype asked for)."""
     if isinstance(data, Tensor):
         return data
     from_numpy_input = isinstance(data, (np.ndarray, np.generic))
     arr = np.asarray(data)
     if arr.dtype == object:
         raise TypeError("tensor(): data must be numbers or nested sequences of equal length")
-    if not from_numpy_input and arr.dtype == np.float64:
+    if not from_numpy_input and arr.dtype == np.float64 and dtype is None:
         arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
     elif arr.dtype.kind in "iu" and arr.dtype not in _NUMPY_TO_DTYPE:
         arr = arr.astype(np.int64)
@@ -40,7 +42,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
     The copy is a leaf with no autograd history (as torch.tensor); `requires_grad=True` makes it
     record operations for autograd (floating point dtypes only)."""
-    src = _infer(data)
+    src = _infer(data, dtype)
     if isinstance(src, Tensor):
         src = src.detach()
     t = src if isinstance(src, Tensor) else _core.from_numpy(np.asarray(src, order="C"))  # keeps 0-d arrays 0-d
@@ -62,8 +64,14 @@ def arange(start, end=None, step=1, *, dtype=None, device=None):
     return _core._arange(float(start), float(end), float(step), dtype, device)
 
 
+def _check_tensor(t, name):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected an orchard.Tensor, got {type(t).__name__}")
+
+
 def _like(factory):
     def like(t, *args, dtype=None, device=None):
+        _check_tensor(t, like.__name__)
         return factory(*args, t.shape, dtype=dtype or t.dtype, device=device or t.device)
     like.__name__ = factory.__name__ + "_like"
     return like
@@ -78,6 +86,7 @@ randn_like = _like(lambda shape, **kw: _core.randn(*shape, **kw))
 
 
 def full_like(t, fill_value, *, dtype=None, device=None):
+    _check_tensor(t, "full_like")
     return _core.full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
 
 
@@ -125,7 +134,14 @@ Tensor.__repr__ = _repr
 Tensor.__str__ = _repr
 Tensor.__bool__ = _bool
 Tensor.__float__ = lambda self: builtins.float(self.item())
-Tensor.__int__ = lambda self: builtins.int(self.item())
+def _int(self):
+    value = self.item()
+    if isinstance(value, builtins.float) and not math.isfinite(value):
+        raise ValueError(f"int(): cannot convert {value} to an integer")  # not Python's OverflowError
+    return builtins.int(value)
+
+
+Tensor.__int__ = _int
 
 
 def _index(self):

@@ -118,14 +118,15 @@ Tensor scaled(const char* op, const Tensor& a, const Tensor& b, double alpha) {
   const bool whole = std::isfinite(alpha) && alpha == std::trunc(alpha);
   ORCHARD_CHECK(whole || is_floating(result_type(a, b)), ValueError, op, ": alpha must be a whole number for ",
                 dtype_name(result_type(a, b)), " inputs, got ", alpha);
+  // Bool inputs stay bool, as PyTorch computes b * alpha in the inputs' common dtype.
+  const bool boolean = result_type(a, b) == DType::Bool;
   if (b.is_wrapped_number()) {  // a Python scalar times alpha is still one: weakly typed, on the host
     const double v = b.to(DType::Float64).data_as<double>()[0] * alpha;
-    // (True * alpha stays a bool next to a bool tensor, where PyTorch computes in bool too.)
-    const DType t = b.dtype() == DType::Float64 || !whole ? DType::Float64
-                    : b.dtype() == DType::Bool && a.dtype() == DType::Bool ? DType::Bool : DType::Int64;
+    const DType t = b.dtype() == DType::Float64 || !whole ? DType::Float64 : boolean ? DType::Bool : DType::Int64;
     return scalar_tensor(v, t, Device::CPU, true);
   }
-  return mul(b, scalar_tensor(alpha, whole ? DType::Int64 : DType::Float64, Device::CPU, true));  // a host scalar
+  const DType t = boolean ? DType::Bool : whole ? DType::Int64 : DType::Float64;
+  return mul(b, scalar_tensor(alpha, t, Device::CPU, true));  // a host scalar
 }
 }  // namespace
 

@@ -116,7 +116,10 @@ void bind_indexing(nb::class_<Tensor>& cls) {
   cls.def("__setitem__", [](Tensor& t, nb::handle key, const TensorArg& value) {
     if (!has_advanced(key)) {
       Tensor view = apply_key(t, key);
-      nogil([&] { return copy_(view, value.t); });
+      // As in NumPy and PyTorch, leading size-1 dims of the value beyond the target's are dropped.
+      Tensor v = value.t;
+      while (v.ndim() > view.ndim() && v.shape()[0] == 1) v = v.squeeze(0);
+      nogil([&] { return copy_(view, v); });
       return;
     }
     // A single bool mask over the whole tensor: t[mask] = value.

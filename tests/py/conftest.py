@@ -30,6 +30,7 @@ settings.register_profile(
     max_examples=int(os.environ.get("ORCHARD_HYPOTHESIS_EXAMPLES", "30")),
     deadline=None,
     database=None,  # no .hypothesis/ directory in the source tree
+    derandomize=bool(os.environ.get("CI")),  # CI replays the same examples; local runs explore new ones
     # `device` is a constant string per test, so sharing it across examples is safe.
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                            HealthCheck.function_scoped_fixture],

@@ -1,13 +1,21 @@
 """Functional forms of the layers, with PyTorch's names and semantics."""
 from .. import _core
-from .._core import scaled_dot_product_attention
+from .._core import Tensor, scaled_dot_product_attention
 
 __all__ = ["scaled_dot_product_attention", "linear", "layer_norm", "gelu", "dropout", "softmax",
            "log_softmax", "cross_entropy", "embedding"]
 
 
+def _check_tensors(op, **tensors):
+    """TypeError naming the argument that is not a tensor (instead of an AttributeError from inside)."""
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be an orchard.Tensor, got {type(t).__name__}")
+
+
 def linear(input, weight, bias=None):
     """input @ weight.T + bias, with weight stored [out_features, in_features] as in torch."""
+    _check_tensors("linear", input=input, weight=weight)
     # One [rows, in] @ [in, out] product: a batched 3-D matmul has a much slower backward for the weight.
     out = input.reshape(-1, input.shape[-1]) @ weight.T
     if bias is not None:
@@ -17,6 +25,7 @@ def linear(input, weight, bias=None):
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalises over the trailing `normalized_shape` dims, in one fused kernel."""
+    _check_tensors("layer_norm", input=input, **{k: v for k, v in (("weight", weight), ("bias", bias)) if v is not None})
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
     if weight is None:
         weight = _core.ones(*shape, dtype=input.dtype, device=input.device)
@@ -35,6 +44,7 @@ def gelu(input, approximate="none"):
 
 
 def dropout(input, p=0.5, training=True):
+    _check_tensors("dropout", input=input)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
@@ -46,11 +56,11 @@ def dropout(input, p=0.5, training=True):
 
 
 def softmax(input, dim):
-    return input.softmax(dim)
+    return _core.softmax(input, dim)
 
 
 def log_softmax(input, dim):
-    return input.log_softmax(dim)
+    return _core.log_softmax(input, dim)
 
 
 def cross_entropy(input, target, ignore_index=-100, reduction="mean"):

@@ -1,0 +1,264 @@
+"""Numerical edge cases, on every device and floating dtype:
+- softmax, log_softmax, logsumexp and cross-entropy stay finite (forward and backward) for logits of
+  +-1e4, and agree with PyTorch computed in float64;
+- fully masked attention rows give a defined result: 0 in the output and in every gradient, rows
+  beside them untouched (docs/ARCHITECTURE.md, "Numerical edge cases");
+- NaN (and Inf) propagate as in PyTorch through elementwise ops, clamp, reductions, max/argmax,
+  softmax, matmul, cross-entropy and layer norm.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import orchard as oc
+import orchard.nn.functional as F
+from conftest import FLOAT_DTYPES, TOLERANCE, TORCH_DTYPE, require
+
+NAN, INF = math.nan, math.inf
+HALF_PLUS = [oc.float16, oc.bfloat16, oc.float32]  # the dtypes attention takes
+
+
+def values(t):
+    t = t.detach().cpu()
+    return np.array((t.float() if t.dtype in (oc.float16, oc.bfloat16) else t).numpy(), dtype=np.float64)
+
+
+def tvalues(t):
+    return t.detach().double().numpy()
+
+
+# Rows of logits at +-1e4 (exactly representable in float16; bfloat16 rounds them to 9984).
+EXTREME_ROWS = [
+    [1e4, -1e4, 0.0, 1.0],
+    [-1e4, -1e4, -1e4, -1e4],
+    [1e4, 1e4, 1e4, 1e4],
+    [1e4, 1e4 - 1, -1e4, 3.0],
+    [-1e4, 0.0, 0.0, -1e4],
+    [1e4, -1e4, -1e4, -1e4],
+]
+
+
+def extreme_logits(dtype, device):
+    x = oc.tensor(EXTREME_ROWS, dtype=dtype, device=device)
+    return x, torch.tensor(values(x), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_softmax_family_is_finite_for_logits_of_1e4(device, dtype, op, dim):
+    require(device, dtype)
+    x, ref_in = extreme_logits(dtype, device)
+    x.requires_grad_()
+    out = getattr(x, op)(dim)
+    ref = getattr(ref_in, op)(dim)
+    got = values(out)
+    assert np.isfinite(got).all(), f"{op} of +-1e4 logits: {got}"
+    rtol, atol = TOLERANCE[dtype]
+    # log-probabilities around -2e4 carry the rounding of the input (bfloat16 spacing there is 128)
+    np.testing.assert_allclose(got, tvalues(ref), rtol=max(rtol, 1e-6), atol=atol)
+    out.sum().backward()
+    assert np.isfinite(values(x.grad)).all(), f"{op} gradient of +-1e4 logits: {values(x.grad)}"
+    # The gradient against PyTorch in the same dtype: both differentiate the rounded output (a
+    # float16 logsumexp of four 1e4 is 1e4, so each exp(x - lse) is 1 in both, 0.25 in float64).
+    same = ref_in.to(TORCH_DTYPE[dtype]).requires_grad_()
+    getattr(same, op)(dim).sum().backward()
+    np.testing.assert_allclose(values(x.grad), tvalues(same.grad), rtol=max(rtol, 1e-5), atol=max(atol, 1e-5) * 4)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_cross_entropy_is_finite_for_logits_of_1e4(device, dtype, reduction):
+    require(device, dtype)
+    x, ref_in = extreme_logits(dtype, device)
+    x.requires_grad_()
+    target = [0, 1, 2, 1, 3, 2]
+    loss = F.cross_entropy(x, oc.tensor(target, device=device), reduction=reduction)
+    ref_in.requires_grad_()
+    ref = torch.nn.functional.cross_entropy(ref_in, torch.tensor(target), reduction=reduction)
+    got = values(loss)
+    assert np.isfinite(got).all(), f"cross_entropy of +-1e4 logits: {got}"
+    # The largest losses are 2e4: a float32 loss is exact to ~1e-3 there.
+    np.testing.assert_allclose(got, tvalues(ref), rtol=max(TOLERANCE[dtype][0], 1e-6), atol=1e-2)
+    loss.sum().backward()
+    ref.sum().backward()
+    assert np.isfinite(values(x.grad)).all()
+    np.testing.assert_allclose(values(x.grad), tvalues(ref_in.grad), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_logits_near_the_largest_finite_value(device, dtype):
+    """logsumexp of the dtype's largest finite value still is finite (max + log(n) does not overflow
+    in the compute precision) where PyTorch's float64 reference is."""
+    require(device, dtype)
+    big = float(torch.finfo(TORCH_DTYPE[dtype]).max) / 4
+    x = oc.tensor([[big, big, -big], [-big, -big, -big]], dtype=dtype, device=device)
+    assert np.isfinite(values(x.softmax(1))).all()
+    assert np.isfinite(values(x.log_softmax(1))[:, :2]).all()
+    lse = values(x.logsumexp(1))
+    np.testing.assert_allclose(lse, [big + math.log(2), -big + math.log(3)], rtol=TOLERANCE[dtype][0] * 4)
+
+
+# ---- fully masked attention rows --------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", HALF_PLUS)
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "no_keys"])
+def test_fully_masked_attention_rows_are_zero_with_zero_gradients(device, dtype, mask_kind):
+    """A query row that attends to no key is 0, and so are its gradients: it contributes nothing to
+    dk and dv, and its dq is 0. PyTorch's math path gives 0 for masked rows too (its safe softmax),
+    and NaN when there are no keys at all; Orchard gives 0 in both."""
+    rng = np.random.default_rng(7)
+    lq, lk = 5, 0 if mask_kind == "no_keys" else 6
+    q_np, k_np, v_np = (rng.standard_normal((2, 2, n, 8)).astype(np.float32) for n in (lq, lk, lk))
+    keep = rng.random((lq, lk)) < 0.7
+    keep[1] = False  # row 1 fully masked
+    keep[3] = False  # and row 3
+    if lk:
+        keep[[0, 2, 4], 0] = True  # the others see at least one key
+    q, k, v = (oc.tensor(a, dtype=dtype, device=device).requires_grad_() for a in (q_np, k_np, v_np))
+    kw = {}
+    if mask_kind == "bool":
+        kw["attn_mask"] = oc.tensor(keep, device=device)
+    elif mask_kind == "float":
+        kw["attn_mask"] = oc.tensor(np.where(keep, 0.0, -np.inf).astype(np.float32), device=device)
+    out = F.scaled_dot_product_attention(q, k, v, **kw)
+    out.backward(oc.ones_like(out))
+    dead = [1, 3] if mask_kind != "no_keys" else list(range(lq))
+    for t in (out, q.grad):
+        got = values(t)
+        assert np.isfinite(got).all()
+        assert np.all(got[:, :, dead] == 0), f"fully masked rows must be 0, got {got[:, :, dead]}"
+    assert np.isfinite(values(k.grad)).all() and np.isfinite(values(v.grad)).all()
+    if mask_kind == "no_keys":
+        assert k.grad.shape == (2, 2, 0, 8)
+        return
+    # The other rows match PyTorch (whose math path also gives 0 for the masked rows).
+    tq, tk, tv = (torch.tensor(values(t), dtype=torch.float64, requires_grad=True) for t in (q, k, v))
+    tm = torch.tensor(keep) if mask_kind == "bool" else torch.tensor(np.where(keep, 0.0, -np.inf))
+    ref = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm)
+    ref.backward(torch.ones_like(ref))
+    tol = dict(rtol=TOLERANCE[dtype][0] * 8, atol=TOLERANCE[dtype][1] * 8 + (2e-2 if dtype != oc.float32 else 0))
+    np.testing.assert_allclose(values(out), tvalues(ref), **tol)
+    for ours, theirs in ((q, tq), (k, tk), (v, tv)):
+        np.testing.assert_allclose(values(ours.grad), tvalues(theirs.grad), **tol)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_nan_in_a_visible_key_or_value_reaches_the_rows_that_see_it(device, causal):
+    """NaN in a key or value makes every row that attends to it NaN, as in PyTorch. (NaN in a key
+    or value that a mask hides is unspecified: the kernels skip whole hidden tiles but add -inf
+    inside a tile; PyTorch's math path spreads it into every row.)"""
+    lq = lk = 5
+    rng = np.random.default_rng(3)
+    q_np, k_np, v_np = (rng.standard_normal((1, 2, 5, 4)).astype(np.float32) for _ in range(3))
+    k_np[0, 0, 2, 1] = NAN  # head 0: key 2
+    v_np[0, 1, 3, 0] = NAN  # head 1: value 3
+    keep = np.ones((lq, lk), bool) if causal else rng.random((lq, lk)) < 0.5
+    keep[:, 0] = True
+    q, k, v = (oc.tensor(a, device=device) for a in (q_np, k_np, v_np))
+    kw = {"is_causal": True} if causal else {"attn_mask": oc.tensor(keep, device=device)}
+    out = values(F.scaled_dot_product_attention(q, k, v, **kw))
+    sees = np.tril(np.ones((lq, lk), bool)) if causal else keep
+    assert np.isnan(out[0, 0][sees[:, 2]]).all() and np.isnan(out[0, 1][sees[:, 3], 0]).all()
+
+
+# ---- NaN propagation as in PyTorch ----------------------------------------------------------------
+
+SPECIALS = np.array([[NAN, 1.0, -2.0, INF], [0.5, -INF, NAN, 0.0], [3.0, 2.0, 1.0, -1.0], [-0.0, NAN, NAN, NAN]],
+                    dtype=np.float32)
+
+ELEMENTWISE = {
+    "exp": lambda L, x, y: L.exp(x), "log": lambda L, x, y: L.log(x), "sqrt": lambda L, x, y: L.sqrt(x),
+    "tanh": lambda L, x, y: L.tanh(x), "sigmoid": lambda L, x, y: L.sigmoid(x), "relu": lambda L, x, y: L.relu(x),
+    "abs": lambda L, x, y: L.abs(x), "neg": lambda L, x, y: L.neg(x), "sin": lambda L, x, y: L.sin(x),
+    "gelu": lambda L, x, y: (oc.gelu(x) if L is oc else torch.nn.functional.gelu(x)),
+    "add": lambda L, x, y: L.add(x, y), "mul": lambda L, x, y: L.mul(x, y), "div": lambda L, x, y: L.div(x, y),
+    "pow": lambda L, x, y: L.pow(x, y), "maximum": lambda L, x, y: L.maximum(x, y),
+    "minimum": lambda L, x, y: L.minimum(x, y), "eq": lambda L, x, y: L.eq(x, y), "lt": lambda L, x, y: L.lt(x, y),
+    "ne": lambda L, x, y: L.ne(x, y), "where": lambda L, x, y: L.where(x > 0, x, y),
+    "clamp": lambda L, x, y: L.clamp(x, min=-1.0, max=1.0),
+    "clamp_nan_bound": lambda L, x, y: L.clamp(x, min=y),
+    "pow_of_one": lambda L, x, y: L.pow(x * 0 + 1, y),
+    "pow_to_zero": lambda L, x, y: L.pow(x, y * 0),
+}
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("op", list(ELEMENTWISE))
+def test_nan_and_inf_propagate_through_elementwise_ops_as_in_torch(device, dtype, op):
+    require(device, dtype)
+    x_np, y_np = SPECIALS, np.roll(SPECIALS, 1, axis=1)
+    x, y = (oc.tensor(a, dtype=dtype, device=device) for a in (x_np, y_np))
+    tx, ty = (torch.tensor(a).to(TORCH_DTYPE[dtype]) for a in (x_np, y_np))
+    got, want = ELEMENTWISE[op](oc, x, y), ELEMENTWISE[op](torch, tx, ty)
+    assert got.dtype == {v: k for k, v in TORCH_DTYPE.items()}[want.dtype]
+    g, w = values(got), tvalues(want)
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=f"{op}: NaN positions")
+    np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=f"{op}: Inf positions")
+    ok = np.isfinite(w)
+    np.testing.assert_allclose(g[ok], w[ok], rtol=TOLERANCE[dtype][0] * 2, atol=TOLERANCE[dtype][1])
+
+
+REDUCTIONS = {
+    "sum": lambda t, d: t.sum(d), "mean": lambda t, d: t.mean(d), "amax": lambda t, d: t.amax(d),
+    "amin": lambda t, d: t.amin(d), "var": lambda t, d: t.var(d), "logsumexp": lambda t, d: t.logsumexp(d),
+    "softmax": lambda t, d: t.softmax(d), "log_softmax": lambda t, d: t.log_softmax(d),
+    "max_values": lambda t, d: t.max(d)[0], "min_values": lambda t, d: t.min(d)[0],
+    "max_indices": lambda t, d: t.max(d)[1], "argmax": lambda t, d: t.argmax(d), "argmin": lambda t, d: t.argmin(d),
+}
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("op", list(REDUCTIONS))
+@pytest.mark.parametrize("dim", [0, 1])
+def test_nan_propagates_through_reductions_as_in_torch(device, dtype, op, dim):
+    """A NaN in a row makes its sum/mean/max/min/var/logsumexp/softmax NaN, and max/argmax point at
+    the (first) NaN, as in PyTorch; Inf and -Inf give what PyTorch gives."""
+    require(device, dtype)
+    x = oc.tensor(SPECIALS, dtype=dtype, device=device)
+    tx = torch.tensor(SPECIALS).to(TORCH_DTYPE[dtype])
+    got, want = REDUCTIONS[op](x, dim), REDUCTIONS[op](tx, dim)
+    g, w = values(got), tvalues(want)
+    if got.dtype == oc.int64:
+        np.testing.assert_array_equal(g, w, err_msg=op)
+        return
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=f"{op}: NaN positions")
+    ok = np.isfinite(w)
+    np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
+    np.testing.assert_allclose(g[ok], w[ok], rtol=TOLERANCE[dtype][0] * 4, atol=TOLERANCE[dtype][1] * 4)
+
+
+@pytest.mark.parametrize("dtype", HALF_PLUS + [oc.float64])
+def test_nan_propagates_through_matmul_cross_entropy_and_layer_norm(device, dtype):
+    require(device, dtype)
+    a_np = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    a_np[1, 2] = NAN
+    b_np = np.ones((4, 2), np.float32)
+    b_np[0, 1] = INF
+    a, b = oc.tensor(a_np, dtype=dtype, device=device), oc.tensor(b_np, dtype=dtype, device=device)
+    ta, tb = torch.tensor(a_np).to(TORCH_DTYPE[dtype]), torch.tensor(b_np).to(TORCH_DTYPE[dtype])
+    for got, want in [(a @ b, ta @ tb),
+                      (F.cross_entropy(a, oc.tensor([0, 1, 2], device=device), reduction="none"),
+                       torch.nn.functional.cross_entropy(ta, torch.tensor([0, 1, 2]), reduction="none")),
+                      (F.layer_norm(a, (4,)), torch.nn.functional.layer_norm(ta, (4,)))]:
+        np.testing.assert_array_equal(np.isnan(values(got)), np.isnan(tvalues(want)))
+        np.testing.assert_array_equal(np.isinf(values(got)), np.isinf(tvalues(want)))
+    # A NaN in one row of a mean-reduced loss makes the loss NaN; ignored rows do not count.
+    loss = F.cross_entropy(a, oc.tensor([0, -100, 2], device=device))
+    assert np.isfinite(values(loss)), "the NaN row is ignored"
+    assert np.isnan(values(F.cross_entropy(a, oc.tensor([0, 1, 2], device=device))))
+
+
+def test_nan_gradients_flow_like_torch(device):
+    """Backward through ops with NaN inputs gives NaN gradients where PyTorch's are NaN."""
+    x_np = np.array([[NAN, 1.0, -2.0], [0.5, 3.0, -1.0]], np.float32)
+    x = oc.tensor(x_np, device=device, requires_grad=True)
+    tx = torch.tensor(x_np, requires_grad=True)
+    for L, t in ((oc, x), (torch, tx)):
+        y = (L.exp(t) * 2 + t.softmax(1) + t.relu()).sum(1) + t.logsumexp(1)
+        y.sum().backward()
+    np.testing.assert_array_equal(np.isnan(values(x.grad)), np.isnan(tx.grad.numpy()))
+    ok = ~np.isnan(tx.grad.numpy())
+    np.testing.assert_allclose(values(x.grad)[ok], tx.grad.numpy()[ok], rtol=1e-5, atol=1e-6)
