@@ -4,6 +4,7 @@
 // (a multiple of the 32-wide SIMD groups that keeps every core's occupancy high for streaming work).
 #include <functional>
 
+#include "launch_split.h"
 #include "params.h"
 #include "plans.h"
 
@@ -12,8 +13,6 @@ namespace orchard::metal {
 namespace {
 
 constexpr uint32_t kThreads = 256;
-// Elements one launch covers at most: the kernels index with a 32-bit thread position.
-constexpr int64_t kMaxLaunchElements = int64_t(1) << 31;
 
 const char* unary_name(UnaryOp op) {
   switch (op) {
@@ -102,25 +101,11 @@ bool is_contiguous(const ElementwiseLoop& loop) {
   return true;
 }
 
-// Calls f on pieces of `loop` that each fit one launch: at most ORCHARD_METAL_MAX_DIMS dims and
-// kMaxLaunchElements elements. Rows of dim 0 are split off into their own loops as needed.
-void for_each_piece(const ElementwiseLoop& loop, const std::function<void(const ElementwiseLoop&)>& f) {
-  const int64_t numel = loop.numel();
-  const size_t ndim = loop.shape.size();
-  if (ndim <= ORCHARD_METAL_MAX_DIMS && numel <= kMaxLaunchElements) return f(loop);
-  const int64_t rows = loop.shape[0], row = numel / rows;
-  const bool whole_rows = ndim <= ORCHARD_METAL_MAX_DIMS && row <= kMaxLaunchElements;
-  const int64_t step = whole_rows ? kMaxLaunchElements / row : 1;
-  for (int64_t r = 0; r < rows; r += step) {
-    ElementwiseLoop piece = loop;
-    if (whole_rows) {
-      piece.shape[0] = std::min(step, rows - r);
-    } else {  // one row at a time, without dim 0
-      piece.shape.erase(piece.shape.begin());
-      for (Operand& op : piece.operands) op.strides.erase(op.strides.begin());
-    }
-    for (size_t k = 0; k < piece.operands.size(); ++k) piece.operands[k].offset += r * loop.operands[k].strides[0];
-    for_each_piece(piece, f);
+// Moves each operand of a piece of a loop to its row r (launch_split.h).
+void shift_rows(ElementwiseLoop& piece, int64_t r, bool drop_dim0) {
+  for (Operand& op : piece.operands) {
+    op.offset += r * op.strides[0];
+    if (drop_dim0) op.strides.erase(op.strides.begin());
   }
 }
 
@@ -141,7 +126,7 @@ template <typename Extra = std::nullptr_t>
 Launches plan(const ElementwiseLoop& loop, const std::function<std::string(bool contiguous)>& kernel,
               const Extra* extra = nullptr, bool has_contiguous_kernel = true) {
   Launches out;
-  for_each_piece(loop, [&](const ElementwiseLoop& piece) {
+  for_each_piece(loop, shift_rows, [&](const ElementwiseLoop& piece) {
     const int64_t n = piece.numel();
     if (n == 0) return;
     const bool contiguous = has_contiguous_kernel && is_contiguous(piece);

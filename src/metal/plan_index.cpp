@@ -8,9 +8,9 @@
 // 256 threads per threadgroup (streaming work, as the elementwise kernels); launches stay under
 // 2^31 threads and ORCHARD_METAL_MAX_DIMS dims (longer loops split over launches).
 #include <algorithm>
-#include <functional>
 
 #include "index_params.h"
+#include "launch_split.h"
 #include "plans.h"
 
 namespace orchard::metal {
@@ -18,7 +18,6 @@ namespace orchard::metal {
 namespace {
 
 constexpr uint32_t kThreads = 256;
-constexpr int64_t kMaxLaunchThreads = int64_t(1) << 31;
 
 const DType kMetalDTypes[] = {DType::Bool, DType::Int32, DType::Int64, DType::Float16, DType::BFloat16, DType::Float32};
 
@@ -57,25 +56,11 @@ void coalesce(Loop& loop) {
   loop = std::move(out);
 }
 
-// Calls f on pieces of `loop` that each fit one launch (as plan_elementwise.cpp's for_each_piece):
-// rows of dim 0 are split off into loops of their own as needed.
-void for_each_piece(const Loop& loop, const std::function<void(const Loop&)>& f) {
-  const int64_t numel = loop.numel();
-  const size_t ndim = loop.shape.size();
-  if (ndim <= ORCHARD_METAL_MAX_DIMS && numel <= kMaxLaunchThreads) return f(loop);
-  const int64_t rows = loop.shape[0], row = numel / rows;
-  const bool whole_rows = ndim <= ORCHARD_METAL_MAX_DIMS && row <= kMaxLaunchThreads;
-  const int64_t step = whole_rows ? kMaxLaunchThreads / row : 1;
-  for (int64_t r = 0; r < rows; r += step) {
-    Loop piece = loop;
-    if (whole_rows) {
-      piece.shape[0] = std::min(step, rows - r);
-    } else {  // one row at a time, without dim 0
-      piece.shape.erase(piece.shape.begin());
-      for (int k = 0; k < 2; ++k) piece.strides[k].erase(piece.strides[k].begin());
-    }
-    for (int k = 0; k < 2; ++k) piece.offset[k] += r * loop.strides[k][0];
-    for_each_piece(piece, f);
+// Moves both operands of a piece of a loop to its row r (launch_split.h).
+void shift_rows(Loop& piece, int64_t r, bool drop_dim0) {
+  for (int k = 0; k < 2; ++k) {
+    piece.offset[k] += r * piece.strides[k][0];
+    if (drop_dim0) piece.strides[k].erase(piece.strides[k].begin());
   }
 }
 
@@ -99,7 +84,7 @@ Launches plan_loop(const std::string& name, const Loop& loop, const Tensor& out,
   Launches launches;
   Loop coalesced = loop;
   coalesce(coalesced);
-  for_each_piece(coalesced, [&](const Loop& piece) {
+  for_each_piece(coalesced, shift_rows, [&](const Loop& piece) {
     const int64_t n = piece.numel();
     if (n == 0) return;
     IndexLoop p = loop_params(piece);

@@ -29,6 +29,7 @@
 // threads or threadgroups; larger outer dims are split over launches.
 #include <algorithm>
 
+#include "launch_split.h"
 #include "params.h"
 #include "plans.h"
 #include "reduce_params.h"
@@ -48,7 +49,6 @@ constexpr uint32_t kMaxSplitColumns = 32;     // adjacent columns per _split thr
 constexpr int64_t kTargetThreads = 16384;     // threads that keep every core of a large GPU busy
 constexpr int64_t kMinSlice = 32;             // elements per slice of a _split reduction, at least
 constexpr uint32_t kStateBytes = 16;          // threadgroup memory per partial state (>= any State)
-constexpr int64_t kMaxLaunchItems = int64_t(1) << 31;
 
 enum class Variant { Thread, Row, Split };
 
@@ -161,7 +161,7 @@ Layout reduce_layout(int64_t outer, int64_t reduced, int64_t inner) {
   return l;
 }
 
-// The launches of `layout` over outer indices [0, outer), in pieces of at most kMaxLaunchItems
+// The launches of `layout` over outer indices [0, outer), in pieces of at most kMaxLaunchThreads
 // threads (_thread) or threadgroups; `kernel` names the variant's kernel. Each piece offsets the
 // input and output by their elements per outer index; _thread kernels run `threads_per_outer`
 // threads per outer index.
@@ -173,10 +173,10 @@ Launches plan_layout(const Layout& layout, const std::string& kernel, const Tens
   int64_t items_per_outer = 1;
   if (layout.variant == Variant::Thread) items_per_outer = threads_per_outer;
   if (layout.variant == Variant::Split) items_per_outer = layout.groups_per_outer;
-  ORCHARD_CHECK(items_per_outer <= kMaxLaunchItems, RuntimeError, "metal: reduction with ", out_per_outer,
+  ORCHARD_CHECK(items_per_outer <= kMaxLaunchThreads, RuntimeError, "metal: reduction with ", out_per_outer,
                 " outputs per outer index is too large for one launch");
-  int64_t step = kMaxLaunchItems / items_per_outer;
-  if (layout.variant == Variant::Row) step = kMaxLaunchItems / 2 * layout.outer_per_group;
+  int64_t step = kMaxLaunchThreads / items_per_outer;
+  if (layout.variant == Variant::Row) step = kMaxLaunchThreads / 2 * layout.outer_per_group;
   for (int64_t o0 = 0; o0 < outer; o0 += step) {
     const int64_t n = std::min(step, outer - o0);
     ReduceParams p = layout.params;
