@@ -1,11 +1,12 @@
-// Random fills (Runtime::random) bit-identical to src/cpu/random.cpp: uniform [0, 1) and standard
-// normal (Box-Muller) from the Philox stream of src/core/philox.h, which this file shares with the
-// CPU. Element i of a uniform fill is number offset + i of the stream; a normal element takes
-// numbers offset + 2i and offset + 2i + 1. One thread per Philox block (four numbers), so every
-// block is computed once (twice for the pairs that straddle two blocks when offset is odd).
-// Uniform values are exact integer and power-of-two arithmetic, so they match the CPU's bits on any
-// device; normal values go through float log, cos and sqrt, which match bit for bit in the emulator
-// (the same C library) and to within MSL's precise-math ulp bounds on a GPU.
+// Random fills (Runtime::random) and dropout, bit-identical to src/cpu/random.cpp: uniform [0, 1),
+// standard normal (Box-Muller) and dropout masks from the Philox stream of src/core/philox.h, which
+// this file shares with the CPU. Element i of a uniform fill or a dropout is number offset + i of the
+// stream; a normal element takes numbers offset + 2i and offset + 2i + 1. One thread per Philox
+// block (four numbers), so every block is computed once (twice for the pairs that straddle two
+// blocks when offset is odd). Uniform values and dropout masks are exact integer and power-of-two
+// arithmetic, so they match the CPU's bits on any device; normal values go through float log, cos
+// and sqrt, which match bit for bit in the emulator (the same C library) and to within MSL's
+// precise-math ulp bounds on a GPU.
 #include "common.h"
 #include "random_params.h"
 #include "../src/core/philox.h"
@@ -47,9 +48,24 @@ template <typename T>
   }
 }
 
+// Dropout (Runtime::dropout): out[i] = in[i] * keep_scale where number offset + i is at least
+// drop_threshold, else in[i] * 0, in float as src/cpu/random.cpp computes it.
+template <typename T>
+[[kernel]] void random_dropout(device const T* in [[buffer(0)]], device T* out [[buffer(1)]],
+                               constant RandomParams& p [[buffer(2)]], uint t [[thread_position_in_grid]]) {
+  if (t >= p.blocks) return;
+  const uint64_t counter = p.first_block + t;
+  const orchard::Philox4 r = orchard::philox_block(p.seed, counter);
+  for (uint j = 0; j < 4; ++j) {
+    const uint64_t i = counter * 4 + j - p.offset;
+    if (i < p.count) out[i] = T(float(in[i]) * (r.v[j] >= p.drop_threshold ? p.keep_scale : 0.0f));
+  }
+}
+
 #define ORCHARD_RANDOM(name, T, bits)                                        \
   ORCHARD_KERNEL("random_uniform_" #name, random_uniform, T, bits)           \
-  ORCHARD_KERNEL("random_normal_" #name, random_normal, T)
+  ORCHARD_KERNEL("random_normal_" #name, random_normal, T)                   \
+  ORCHARD_KERNEL("random_dropout_" #name, random_dropout, T)
 ORCHARD_RANDOM(float16, half, 11)
 ORCHARD_RANDOM(bfloat16, bfloat, 8)
 ORCHARD_RANDOM(float32, float, 24)

@@ -112,6 +112,12 @@ enum class Reduction : uint8_t { None, Mean, Sum };
 // ignore_index contribute nothing, and Mean divides by the number of the others.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      Reduction reduction = Reduction::Mean);
+// Dropout (PyTorch's F.dropout) of a float tensor: x * keep / (1 - p), element i (row-major) kept
+// when number offset + i of the Philox stream keyed by seed is at least dropout_threshold(p)
+// (philox.h), (seed, offset) reserving the next numel numbers of the global generator. The backward
+// regenerates the mask from (seed, offset). Returns x itself when !training or p == 0, and x * 0
+// when p is 1 (in float); p outside [0, 1] raises ValueError.
+Tensor dropout(const Tensor& x, double p, bool training = true);
 // One AdamW step, in place, on a parameter and its float32 moments.
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWParams& p);
 

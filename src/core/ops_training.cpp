@@ -1,4 +1,4 @@
-// Front-ends of the fused training ops: layer norm, cross-entropy and the AdamW step.
+// Front-ends of the fused training ops: layer norm, cross-entropy, dropout and the AdamW step.
 #include "autograd.h"
 #include "ops_common.h"
 
@@ -11,12 +11,23 @@ void check_float_like(const char* op, const Tensor& x, const Tensor& other, cons
   ORCHARD_CHECK(other.dtype() == x.dtype(), DTypeError, op, ": ", name, " has dtype ", dtype_name(other.dtype()),
                 " but the input has ", dtype_name(x.dtype()), "; they must match");
 }
+
+void check_floating(const char* op, const Tensor& x) {
+  ORCHARD_CHECK(is_floating(x.dtype()), DTypeError, op, ": input dtype must be floating point, got ",
+                dtype_name(x.dtype()));
+}
+
+// x * keep / (1 - p) for the mask of stream (seed, offset): dropout's forward and its backward.
+Tensor apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset) {
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  if (out.numel() > 0) runtime_for(x.device()).dropout(x.contiguous(), out, p, seed, offset);
+  return out;
+}
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   autograd::Recorder rec("LayerNormBackward", {x, weight, bias});
-  ORCHARD_CHECK(is_floating(x.dtype()), DTypeError, "layer_norm: input dtype must be floating point, got ",
-                dtype_name(x.dtype()));
+  check_floating("layer_norm", x);
   check_float_like("layer_norm", x, weight, "weight");
   check_float_like("layer_norm", x, bias, "bias");
   const int64_t k = weight.ndim();
@@ -83,6 +94,22 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
       Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
       if (rows > 0) runtime_for(xs.device()).cross_entropy_backward(xs, t, lse, per_row, ignore_index, dx);
       return std::vector<Tensor>{dx.reshape(shape)};
+    });
+  });
+}
+
+Tensor dropout(const Tensor& x, double p, bool training) {
+  ORCHARD_CHECK(p >= 0 && p <= 1, ValueError, "dropout: p must be in [0, 1], got ", p);
+  check_floating("dropout", x);
+  if (!training || p == 0) return x;
+  // p that rounds to 1 in float (as the kernels see it) would keep nothing anyway.
+  if (float(p) == 1.0f) return mul(x, scalar_tensor(0.0, DType::Float64, Device::CPU, true));
+  autograd::Recorder rec("DropoutBackward", {x});
+  const auto [seed, offset] = next_random_offset(uint64_t(x.numel()));
+  Tensor out = apply_dropout(x, p, seed, offset);
+  return rec.finish(out, [&, seed = seed, offset = offset] {
+    return autograd::BackwardFn([p, seed, offset, dtype = x.dtype()](const Tensor& g) {
+      return std::vector<Tensor>{apply_dropout(g.to(dtype), p, seed, offset)};
     });
   });
 }

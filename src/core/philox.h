@@ -35,12 +35,15 @@ inline Philox4 philox_block(uint64_t seed, uint64_t counter) {
                        uint32_t(seed >> 32));
 }
 
+// Dropout with probability p in [0, 1) keeps what a stream number of at least floor(p * 2^32) stands
+// for. (p * 2^32 is exact in float and the conversion floors it.)
+inline uint32_t dropout_threshold(float p) { return uint32_t(p * 4294967296.0f); }
+
 // FlashAttention dropout (p in [0, 1)): score (b, h, row, col) of a [B, H, Lq, Lk] attention is
 // kept when number n = offset + ((b * H + h) * Lq + row) * Lk + col of the stream keyed by seed is
-// at least floor(p * 2^32), so it is dropped with probability p. (p * 2^32 is exact in float and
-// the conversion floors it.) Kernels that read all four numbers of a block may compute it once.
+// at least dropout_threshold(p). Kernels that read all four numbers of a block may compute it once.
 inline bool attention_dropout_keep(uint64_t seed, uint64_t n, float p) {
-  return philox_block(seed, n / 4).v[n % 4] >= uint32_t(p * 4294967296.0f);
+  return philox_block(seed, n / 4).v[n % 4] >= dropout_threshold(p);
 }
 
 // Reads the stream in order from number n, computing one block per four numbers.

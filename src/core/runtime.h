@@ -86,6 +86,10 @@ class Runtime {
   virtual void where(const ElementwiseLoop& loop) = 0;
   // Uniform [0, 1) or standard normal from the Philox stream keyed by (seed, offset + index).
   virtual void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) = 0;
+  // Dropout of contiguous `in` into contiguous `out` (one float dtype), p in [0, 1): element i is
+  // in[i] / (1 - p) where number offset + i of the Philox stream keyed by seed is at least
+  // dropout_threshold(p) (philox.h), else in[i] * 0. The backward is the same call on the gradient.
+  virtual void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) = 0;
 
   // Reduction of a contiguous input viewed as [outer, reduced, inner] into contiguous [outer, inner].
   // `correction` is used by Var only.

@@ -138,14 +138,14 @@ struct Problem {
   int64_t B, Hq, Hkv, Lq, Lk, D, Dp;
   AttentionParams p;
   const float* mask;        // null without a mask
-  uint32_t drop_threshold;  // attention_dropout_keep's threshold; 0 without dropout
+  uint32_t drop_threshold;  // dropout_threshold(p); 0 without dropout
   float keep_scale;         // 1 / (1 - p)
 
   Problem(const Tensor& q, const Tensor& k, const AttentionParams& params)
       : B(q.shape()[0]), Hq(q.shape()[1]), Hkv(k.shape()[1]), Lq(q.shape()[2]), Lk(k.shape()[2]),
         D(q.shape()[3]), Dp(round_up(D, kNR)), p(params),
         mask(params.mask ? params.mask->data_as<float>() : nullptr),
-        drop_threshold(uint32_t(params.dropout_p * 4294967296.0f)),
+        drop_threshold(dropout_threshold(params.dropout_p)),
         keep_scale(1.0f / (1.0f - params.dropout_p)) {}
 
   bool dropout() const { return drop_threshold != 0; }

@@ -15,6 +15,7 @@ void where(const ElementwiseLoop& loop);
 
 // random.cpp
 void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset);
+void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset);
 
 // reduce.cpp
 void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced,

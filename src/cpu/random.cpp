@@ -55,4 +55,20 @@ void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) {
   });
 }
 
+void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) {
+  const uint32_t threshold = dropout_threshold(float(p));
+  ORCHARD_DISPATCH_FLOATING(out.dtype(), {
+    using C = compute_t<T>;
+    // In float for 16-bit dtypes and float32, as metal/random.metal computes it.
+    const C scale = C(1) / (C(1) - C(p));
+    const T* x = in.data_as<T>();
+    T* y = out.data_as<T>();
+    parallel_for(out.numel(), grain_for(10), [&](int64_t begin, int64_t end) {
+      PhiloxStream stream(seed, offset + uint64_t(begin));
+      // Multiplying dropped elements by 0 keeps NaN and infinities NaN, as PyTorch does.
+      for (int64_t i = begin; i < end; ++i) y[i] = T(C(x[i]) * (stream.next() >= threshold ? scale : C(0)));
+    });
+  });
+}
+
 }  // namespace orchard::cpu

@@ -66,6 +66,9 @@ class MetalRuntime final : public Runtime {
   void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) override {
     run(plan_random(out, normal, seed, offset));
   }
+  void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) override {
+    run(plan_dropout(in, out, p, seed, offset));
+  }
 
   void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced, int64_t inner,
               int64_t correction) override {

@@ -42,6 +42,7 @@
 #include <algorithm>
 
 #include "attention_params.h"
+#include "philox.h"
 #include "plans.h"
 
 namespace orchard::metal {
@@ -132,9 +133,8 @@ AttentionKernelParams kernel_params(const Tensor& q, const Tensor& k, const Atte
   a.blocks = block ? checked_u32(blocks(a.lq, block), "query blocks") : 0;
   a.causal = p.causal;
   a.has_mask = p.mask != nullptr;
-  // As src/cpu/attention.cpp (and attention_dropout_keep) computes them, so both devices keep the
-  // same scores and scale them alike.
-  a.drop_threshold = uint32_t(p.dropout_p * 4294967296.0f);
+  // As src/cpu/attention.cpp computes them, so both devices keep the same scores and scale them alike.
+  a.drop_threshold = dropout_threshold(p.dropout_p);
   a.keep_scale = 1.0f / (1.0f - p.dropout_p);
   a.scale = p.scale;
   return a;

@@ -42,7 +42,6 @@ static_assert(kTileK % 8 == 0, "the K step is a whole number of 8-deep simdgroup
 static_assert(kATileBytes + kBTileBytes + kCTileBytes <= 32 * 1024, "threadgroup memory budget");
 constexpr uint32_t kNaiveX = ORCHARD_MATMUL_NAIVE_X, kNaiveY = ORCHARD_MATMUL_NAIVE_Y;
 
-const DType kFloatDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
 const DType kIntDTypes[] = {DType::Int32, DType::Int64};
 
 std::string tiled_kernel(DType t) { return std::string("matmul_tiled_") + dtype_name(t); }

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <functional>
 
+#include "launch_split.h"
 #include "plans.h"
 #include "training_params.h"
 
@@ -44,12 +45,8 @@ constexpr int64_t kMinRowsPerBlock = 32;
 constexpr int64_t kMaxBlocks = 1024;
 // Threadgroups along y of one launch at most (a conservative grid limit).
 constexpr int64_t kMaxGroupsY = 65535;
-// Elements one AdamW launch covers at most: the kernel indexes with a 32-bit thread position.
-constexpr int64_t kMaxLaunchElements = int64_t(1) << 31;
 
 // ---- kernel names: the plans and training_kernel_names build them with these -----------------
-
-const DType kFloatDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
 
 std::string kernel_name(const char* op, DType t, const char* variant = nullptr) {
   std::string name = std::string(op) + "_" + dtype_name(t);
@@ -65,11 +62,6 @@ std::string layer_norm_column_reduce_kernel(DType t) { return kernel_name("layer
 std::string cross_entropy_forward_kernel(DType t) { return kernel_name("cross_entropy_forward", t); }
 std::string cross_entropy_backward_kernel(DType t) { return kernel_name("cross_entropy_backward", t); }
 std::string adamw_step_kernel(DType t) { return kernel_name("adamw_step", t); }
-
-void check_dtype(DType t, const char* op) {
-  ORCHARD_CHECK(t == DType::Float16 || t == DType::BFloat16 || t == DType::Float32, RuntimeError, "metal: no ", op,
-                " kernel for ", dtype_name(t));
-}
 
 // ---- launch helpers --------------------------------------------------------------------------
 
@@ -114,7 +106,7 @@ Launches row_launches(const std::string& kernel, int64_t rows, int64_t n, Traini
 Launches plan_layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
                                  const Tensor& mean, const Tensor& rstd) {
   const DType t = x.dtype();
-  check_dtype(t, "layer_norm");
+  check_float_dtype(t, "layer_norm");
   const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
   if (rows == 0) return {};
   TrainingRowParams p{};
@@ -130,10 +122,10 @@ Launches plan_layer_norm_forward(const Tensor& x, const Tensor& weight, const Te
 Launches plan_layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
                                   const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) {
   const DType t = x.dtype();
-  check_dtype(t, "layer_norm");
+  check_float_dtype(t, "layer_norm");
   const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
   if (rows == 0) return {};
-  ORCHARD_CHECK(n < kMaxLaunchElements, RuntimeError, "metal: layer_norm over ", n,
+  ORCHARD_CHECK(n < kMaxLaunchThreads, RuntimeError, "metal: layer_norm over ", n,
                 " elements per row; the Metal kernels take fewer than 2^31");
 
   // dx: one team per row.
@@ -179,7 +171,7 @@ Launches plan_layer_norm_backward(const Tensor& dy, const Tensor& x, const Tenso
 Launches plan_cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                     const Tensor& losses, const Tensor& lse) {
   const DType t = logits.dtype();
-  check_dtype(t, "cross_entropy");
+  check_float_dtype(t, "cross_entropy");
   const int64_t rows = targets.numel(), classes = rows ? logits.numel() / rows : 0;
   if (rows == 0) return {};
   TrainingRowParams p{};
@@ -195,10 +187,10 @@ Launches plan_cross_entropy_forward(const Tensor& logits, const Tensor& targets,
 Launches plan_cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                                      const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) {
   const DType t = logits.dtype();
-  check_dtype(t, "cross_entropy");
+  check_float_dtype(t, "cross_entropy");
   const int64_t rows = targets.numel(), classes = rows ? logits.numel() / rows : 0;
   if (rows == 0 || classes == 0) return {};
-  ORCHARD_CHECK(classes < kMaxLaunchElements, RuntimeError, "metal: cross_entropy over ", classes,
+  ORCHARD_CHECK(classes < kMaxLaunchThreads, RuntimeError, "metal: cross_entropy over ", classes,
                 " classes; the Metal kernels take fewer than 2^31");
   // x: classes, y: rows, 256 threads: short rows share a threadgroup instead of idling most of it.
   const uint32_t tx = pow2_at_least(classes, 1, kMaxThreads), ty = kMaxThreads / tx;
@@ -221,7 +213,7 @@ Launches plan_cross_entropy_backward(const Tensor& logits, const Tensor& targets
 Launches plan_adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                          const AdamWParams& p) {
   const DType t = param.dtype();
-  check_dtype(t, "adamw_step");
+  check_float_dtype(t, "adamw_step");
   const int64_t n = param.numel();
   // The constants as src/cpu/training.cpp derives them, in float.
   AdamWStepParams q{};
@@ -232,8 +224,8 @@ Launches plan_adamw_step(const Tensor& param, const Tensor& grad, const Tensor& 
   q.step = p.lr / p.bias_correction1;
   q.inv_sqrt_bc2 = 1.0f / std::sqrt(p.bias_correction2);
   Launches out;
-  for (int64_t i0 = 0; i0 < n; i0 += kMaxLaunchElements) {
-    q.n = std::min(kMaxLaunchElements, n - i0);
+  for (int64_t i0 = 0; i0 < n; i0 += kMaxLaunchThreads) {
+    q.n = std::min(kMaxLaunchThreads, n - i0);
     Launch l(adamw_step_kernel(t));
     bind_at(l, param, i0);
     bind_at(l, grad, i0);

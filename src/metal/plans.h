@@ -23,6 +23,7 @@ void elementwise_kernel_names(std::vector<std::string>& names);
 
 // plan_random.cpp
 Launches plan_random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset);
+Launches plan_dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset);
 void random_kernel_names(std::vector<std::string>& names);
 
 // plan_reduce.cpp
@@ -64,6 +65,13 @@ void attention_kernel_names(std::vector<std::string>& names);
 
 // Every kernel name a plan can request (the test checks each exists in the kernel library).
 std::vector<std::string> planned_kernel_names();
+
+// The float dtypes the kernels are instantiated for (Metal has no float64).
+inline constexpr DType kFloatDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
+inline void check_float_dtype(DType t, const char* op) {
+  ORCHARD_CHECK(t == DType::Float16 || t == DType::BFloat16 || t == DType::Float32, RuntimeError, "metal: no ", op,
+                " kernel for ", dtype_name(t));
+}
 
 // Threadgroups needed to cover n items with `per_group` items each.
 inline uint32_t groups_for(int64_t n, int64_t per_group) { return uint32_t((n + per_group - 1) / per_group); }

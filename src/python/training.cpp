@@ -19,6 +19,11 @@ void bind_training(nb::module_& m) {
     return nogil([&] { return cross_entropy(logits, targets, ignore_index, r); });
   }, nb::arg("input"), nb::arg("target"), nb::arg("ignore_index") = -100, nb::arg("reduction") = "mean");
 
+  m.def("dropout", [](const Tensor& x, double p, bool training) {
+    return nogil([&] { return dropout(x, p, training); });
+  }, nb::arg("input"), nb::arg("p") = 0.5, nb::arg("training") = true,
+     "x * keep / (1 - p) with a Philox mask the backward regenerates instead of storing");
+
   m.def("adamw_step", [](Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, double lr,
                          double beta1, double beta2, double eps, double weight_decay, int64_t step) {
     if (step < 1) throw ValueError("adamw_step: step counts from 1, got " + std::to_string(step));

@@ -431,6 +431,19 @@ TEST(Random, ElementsFollowTheStreamWhateverTheChunking) {
   }
 }
 
+TEST(Random, DropoutKeepsWhatTheStreamSaysWhateverTheChunking) {
+  // Element i of a dropout is kept when number offset + i is at least dropout_threshold(p); the
+  // offset comes after the rand before it, rounded up to a whole block.
+  const uint64_t seed = 99;
+  manual_seed(seed);
+  rand({5});
+  const double p = 0.3;
+  std::vector<double> x = values(seq({100003}, DType::Float64)), y = values(dropout(seq({100003}, DType::Float64), p));
+  PhiloxStream s(seed, 8);
+  for (size_t i = 0; i < y.size(); ++i)
+    ASSERT_EQ(y[i], s.next() >= dropout_threshold(float(p)) ? x[i] * (1 / (1 - p)) : 0.0) << "at " << i;
+}
+
 TEST(Random, ManualSeedRepeatsAndStreamsAdvance) {
   manual_seed(42);
   std::vector<double> a = values(rand({1000})), an = values(randn({1000}));

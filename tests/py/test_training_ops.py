@@ -1,11 +1,14 @@
-"""Fused training ops (layer norm, cross-entropy, AdamW step) against PyTorch, on every device."""
+"""Fused training ops (layer norm, cross-entropy, dropout, AdamW step) against PyTorch or their
+definitions, on every device."""
 import numpy as np
 import pytest
 import torch
 
 import orchard as oc
 from orchard import _core
-from conftest import TOLERANCE, TORCH_DTYPE, assert_close, from_numpy, random_array, to_numpy, to_torch
+from orchard.nn import functional as F
+from conftest import (FLOAT_DTYPES, TOLERANCE, TORCH_DTYPE, assert_close, from_numpy, make_tensor, random_array, require,
+                      to_numpy, to_torch)
 
 # 16-bit dtypes compute in float32 and round once, but a gradient's terms can cancel: relative to the
 # largest value of the result, a few ulps of the dtype.
@@ -183,3 +186,83 @@ def test_adamw_step_validates_its_arguments(device):
         _core.adamw_step(p, oc.zeros(4, device=device), z3, z3, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
     with pytest.raises(ValueError, match="step counts from 1"):
         _core.adamw_step(p, z3, z3, z3, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0)
+
+
+# ---- dropout -------------------------------------------------------------------------------------
+
+def _dropout(x, p, seed):
+    oc.manual_seed(seed)
+    return F.dropout(x, p)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_keep_fraction_and_scaling(device, dtype, p):
+    require(device, dtype)
+    y = to_numpy(_dropout(oc.ones(20_003, dtype=dtype, device=device), p, 1))
+    kept = np.unique(y[y != 0])
+    assert len(kept) == 1
+    np.testing.assert_allclose(kept, 1 / (1 - p), rtol=TOLERANCE[dtype][0])
+    assert abs((y != 0).mean() - (1 - p)) < 0.01
+
+
+@pytest.mark.skipif(not oc.metal.is_available(), reason="needs the Metal device (GPU or emulator)")
+@pytest.mark.parametrize("dtype", [oc.float16, oc.bfloat16, oc.float32])
+def test_dropout_is_bit_identical_on_cpu_and_metal(dtype):
+    # 1001 elements after a 7-element draw: an offset inside a Philox block and a ragged tail.
+    arr = random_array(np.random.default_rng(0), (7, 143), dtype)
+    outs = []
+    for device in ("cpu", "metal"):
+        oc.manual_seed(11)
+        oc.rand(7, device=device)
+        outs.append(to_numpy(F.dropout(from_numpy(arr, dtype, device), 0.3)))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_dropout_gradient_is_grad_times_mask(device):
+    rng = np.random.default_rng(1)
+    x = from_numpy(random_array(rng, (33, 65), oc.float32, 0.5, 2.0), oc.float32, device).requires_grad_()
+    y = _dropout(x, 0.4, 5)
+    keep = to_numpy(y.detach()) != 0  # x is never 0
+    assert_close(y.detach(), np.where(keep, to_numpy(x.detach()) / 0.6, 0.0), oc.float32, rtol=1e-6, atol=0)
+    g = random_array(rng, (33, 65), oc.float32)
+    y.backward(from_numpy(g, oc.float32, device))
+    assert_close(x.grad, np.where(keep, g / 0.6, 0.0), oc.float32, rtol=1e-6, atol=0, device=device)
+
+
+def test_dropout_repeats_under_manual_seed_and_advances_otherwise(device):
+    x = oc.ones(1000, device=device)
+    a = to_numpy(_dropout(x, 0.5, 3))
+    np.testing.assert_array_equal(to_numpy(_dropout(x, 0.5, 3)), a)
+    assert not np.array_equal(to_numpy(F.dropout(x, 0.5)), a)
+    assert not np.array_equal(to_numpy(_dropout(x, 0.5, 4)), a)
+
+
+@pytest.mark.parametrize("layout", ["strided", "transposed", "expanded", "offset"])
+def test_dropout_of_a_view_masks_its_row_major_elements(device, layout):
+    x, arr = make_tensor(np.random.default_rng(2), (9, 17), oc.float32, layout, device)
+    y = _dropout(x, 0.5, 8)
+    assert_close(y, to_numpy(_dropout(from_numpy(arr, oc.float32, device), 0.5, 8)), exact=True)
+
+
+def test_dropout_special_cases(device):
+    x = oc.tensor([1.0, -2.0, float("nan"), 4.0], device=device).requires_grad_()
+    for same in (F.dropout(x, 0.0), F.dropout(x, 0.7, training=False)):  # x itself, as in PyTorch
+        assert same.is_alias_of(x) and same.requires_grad and same.grad_fn is None
+    assert np.isnan(to_numpy(F.dropout(x, 0.5).detach())[2])  # dropped (x * 0) or kept, NaN stays NaN
+    y = F.dropout(x, 1.0)
+    np.testing.assert_array_equal(to_numpy(y.detach()), [0.0, -0.0, np.nan, 0.0])  # x * 0, as PyTorch
+    y.sum().backward()
+    np.testing.assert_array_equal(to_numpy(x.grad), [0.0] * 4)
+    assert F.dropout(oc.ones(0, 3, device=device), 0.5).shape == (0, 3)
+
+
+def test_dropout_rejects_bad_arguments(device):
+    x = oc.ones(3, device=device)
+    for p in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\]"):
+            F.dropout(x, p)
+    with pytest.raises(TypeError, match="floating point"):
+        F.dropout(oc.ones(3, dtype=oc.int64, device=device), 0.5)
+    with pytest.raises(TypeError, match="orchard.Tensor"):
+        F.dropout([1.0, 2.0], 0.5)
