@@ -1,7 +1,8 @@
 """orchard.experimental.torch: flash_attn_fwd / flash_attention against float64 references (the
 FlashAttention papers' rule: at most twice the error of PyTorch's own SDPA in the same precision), dropout
 (keep rate, the returned mask, the backward regenerating it), the "orchard" transformers attention in a
-small GPT-2 against "eager", USE_FLASH_ATTN=2, the debug log, and bad devices and dtypes."""
+small GPT-2 against "eager", USE_FLASH_ATTN=2, the debug log, bad devices and dtypes, and the route of
+`mps` tensors to Orchard's Metal runtime (on Linux with CPU tensors standing in for MPS ones)."""
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface, GPT2Config, GPT2LMHeadModel
 
+import orchard as oc
 import orchard.experimental.torch as ot
 
 
@@ -269,3 +271,60 @@ def test_bad_devices_and_dtypes_raise():
         ot.flash_attention(q, torch.randn(3, 5, 8), q)
     with pytest.raises(ValueError, match="dropout"):
         ot.flash_attn_fwd(q, q, q, 1.0, 1.0, False)
+
+
+# ---- the mps route: torch tensors on 'mps' run on Orchard's Metal runtime ----------------------------
+
+def _route_cpu_tensors_to_metal(monkeypatch):
+    """Makes the bridge treat CPU tensors as MPS ones (Linux has no MPS); returns the Orchard tensors it
+    builds from them, to check they are Metal tensors."""
+    from orchard.experimental import _mps
+    built = []
+    to_orchard = _mps.to_orchard
+    monkeypatch.setattr(ot, "_on_metal", lambda t: True)
+    monkeypatch.setattr(_mps, "to_orchard", lambda t: built.append(to_orchard(t)) or built[-1])
+    return built
+
+
+def test_mps_route_raises_without_orchard_metal(monkeypatch):
+    _route_cpu_tensors_to_metal(monkeypatch)
+    monkeypatch.setattr(oc.metal, "is_available", lambda: False)
+    q = torch.randn(1, 5, 8)
+    with pytest.raises(RuntimeError, match="Metal runtime"):
+        ot.flash_attention(q, q, q)
+
+
+@pytest.mark.skipif(not oc.metal.is_available(), reason="needs Orchard's Metal device (GPU or emulator)")
+def test_mps_route_runs_attention_and_its_dropout_on_orchard_metal(monkeypatch):
+    torch.manual_seed(0)
+    q, k, v, grad_out = (torch.randn(1, 2, 9, 8) for _ in range(4))
+
+    def run():
+        torch.manual_seed(3)
+        inputs = [x.clone().requires_grad_() for x in (q, k, v)]
+        out, keep = ot.flash_attn_fwd(*inputs, None, 0.3, True)
+        return [out, keep] + list(torch.autograd.grad(out, inputs, grad_out))
+
+    on_cpu = run()
+    built = _route_cpu_tensors_to_metal(monkeypatch)
+    on_metal = run()
+    assert built and all(t.device == "metal" for t in built)
+    assert torch.equal(on_metal[1], on_cpu[1])  # one dropout mask: the same Philox stream on both
+    for got, want in zip(on_metal, on_cpu):
+        assert got.device == want.device and got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs torch's MPS device (an Apple GPU)")
+def test_mps_tensors_run_on_orchard_metal():
+    torch.manual_seed(0)
+    q, k, v, grad_out = (torch.randn(2, 4, 33, 16, device="mps") for _ in range(4))
+    inputs = [x.clone().requires_grad_() for x in (q, k, v)]
+    out = ot.flash_attention(*inputs, causal=True)
+    grads = torch.autograd.grad(out, inputs, grad_out)
+    ref_inputs = [x.cpu().double().requires_grad_() for x in (q, k, v)]
+    ref = F.scaled_dot_product_attention(*ref_inputs, is_causal=True)
+    ref_grads = torch.autograd.grad(ref, ref_inputs, grad_out.cpu().double())
+    for got, want in zip([out, *grads], [ref, *ref_grads]):
+        assert got.device.type == "mps" and got.dtype == torch.float32
+        torch.testing.assert_close(got.cpu().double(), want.detach(), rtol=1e-4, atol=1e-4)

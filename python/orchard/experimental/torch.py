@@ -1,7 +1,8 @@
 """PyTorch bridge: Orchard's FlashAttention as a differentiable PyTorch function, and as an attention
 implementation named "orchard" for Hugging Face transformers (4.50 and later, 5.x).
 
-Tensors cross through DLPack without copies and nothing is compiled against PyTorch. The backward
+CPU tensors cross through DLPack without copies and nothing is compiled against PyTorch; tensors on
+torch's `mps` device run on Orchard's Metal runtime, copied once each way (see _mps.py). The backward
 recomputes the forward from the saved inputs and dropout seed and runs Orchard's fused backward, so no
 attention matrix is ever stored. Dropout seeds come from torch's generator (torch.manual_seed repeats
 runs); with an attention mask, Orchard's global generator is reseeded from it at each call.
@@ -19,6 +20,7 @@ import tempfile
 import torch
 
 import orchard as oc
+from orchard.experimental import _mps
 
 __all__ = ["flash_attn_fwd", "flash_attention", "enable"]
 
@@ -38,13 +40,18 @@ def _log_call(kind, q, k, v, **extra):
         f.write(f"{kind} call={n} " + " ".join(f"{key}={value}" for key, value in fields.items()) + "\n")
 
 
+def _on_metal(t):
+    """Whether torch tensor t runs on Orchard's Metal runtime (torch's `mps` device) rather than the CPU."""
+    return t.device.type == "mps"
+
+
 def _check(q, k, v):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"orchard.experimental.torch: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(f"orchard.experimental.torch: {name} is on device '{t.device}', which Orchard cannot "
-                             "serve (CPU only until the Metal runtime lands); move it with .cpu()")
+        if t.device != q.device:
+            raise ValueError(f"orchard.experimental.torch: {name} is on device '{t.device}' but q on '{q.device}'; "
+                             "q, k and v must share a device")
         if t.dtype not in _DTYPES:
             raise TypeError(f"orchard.experimental.torch: {name} has dtype {t.dtype}; supported are float32, "
                             "bfloat16 and float16")
@@ -52,12 +59,27 @@ def _check(q, k, v):
     if not (2 <= q.ndim == k.ndim == v.ndim) or not lead[0] == lead[1] == lead[2]:
         raise ValueError("orchard.experimental.torch: q, k and v must be [..., L, D] (or [..., H, L, D]) with the "
                          f"same leading dims, got {list(q.shape)}, {list(k.shape)} and {list(v.shape)}")
+    if _on_metal(q):
+        _mps.require_metal()
+    elif q.device.type != "cpu":
+        raise ValueError(f"orchard.experimental.torch: tensors on device '{q.device}' cannot be served; Orchard takes "
+                         "CPU tensors, and 'mps' ones on its Metal runtime")
+
+
+def _share(t):
+    """torch tensor t as an Orchard tensor: CPU memory shared, MPS tensors copied into Orchard's Metal storage."""
+    return _mps.to_orchard(t) if _on_metal(t) else oc.from_dlpack(t.detach())
+
+
+def _to_torch(x, like):
+    """Orchard tensor x as a torch tensor on the device of `like`."""
+    return _mps.to_torch(x, like.device) if _on_metal(like) else torch.from_dlpack(x)
 
 
 def _to_orchard(t):
-    """[..., H, L, D] as an Orchard [batch, H, L, D] sharing memory; fewer than 4 dims are one head."""
+    """[..., H, L, D] as an Orchard [batch, H, L, D]; fewer than 4 dims are one head."""
     t = t.detach().contiguous()
-    return oc.from_dlpack(t.reshape(-1, t.shape[-3] if t.ndim >= 4 else 1, *t.shape[-2:]))
+    return _share(t.reshape(-1, t.shape[-3] if t.ndim >= 4 else 1, *t.shape[-2:]))
 
 
 def _run(q, k, v, attn_mask, scale, dropout_p, causal, seed, return_mask=False):
@@ -80,7 +102,7 @@ class _FlashAttention(torch.autograd.Function):
         # From torch's generator, so torch.manual_seed repeats runs and activation checkpointing recomputes
         # the same dropout.
         seed = int(torch.randint(2**62, ())) if dropout_p > 0 else None
-        mask = None if attn_mask is None else oc.from_dlpack(attn_mask.detach())
+        mask = None if attn_mask is None else _share(attn_mask)
         with oc.no_grad():
             out = _run(*(_to_orchard(t) for t in (q, k, v)), mask, scale, dropout_p, causal, seed,
                        return_mask and dropout_p > 0)
@@ -88,10 +110,10 @@ class _FlashAttention(torch.autograd.Function):
         ctx.save_for_backward(q, k, v, attn_mask)
         ctx.args = (scale, dropout_p, causal, seed)
         # Reshaped on Orchard's side: torch forbids in-place changes to outputs that are views.
-        keep = (torch.from_dlpack(keep.reshape(*q.shape[:-1], k.shape[-2])) if keep is not None
-                else torch.empty(0, dtype=torch.bool))
+        keep = (_to_torch(keep.reshape(*q.shape[:-1], k.shape[-2]), q) if keep is not None
+                else torch.empty(0, dtype=torch.bool, device=q.device))
         ctx.mark_non_differentiable(keep)
-        return torch.from_dlpack(out.reshape(*q.shape[:-1], v.shape[-1])), keep
+        return _to_torch(out.reshape(*q.shape[:-1], v.shape[-1]), q), keep
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -99,11 +121,11 @@ class _FlashAttention(torch.autograd.Function):
         q, k, v, attn_mask = ctx.saved_tensors
         _log_call("BWD", q, k, v)
         inputs = [_to_orchard(t).requires_grad_() for t in (q, k, v)]
-        mask = None if attn_mask is None else oc.from_dlpack(attn_mask)
+        mask = None if attn_mask is None else _share(attn_mask)
         with oc.enable_grad():
             out = _run(*inputs, mask, *ctx.args)
-        grads = oc.autograd.grad(out, inputs, oc.from_dlpack(grad_out.contiguous().reshape(out.shape)))
-        dq, dk, dv = (torch.from_dlpack(g).reshape(t.shape) if need else None
+        grads = oc.autograd.grad(out, inputs, _share(grad_out.contiguous().reshape(out.shape)))
+        dq, dk, dv = (_to_torch(g, t).reshape(t.shape) if need else None
                       for g, t, need in zip(grads, (q, k, v), ctx.needs_input_grad))
         return dq, dk, dv, None, None, None, None, None
 
