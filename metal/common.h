@@ -24,6 +24,11 @@ using namespace metal;
 template <typename T> struct Compute { typedef T type; };
 template <> struct Compute<half> { typedef float type; };
 template <> struct Compute<bfloat> { typedef float type; };
+// Integer negation, +, -, * and powers wrap around on overflow, as in PyTorch: they compute in the unsigned
+// type of the same width, since signed overflow is undefined in C++ (which the emulator compiles).
+template <typename C> struct Wrapping { typedef C type; };
+template <> struct Wrapping<int32_t> { typedef uint32_t type; };
+template <> struct Wrapping<int64_t> { typedef uint64_t type; };
 
 // Value conversion between dtypes: through the compute types, so 16-bit floats go via float and
 // integers convert directly (int64 keeps its precision).

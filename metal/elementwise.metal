@@ -66,8 +66,10 @@ inline float erf_f32(float x) {
   return copysign(1.0f - poly * exp(-a * a), x);
 }
 
-struct Neg { template <typename C> C operator()(C x) const { return -x; } };
-struct Abs { template <typename C> C operator()(C x) const { return x < C(0) ? -x : x; } };
+struct Neg { template <typename C> C operator()(C x) const { return C(-typename Wrapping<C>::type(x)); } };
+struct Abs {
+  template <typename C> C operator()(C x) const { return x < C(0) ? C(-typename Wrapping<C>::type(x)) : x; }
+};
 struct Relu { template <typename C> C operator()(C x) const { return x > C(0) ? x : (x != x ? x : C(0)); } };
 struct LogicalNot { bool operator()(bool x) const { return !x; } };
 struct Identity { bool operator()(bool x) const { return x; } };
@@ -120,13 +122,15 @@ ORCHARD_FOR_EACH_FLOAT(ORCHARD_UNARY_FLOAT)
 
 // ---- binary ----------------------------------------------------------------------------------
 
-// Integer powers by squaring; a negative exponent gives 1/base^-e truncated toward zero.
+// Integer powers by squaring, wrapping around (common.h); a negative exponent gives 1/base^-e
+// truncated toward zero.
 template <typename C> C integer_pow(C base, C e) {
   if (e < 0) return base == 1 ? 1 : (base == -1 ? ((e & 1) ? -1 : 1) : 0);
-  C result = 1;
-  for (; e; e >>= 1, base *= base)
-    if (e & 1) result *= base;
-  return result;
+  typedef typename Wrapping<C>::type W;
+  W result = 1, b = W(base);
+  for (; e; e >>= 1, b *= b)
+    if (e & 1) result *= b;
+  return C(result);
 }
 // C's pow: a negative base with an integral exponent keeps its sign (MSL's pow leaves that undefined).
 inline float float_pow(float a, float b) {
@@ -139,9 +143,15 @@ inline float float_pow(float a, float b) {
   return pow(a, b);
 }
 
-struct Add { template <typename C> C operator()(C a, C b) const { return a + b; } };
-struct Sub { template <typename C> C operator()(C a, C b) const { return a - b; } };
-struct Mul { template <typename C> C operator()(C a, C b) const { return a * b; } };
+struct Add {
+  template <typename C> C operator()(C a, C b) const { typedef typename Wrapping<C>::type W; return C(W(a) + W(b)); }
+};
+struct Sub {
+  template <typename C> C operator()(C a, C b) const { typedef typename Wrapping<C>::type W; return C(W(a) - W(b)); }
+};
+struct Mul {
+  template <typename C> C operator()(C a, C b) const { typedef typename Wrapping<C>::type W; return C(W(a) * W(b)); }
+};
 struct Div { template <typename C> C operator()(C a, C b) const { return a / b; } };
 struct SafeDiv { template <typename C> C operator()(C a, C b) const { return b == C(0) ? C(0) : a / b; } };
 struct Maximum { template <typename C> C operator()(C a, C b) const { return (a > b || a != a) ? a : b; } };

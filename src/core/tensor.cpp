@@ -297,7 +297,10 @@ Tensor Tensor::slice(int64_t dim, int64_t start, int64_t stop, int64_t step) con
   Shape sh = shape();
   Strides st = strides();
   sh[d] = stop > start ? (stop - start - 1) / step + 1 : 0;  // (stop - start + step - 1 may overflow)
-  if (__builtin_mul_overflow(strides()[d], step, &st[d])) st[d] = strides()[d];  // such a step keeps one element
+  // A step that keeps at most one element leaves the stride alone: stride * step may overflow, or
+  // overflow later in consumers that scale it to bytes (the buffer protocol). With two elements or
+  // more, step < n and stride * step stays within the storage's extent.
+  st[d] = sh[d] <= 1 ? strides()[d] : strides()[d] * step;
   return rec.finish_view(as_strided(sh, st, offset() + start * strides()[d]),
                          [=](const Tensor& z) { return z.slice(d, start, stop, step); });
 }

@@ -12,6 +12,13 @@ namespace orchard::cpu {
 
 namespace {
 
+// Integer negation, +, -, * and powers wrap around on overflow, as in PyTorch and NumPy: they
+// compute in the unsigned type of the same width, since signed overflow is undefined behaviour.
+template <typename C> struct Wrapping { using type = C; };
+template <> struct Wrapping<int32_t> { using type = uint32_t; };
+template <> struct Wrapping<int64_t> { using type = uint64_t; };
+template <typename C> using wrapping_t = typename Wrapping<C>::type;
+
 template <typename To, typename From>
 inline To convert(From x) {
   if constexpr (std::is_same_v<To, From>) return x;
@@ -90,6 +97,7 @@ inline C gelu_tanh_grad(C x) {
 template <typename T>
 void unary_typed(UnaryOp op, const ElementwiseLoop& loop) {
   using C = compute_t<T>;
+  using W = wrapping_t<C>;
   auto run = [&](auto f) { map1<T, T>(loop, [f](T x) { return T(f(C(x))); }); };
   if constexpr (std::is_same_v<T, bool>) {
     switch (op) {
@@ -98,8 +106,8 @@ void unary_typed(UnaryOp op, const ElementwiseLoop& loop) {
     }
   } else {
     switch (op) {
-      case UnaryOp::Neg: return run([](C x) { return -x; });
-      case UnaryOp::Abs: return run([](C x) { return x < 0 ? -x : x; });
+      case UnaryOp::Neg: return run([](C x) { return C(-W(x)); });
+      case UnaryOp::Abs: return run([](C x) { return x < 0 ? C(-W(x)) : x; });
       case UnaryOp::Relu: return run([](C x) { return x > 0 ? x : (x != x ? x : C(0)); });
       default: break;
     }
@@ -128,20 +136,21 @@ void unary_typed(UnaryOp op, const ElementwiseLoop& loop) {
 template <typename C>
 inline C ipow(C base, C exp) {
   if (exp < 0) return base == 1 ? 1 : (base == -1 ? ((exp & 1) ? -1 : 1) : 0);
-  C result = 1;
-  for (; exp; exp >>= 1, base *= base)
-    if (exp & 1) result *= base;
-  return result;
+  wrapping_t<C> result = 1, b = wrapping_t<C>(base);
+  for (; exp; exp >>= 1, b *= b)
+    if (exp & 1) result *= b;
+  return C(result);
 }
 
 template <typename T>
 void binary_typed(BinaryOp op, const ElementwiseLoop& loop) {
   using C = compute_t<T>;
+  using W = wrapping_t<C>;
   auto arith = [&](auto f) { map2<T, T>(loop, [f](T a, T b) { return T(f(C(a), C(b))); }); };
   auto compare = [&](auto f) { map2<bool, T>(loop, [f](T a, T b) { return bool(f(C(a), C(b))); }); };
   switch (op) {
-    case BinaryOp::Add: return arith([](C a, C b) { return a + b; });
-    case BinaryOp::Mul: return arith([](C a, C b) { return a * b; });
+    case BinaryOp::Add: return arith([](C a, C b) { return C(W(a) + W(b)); });
+    case BinaryOp::Mul: return arith([](C a, C b) { return C(W(a) * W(b)); });
     case BinaryOp::Maximum: return arith([](C a, C b) { return (a > b || a != a) ? a : b; });
     case BinaryOp::Minimum: return arith([](C a, C b) { return (a < b || a != a) ? a : b; });
     case BinaryOp::Eq: return compare([](C a, C b) { return a == b; });
@@ -156,7 +165,7 @@ void binary_typed(BinaryOp op, const ElementwiseLoop& loop) {
   }
   if constexpr (!std::is_same_v<T, bool>) {
     switch (op) {
-      case BinaryOp::Sub: return arith([](C a, C b) { return a - b; });
+      case BinaryOp::Sub: return arith([](C a, C b) { return C(W(a) - W(b)); });
       case BinaryOp::Div: return arith([](C a, C b) { return a / b; });
       case BinaryOp::SafeDiv: return arith([](C a, C b) { return b == C(0) ? C(0) : a / b; });
       case BinaryOp::Pow:

@@ -44,6 +44,7 @@ TEST(Sizes, CatAndSplitSumsDoNotOverflow) {
 TEST(Positions, SlicesWithExtremeStepsAndBounds) {
   Tensor t = arange(0, 5, 1, DType::Int64);
   EXPECT_EQ(t.slice(0, 0, 5, kMax).shape(), (Shape{1}));
+  EXPECT_EQ(t.slice(0, 0, 5, kMax).strides(), (Strides{1}));  // not kMax: scaled to bytes, it overflows
   EXPECT_EQ(t.slice(0, 1, kMax, kBig).shape(), (Shape{1}));
   EXPECT_EQ(t.slice(0, std::numeric_limits<int64_t>::min(), kMax, 2).shape(), (Shape{3}));
   EXPECT_EQ(t.slice(0, 3, 1, 1).shape(), (Shape{0}));

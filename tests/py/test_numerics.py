@@ -262,3 +262,16 @@ def test_nan_gradients_flow_like_torch(device):
     np.testing.assert_array_equal(np.isnan(values(x.grad)), np.isnan(tx.grad.numpy()))
     ok = ~np.isnan(tx.grad.numpy())
     np.testing.assert_allclose(values(x.grad)[ok], tx.grad.numpy()[ok], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [oc.int32, oc.int64])
+def test_integer_overflow_wraps_around_as_in_torch(device, dtype):
+    """+, -, *, ** and negation of integers wrap (two's complement), as in PyTorch and NumPy."""
+    info = np.iinfo(np.int32 if dtype == oc.int32 else np.int64)
+    a_np = np.array([info.max, info.min, info.min, 3, -3, 65536], dtype=info.dtype)
+    b_np = np.array([1, -1, 2, 40, 41, 2], dtype=info.dtype)
+    a, b = oc.tensor(a_np, device=device), oc.tensor(b_np, device=device)
+    ta, tb = torch.from_numpy(a_np), torch.from_numpy(b_np)
+    for name, ours, theirs in [("add", a + b, ta + tb), ("sub", a - b, ta - tb), ("mul", a * b, ta * tb),
+                               ("pow", a ** b, ta ** tb), ("neg", -a, -ta), ("abs", a.abs(), ta.abs())]:
+        assert ours.cpu().tolist() == theirs.tolist(), name
