@@ -78,23 +78,7 @@ class MLPTrainStep(Workload):
         ws, bs = _params(params)
         ws = [w.requires_grad_() for w in ws]
         bs = [b.requires_grad_() for b in bs]
-        every = ws + bs
-        n = len(ws)
-
-        def step():
-            h = x
-            for i in range(n):
-                h = h @ ws[i] + bs[i]
-                if i < n - 1:
-                    h = h.relu()
-            loss = ((h - y) ** 2).mean()
-            loss.backward()
-            with oc.no_grad():
-                for p in every:
-                    p -= LR * p.grad
-                    p.grad = None
-            return loss.detach()
-        return step
+        return lambda: _sgd_step(x, y, ws, bs, oc.no_grad)
 
     def torch(self, x, y, **params):
         import torch
@@ -104,21 +88,25 @@ class MLPTrainStep(Workload):
             ws = [w.clone().requires_grad_() for w in ws]
             bs = [b.clone().requires_grad_() for b in bs]
             x, y = x.clone(), y.clone()
-        every = ws + bs
-        n = len(ws)
 
         def step():
             with torch.inference_mode(False), torch.enable_grad():
-                h = x
-                for i in range(n):
-                    h = h @ ws[i] + bs[i]
-                    if i < n - 1:
-                        h = h.relu()
-                loss = ((h - y) ** 2).mean()
-                loss.backward()
-                with torch.no_grad():
-                    for p in every:
-                        p -= LR * p.grad
-                        p.grad = None
-                return loss.detach()
+                return _sgd_step(x, y, ws, bs, torch.no_grad)
         return step
+
+
+def _sgd_step(x, y, ws, bs, no_grad):
+    """One step of the MLP in Orchard or PyTorch (same API): forward, mean squared error, backward,
+    plain SGD update that clears the grads; returns the loss."""
+    h = x
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        h = h @ w + b
+        if i < len(ws) - 1:
+            h = h.relu()
+    loss = ((h - y) ** 2).mean()
+    loss.backward()
+    with no_grad():
+        for p in ws + bs:
+            p -= LR * p.grad
+            p.grad = None
+    return loss.detach()
