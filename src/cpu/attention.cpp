@@ -304,8 +304,14 @@ void backward(const Problem& pb, const T* q, const T* k, const T* v, const T* ou
       dq_acc.push_back(dq);
     }
   const bool first_is_dq = !dq_acc.empty();
-  std::vector<std::vector<float>> dq_buffers(workers - dq_acc.size(), std::vector<float>(rows * Dp));
-  for (auto& buf : dq_buffers) dq_acc.push_back(buf.data());
+  // From the allocator's cache of large blocks: a fresh vector's pages would fault in on every call.
+  std::vector<Tensor> dq_buffers;
+  while (dq_acc.size() < size_t(workers)) {
+    dq_buffers.push_back(Tensor::empty({rows, Dp}, DType::Float32));
+    float* buf = dq_buffers.back().data_as<float>();
+    std::fill(buf, buf + rows * Dp, 0.0f);
+    dq_acc.push_back(buf);
+  }
   struct Scratch {
     std::vector<float> ks, kt, vt, qbuf, dobuf, p, dp, z, dk, dv;
   };

@@ -76,9 +76,16 @@ inline C gelu_exact(C x) {
   return C(0.5) * x * (C(1) + std::erf(x * C(kInvSqrt2)));
 }
 
+// 0.5 (1 + tanh(u)) as sigmoid(2u): one exp and one division, cheaper than tanh's two branches,
+// and without 1 + tanh(u)'s cancellation for negative u.
+template <typename C>
+inline C gelu_tanh_gate(C x) {
+  return vsigmoid(C(2 * kGeluK) * (x + C(kGeluC) * x * x * x));
+}
+
 template <typename C>
 inline C gelu_tanh(C x) {
-  return C(0.5) * x * (C(1) + vtanh(C(kGeluK) * (x + C(kGeluC) * x * x * x)));
+  return x * gelu_tanh_gate(x);
 }
 
 // d/dx gelu: Phi(x) + x phi(x).
@@ -87,11 +94,12 @@ inline C gelu_exact_grad(C x) {
   return C(0.5) * (C(1) + std::erf(x * C(kInvSqrt2))) + x * C(kInvSqrt2Pi) * vexp(C(-0.5) * x * x);
 }
 
-// d/dx of the tanh form: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t the forward's tanh.
+// d/dx of the tanh form: 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2) with t = tanh(u), which is
+// s + 2 x s (1 - s) k (1 + 3 c x^2) for the gate s = 0.5 (1 + t).
 template <typename C>
 inline C gelu_tanh_grad(C x) {
-  const C x2 = x * x, t = vtanh(C(kGeluK) * (x + C(kGeluC) * x2 * x));
-  return C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * C(kGeluK) * (C(1) + C(3 * kGeluC) * x2);
+  const C s = gelu_tanh_gate(x);
+  return s + C(2 * kGeluK) * x * s * (C(1) - s) * (C(1) + C(3 * kGeluC) * x * x);
 }
 
 template <typename T>

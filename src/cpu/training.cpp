@@ -24,6 +24,23 @@ int64_t for_row_blocks(int64_t rows, int64_t row_cost, Fn&& fn) {
   return tasks;
 }
 
+struct AdamWCoefficients {
+  float beta1, beta2, eps, decay, step, inv_sqrt_bc2;
+};
+
+// AdamW on elements [0, n). Everything arrives by value: the stores through m, v and w could alias
+// a closure's captures, whose reloads would keep the loop from vectorising.
+template <typename T>
+void adamw_span(T* w, const T* g, float* m, float* v, int64_t n, AdamWCoefficients c) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float gi = float(g[i]);
+    m[i] = c.beta1 * m[i] + (1.0f - c.beta1) * gi;
+    v[i] = c.beta2 * v[i] + (1.0f - c.beta2) * gi * gi;
+    const float denom = std::sqrt(v[i]) * c.inv_sqrt_bc2 + c.eps;
+    w[i] = T(float(w[i]) * c.decay - c.step * m[i] / denom);
+  }
+}
+
 }  // namespace
 
 void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
@@ -138,21 +155,13 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 const AdamWParams& p) {
   const int64_t n = param.numel();
-  const float decay = 1.0f - p.lr * p.weight_decay, step = p.lr / p.bias_correction1;
-  const float inv_sqrt_bc2 = 1.0f / std::sqrt(p.bias_correction2);
+  const AdamWCoefficients c{p.beta1, p.beta2, p.eps, 1.0f - p.lr * p.weight_decay, p.lr / p.bias_correction1,
+                            1.0f / std::sqrt(p.bias_correction2)};
   ORCHARD_DISPATCH_FLOATING(param.dtype(), {
     T* w = param.data_as<T>();
     const T* g = grad.data_as<T>();
     float *m = exp_avg.data_as<float>(), *v = exp_avg_sq.data_as<float>();
-    parallel_for(n, 32768, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const float gi = float(g[i]);
-        m[i] = p.beta1 * m[i] + (1.0f - p.beta1) * gi;
-        v[i] = p.beta2 * v[i] + (1.0f - p.beta2) * gi * gi;
-        const float denom = std::sqrt(v[i]) * inv_sqrt_bc2 + p.eps;
-        w[i] = T(float(w[i]) * decay - step * m[i] / denom);
-      }
-    });
+    parallel_for(n, 32768, [&](int64_t i0, int64_t i1) { adamw_span(w + i0, g + i0, m + i0, v + i0, i1 - i0, c); });
   });
 }
 
