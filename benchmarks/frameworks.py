@@ -29,6 +29,10 @@ class Framework:
     def convert(self, x):
         return x
 
+    def convert_inputs(self, inputs):
+        """A workload's inputs with every NumPy array converted; other values pass through."""
+        return {k: self.convert(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+
     def sync(self, out):
         pass
 

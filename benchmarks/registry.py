@@ -7,6 +7,8 @@ A workload is a class registered with `@register`. It declares
     sizes   {"full": {...}, "quick": {...}}: keyword parameters for the methods below
     target  optional (framework, ratio): Orchard must reach `ratio` times that framework
     check   optional (rtol, atol): compare each framework's output with NumPy's; None skips it
+    memory_calls  optional: also measure the growth of peak memory over this many calls, in a
+            fresh process per framework (memory.py); Orchard's must not exceed the target's
 
 and implements
 
@@ -52,6 +54,7 @@ class Workload:
     sizes = {"full": {}, "quick": {}}
     target = None
     check = (1e-4, 1e-5)
+    memory_calls = None
 
     def label(self, **size):
         return ", ".join(f"{k}={v}" for k, v in size.items())

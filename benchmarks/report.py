@@ -25,11 +25,27 @@ def progress_line(row):
     what = f"{row['workload']:<10} {row['framework']:<8}"
     if row["error"]:
         return f"{what} error: {row['error']}"
-    return f"{what} {_cell(row)} {row['unit']} on {row['device']} [check: {row['check']}]"
+    peak = f", peak memory +{row['peak_mb']:.0f} MB" if row.get("peak_mb") is not None else ""
+    return f"{what} {_cell(row)} {row['unit']} on {row['device']}{peak} [check: {row['check']}]"
 
 
 def _ratio(r):
     return "-" if r is None else f"{r:.2f}x"
+
+
+def _memory(s):
+    m = s.get("memory")
+    if not m:
+        return "-"
+    return f"{m['orchard_mb']:.0f} {'<=' if m['met'] else '>'} {m['other_mb']:.0f} {m['framework']}"
+
+
+def _met(s):
+    """Whether Orchard met the speed target and, where measured, the memory one."""
+    target, mem = s["target"], s.get("memory")
+    if not target or target["met"] is None:
+        return "-"
+    return "yes" if target["met"] and (not mem or mem["met"]) else "NO"
 
 
 def table(result):
@@ -37,14 +53,13 @@ def table(result):
     fws = [f for f in FRAMEWORKS if f in env["versions"]]
     others = [f for f in fws if f != "orchard"]
     head = ["workload", "size", "unit", "device"] + fws + [f"orch/{f}" for f in others] + [
-        "vs best", "target", "met"]
+        "vs best", "target", "peak MB", "met"]
     lines = [head]
     for s in result["summary"]:
         by_fw = {r["framework"]: r for r in rows if r["workload"] == s["workload"]}
         any_row = next(iter(by_fw.values()))
         orch = by_fw.get("orchard")
         best, target = s["best_other"], s["target"]
-        met = "-" if not target or target["met"] is None else "yes" if target["met"] else "NO"
         lines.append(
             [s["workload"], any_row["label"],
              s["unit"] + (" ^" if any_row["higher_is_better"] else " v"),
@@ -52,7 +67,7 @@ def table(result):
             + [_cell(by_fw.get(f)) for f in fws]
             + [_ratio(s["ratios"].get(f)) for f in others]
             + [f"{_ratio(best['ratio'])} {best['framework']}" if best else "-",
-               f">= {target['ratio']:.2f}x {target['framework']}" if target else "-", met])
+               f">= {target['ratio']:.2f}x {target['framework']}" if target else "-", _memory(s), _met(s)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
@@ -64,6 +79,9 @@ def table(result):
              + (" (quick sizes)" if env["quick"] else "") + "; cells: figure (median time)",
              "^ higher is better, v lower is better; orch/X = X's time / Orchard's time "
              "(> 1: Orchard faster); 'vs best' is against the fastest other framework"]
+    if any(s.get("memory") for s in result["summary"]):
+        notes.append("peak MB: growth of the peak RSS over a few calls in a fresh process, Orchard's against "
+                     "the target framework's; met needs it no higher")
     busy = env.get("others_cpu_busy")
     if busy is not None and busy > 0.1:
         notes.append(f"WARNING: other processes used {busy:.0%} of the CPU during the run: "

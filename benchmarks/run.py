@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 
 import frameworks  # noqa: E402
+import memory  # noqa: E402
 import report  # noqa: E402
 import workloads_core  # noqa: E402,F401  (registers the core workloads)
 import workloads_autograd  # noqa: E402,F401  (registers the training-step workloads)
@@ -49,13 +50,11 @@ def measure(workload, fw, size, inputs, repeat, warmup, reference):
                version=fw.version, device=None, unit=unit.name,
                higher_is_better=unit.higher_is_better, size=size, work=workload.work(**size),
                median_s=None, min_s=None, max_s=None, times_s=[], value=None, check=None,
-               error=None)
+               error=None, peak_mb=None)
     ref_out = None
     try:
         with fw.context():
-            converted = {k: fw.convert(v) if isinstance(v, np.ndarray) else v
-                         for k, v in inputs.items()}
-            run = workload.impl(fw.name)(**converted)
+            run = workload.impl(fw.name)(**fw.convert_inputs(inputs))
             out = run()  # first call: device, correctness, and the first warm-up
             fw.sync(out)
             row["device"] = fw.device(out)
@@ -88,12 +87,18 @@ def summarize(workload, rows):
         got = ratios.get(fw)
         summary["target"] = dict(framework=fw, ratio=need, got=got,
                                  met=None if got is None else got >= need)
+    peaks = {r["framework"]: r["peak_mb"] for r in rows if r["peak_mb"] is not None}
+    if workload.memory_calls and workload.target and {"orchard", workload.target[0]} <= peaks.keys():
+        other = workload.target[0]
+        summary["memory"] = dict(framework=other, orchard_mb=peaks["orchard"], other_mb=peaks[other],
+                                 met=peaks["orchard"] <= peaks[other])
     return summary
 
 
 def _cpu_seconds():
-    """(busy, total) CPU seconds of all cores since boot and this process's CPU seconds, or None."""
-    own = sum(os.times()[:2])
+    """(busy, total) CPU seconds of all cores since boot and the CPU seconds of this process and its
+    finished children (the memory measurements), or None."""
+    own = sum(os.times()[:4])
     try:
         with open("/proc/stat") as f:
             ticks = [int(x) for x in f.readline().split()[1:9]]
@@ -151,6 +156,11 @@ def run_all(args, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
             row, ref_out = measure(workload, fws[fw_name], size, inputs, args.repeat,
                                    args.warmup, reference)
             reference = ref_out if ref_out is not None else reference
+            if workload.memory_calls and args.memory and not row["error"]:
+                peak = memory.peak_growth_mb(memory.workload_calls, name, fw_name, size,
+                                             workload.memory_calls, args.device)
+                row["peak_mb"] = peak.get("growth_mb")
+                row["error"] = peak.get("error") and f"peak memory: {peak['error']}"
             rows.append(row)
             log(report.progress_line(row))
         result["results"] += rows
@@ -168,6 +178,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     p.add_argument("--frameworks", help="comma-separated subset of " + ", ".join(FRAMEWORKS))
     p.add_argument("--out", help="output directory (default runs/bench-<timestamp>)")
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the peak memory of workloads that measure it (fresh processes)")
     p.add_argument("--device", default="cpu", choices=["cpu", "metal"],
                    help="Orchard's device (rows say where kernels ran: 'metal (emulated)' off Apple GPUs)")
     return p.parse_args(argv)

@@ -5,18 +5,16 @@ Orchard runs `oc.flash_attention` (fused backward, dropout from Philox); PyTorch
 dropout_p > 0 it falls back to its math path, which materialises the [L, L] scores.
 
 Peak memory is not a timing, so it is measured apart: `peak_memory_mb` runs one forward + backward
-in a fresh subprocess per framework and reports the growth of the peak resident set (ru_maxrss)
-over the inputs (tracemalloc cannot see C++ allocations):
+in a fresh subprocess per framework (memory.py) and reports the growth of the peak resident set
+over the inputs:
 
     python benchmarks/workloads_attention.py --memory [--length 16384]
 """
 import argparse
-import json
-import subprocess
-import sys
 
 import numpy as np
 
+import memory
 from registry import Workload, register
 
 HEADS, HEAD_DIM = 12, 64
@@ -114,41 +112,29 @@ class AttentionDropout1k(_CausalAttention):
 
 # ---- peak memory -------------------------------------------------------------------------------
 
-_MEMORY_CHILD = r"""
-import json, resource, sys
-import numpy as np
-framework, length, dropout_p = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-rng = np.random.default_rng(0)
-# Inputs wrap these arrays without a copy: a copy would raise the peak before the op runs.
-arrays = [rng.standard_normal((1, %d, length, %d), dtype=np.float32) for _ in range(4)]
-if framework == "orchard":
-    import orchard as oc
-    q, k, v, g = (oc.from_numpy(a) for a in arrays)
-    for t in (q, k, v):
-        t.requires_grad = True
-    run = lambda: oc.flash_attention(q, k, v, causal=True, dropout_p=dropout_p).backward(g)
-else:
+def memory_setup(framework, length, dropout_p):
+    """One causal forward + backward, for memory.peak_growth_mb."""
+    # The tensors wrap these arrays without a copy: a copy would raise the peak before the op runs.
+    arrays = _inputs(length).values()
+    if framework == "orchard":
+        import orchard as oc
+        q, k, v, g = (oc.from_numpy(a) for a in arrays)
+        for t in (q, k, v):
+            t.requires_grad = True
+        return lambda: oc.flash_attention(q, k, v, causal=True, dropout_p=dropout_p).backward(g)
     import torch
     q, k, v, g = (torch.from_numpy(a) for a in arrays)
     for t in (q, k, v):
         t.requires_grad_()
-    run = lambda: torch.nn.functional.scaled_dot_product_attention(
+    return lambda: torch.nn.functional.scaled_dot_product_attention(
         q, k, v, is_causal=True, dropout_p=dropout_p).backward(g)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-run()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps(dict(growth_mb=(after - before) / 1024, inputs_mb=4 * %d * length * %d * 4 / 2**20)))
-""" % (HEADS, HEAD_DIM, HEADS, HEAD_DIM)
 
 
 def peak_memory_mb(framework, length=16384, dropout_p=0.0, timeout=1800):
     """Growth of the peak RSS during one causal forward + backward, in a fresh process: a dict with
     growth_mb and inputs_mb (q, k, v and the output gradient), or error."""
-    proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, framework, str(length), str(dropout_p)],
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        return dict(error=(proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
-    return json.loads(proc.stdout)
+    r = memory.peak_growth_mb(memory_setup, framework, length, dropout_p, timeout=timeout)
+    return r if "error" in r else dict(r, inputs_mb=4 * HEADS * length * HEAD_DIM * 4 / 2**20)
 
 
 def main():

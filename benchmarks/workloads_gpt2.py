@@ -3,7 +3,8 @@
 Orchard runs orchard.models.GPT2 (causal FlashAttention); PyTorch runs transformers' GPT2LMHeadModel with eager
 attention. Both: float32, dropout 0, mean cross-entropy on next-token targets, torch's AdamW defaults. Each call
 is one step (forward, backward, optimizer update, grads cleared) and returns that step's loss. The two models
-start from their own random weights, so the losses are not compared.
+start from their own random weights, so the losses are not compared. Peak memory: the growth of the peak RSS
+over three steps of a freshly built model, one process per framework (run.py, memory.py).
 """
 import numpy as np
 
@@ -23,6 +24,7 @@ class GPT2TrainStep(Workload):
     unit = "tokens/s"
     target = ("torch", 1.5)
     check = None
+    memory_calls = 3  # the first step also allocates AdamW's moments
     sizes = {"full": dict(layers=4, width=256, heads=4, seq=256, batch=8, vocab=8192),
              "quick": dict(layers=1, width=32, heads=2, seq=16, batch=2, vocab=64)}
 

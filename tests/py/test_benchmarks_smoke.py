@@ -50,3 +50,6 @@ def test_quick_run_writes_results(tmp_path):
         assert ("numpy" in s["ratios"]) == (s["workload"] in with_numpy)
         if s["target"] is not None:
             assert {"framework", "ratio", "got", "met"} <= s["target"].keys()
+        # Peak memory, measured in fresh processes, when the target framework is installed.
+        if runner.REGISTRY[s["workload"]].memory_calls and s["target"]["framework"] in data["environment"]["versions"]:
+            assert s["memory"]["orchard_mb"] >= 0 and s["memory"]["other_mb"] >= 0
