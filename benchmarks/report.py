@@ -26,7 +26,8 @@ def progress_line(row):
     if row["error"]:
         return f"{what} error: {row['error']}"
     peak = f", peak memory +{row['peak_mb']:.0f} MB" if row.get("peak_mb") is not None else ""
-    return f"{what} {_cell(row)} {row['unit']} on {row['device']}{peak} [check: {row['check']}]"
+    unit = "" if row["unit"] == "ms" else f" {row['unit']}"  # a time cell carries its own unit
+    return f"{what} {_cell(row)}{unit} on {row['device']}{peak} [check: {row['check']}]"
 
 
 def _ratio(r):
