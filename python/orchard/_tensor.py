@@ -122,6 +122,13 @@ def _bool(self):
     return builtins.bool(self.item())
 
 
+def _int(self):
+    value = self.item()
+    if isinstance(value, builtins.float) and not math.isfinite(value):
+        raise ValueError(f"int(): cannot convert {value} to an integer")  # not Python's OverflowError
+    return builtins.int(value)
+
+
 def _iter(self):
     if self.ndim == 0:
         raise TypeError("iteration over a 0-d tensor")
@@ -134,13 +141,6 @@ Tensor.__repr__ = _repr
 Tensor.__str__ = _repr
 Tensor.__bool__ = _bool
 Tensor.__float__ = lambda self: builtins.float(self.item())
-def _int(self):
-    value = self.item()
-    if isinstance(value, builtins.float) and not math.isfinite(value):
-        raise ValueError(f"int(): cannot convert {value} to an integer")  # not Python's OverflowError
-    return builtins.int(value)
-
-
 Tensor.__int__ = _int
 
 

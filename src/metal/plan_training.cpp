@@ -100,7 +100,6 @@ Launches row_launches(const std::string& kernel, int64_t rows, int64_t n, Traini
   return out;
 }
 
-
 }  // namespace
 
 Launches plan_layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,

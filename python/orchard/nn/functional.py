@@ -6,10 +6,11 @@ __all__ = ["scaled_dot_product_attention", "linear", "layer_norm", "gelu", "drop
            "log_softmax", "cross_entropy", "embedding"]
 
 
-def _check_tensors(op, **tensors):
-    """TypeError naming the argument that is not a tensor (instead of an AttributeError from inside)."""
+def _check_tensors(op, optional=(), **tensors):
+    """TypeError naming the argument that is not a tensor (instead of an AttributeError from inside);
+    the arguments named in `optional` may also be None."""
     for name, t in tensors.items():
-        if not isinstance(t, Tensor):
+        if not isinstance(t, Tensor) and not (t is None and name in optional):
             raise TypeError(f"{op}: {name} must be an orchard.Tensor, got {type(t).__name__}")
 
 
@@ -25,7 +26,7 @@ def linear(input, weight, bias=None):
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalises over the trailing `normalized_shape` dims, in one fused kernel."""
-    _check_tensors("layer_norm", input=input, **{k: v for k, v in (("weight", weight), ("bias", bias)) if v is not None})
+    _check_tensors("layer_norm", input=input, weight=weight, bias=bias, optional=("weight", "bias"))
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
     if weight is None:
         weight = _core.ones(*shape, dtype=input.dtype, device=input.device)
