@@ -616,6 +616,8 @@ ORCHARD_REFUSES = [
      "through integer index tensors and several ellipses are refused",
      lambda msg, d: re.search(r"slice step must be positive|only one index tensor|only one True/False|assignment "
                               r"with integer index tensors|single ellipsis", msg)),
+    ({"setitem"}, "a value that cannot broadcast to the selection is refused even when nothing is selected (as in "
+     "NumPy; PyTorch's t[False] = value ignores the value)", lambda msg, d: re.search(r"dimension \d+: 0 vs", msg)),
     ({"getitem", "setitem", "getitem_list"}, "out-of-bounds indices are refused even when the result is empty "
      "(PyTorch skips the check then)", lambda msg, d: "out of bounds" in msg and d.theirs is not None and d.theirs.numel() == 0),
 ]
