@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <optional>
+#include <tuple>
+
+#include "ops_common.h"
 
 namespace orchard::derivatives {
 
@@ -232,17 +235,16 @@ BackwardFn matmul(const Tensor& a_in, const Tensor& b_in, const Needs& needs) {
     if (a_shape.size() == 1 && b_shape.size() == 1) g = g.reshape({1, 1});
     else if (a_shape.size() == 1) g = g.unsqueeze(-2);
     else if (b_shape.size() == 1) g = g.unsqueeze(-1);
+    const Tensor bm = !na ? Tensor() : b_shape.size() == 1 ? b.get().unsqueeze(-1) : b.get();
+    const Tensor am = !nb ? Tensor() : a_shape.size() == 1 ? a.get().unsqueeze(0) : a.get();
+    const Shape a2 = a_shape.size() == 1 ? Shape{1, a_shape[0]} : a_shape;
+    const Shape b2 = b_shape.size() == 1 ? Shape{b_shape[0], 1} : b_shape;
     Tensor da, db;
-    if (na) {
-      Tensor bm = b_shape.size() == 1 ? b.get().unsqueeze(-1) : b.get();
-      Shape a2 = a_shape.size() == 1 ? Shape{1, a_shape[0]} : a_shape;
-      da = autograd::sum_to(orchard::matmul(g, bm.transpose(-1, -2)), a2).reshape(a_shape);
-    }
-    if (nb) {
-      Tensor am = a_shape.size() == 1 ? a.get().unsqueeze(0) : a.get();
-      Shape b2 = b_shape.size() == 1 ? Shape{b_shape[0], 1} : b_shape;
-      db = autograd::sum_to(orchard::matmul(am.transpose(-1, -2), g), b2).reshape(b_shape);
-    }
+    if (na && nb) std::tie(da, db) = detail::matmul_pair(g, bm.transpose(-1, -2), am.transpose(-1, -2), g);
+    else if (na) da = orchard::matmul(g, bm.transpose(-1, -2));
+    else if (nb) db = orchard::matmul(am.transpose(-1, -2), g);
+    if (na) da = autograd::sum_to(da, a2).reshape(a_shape);
+    if (nb) db = autograd::sum_to(db, b2).reshape(b_shape);
     return {da, db};
   };
 }

@@ -1,6 +1,8 @@
 // Checks shared by the op front-ends; each error text lives here once.
 #pragma once
 
+#include <utility>
+
 #include "ops.h"
 
 namespace orchard::detail {
@@ -24,5 +26,9 @@ void check_integer_index(const Tensor& index, const char* op);
 // IndexError unless every element of `index` lies in [-size, size); returns index with negative
 // entries wrapped, as int64.
 Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t dim);
+
+// {a1 @ b1, a2 @ b2}, two products of equal cost that the runtime may run side by side; records no
+// gradient (for backward formulas, which run with grad mode off).
+std::pair<Tensor, Tensor> matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& a2, const Tensor& b2);
 
 }  // namespace orchard::detail

@@ -31,7 +31,16 @@ Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().en
 
 }  // namespace
 
-static Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+namespace {
+
+// One product as the runtime takes it: [batch, M, K] @ [batch, K, N] into `out`, whose view
+// `result` has the shape the caller asked for. No runtime call is needed when `out` is empty.
+struct MatmulPlan {
+  Tensor a, b, out, result;
+  bool needs_runtime() const { return a.defined(); }
+};
+
+MatmulPlan plan_matmul(const Tensor& a, const Tensor& b) {
   ORCHARD_CHECK(a.ndim() >= 1 && b.ndim() >= 1, ValueError, "matmul: both operands need at least 1 dimension, got shapes ",
                 shape_str(a.shape()), " and ", shape_str(b.shape()), "; use mul() to multiply by a scalar");
   const Device dev = common_device("matmul", {a, b});
@@ -58,8 +67,8 @@ static Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   Shape result = batch;
   if (a.ndim() > 1) result.push_back(m);
   if (b.ndim() > 1) result.push_back(n);
-  if (checked_numel(result) == 0) return empty(result, dt, dev);
-  if (k == 0) return zeros(result, dt, dev);
+  if (checked_numel(result) == 0) return {Tensor(), Tensor(), Tensor(), empty(result, dt, dev)};
+  if (k == 0) return {Tensor(), Tensor(), Tensor(), zeros(result, dt, dev)};
 
   // A stack of matrices times one matrix is a single tall product: [batch * M, K] @ [K, N].
   const bool tall = a2.ndim() > 2 && b2.ndim() == 2;
@@ -68,8 +77,25 @@ static Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   Tensor a3 = as_batched(tall ? a2.reshape({rows, k}) : a2, dt, loop_batch, rows, k);
   Tensor b3 = as_batched(b2, dt, loop_batch, k, n);
   Tensor out = empty({a3.size(0), rows, n}, dt, dev);
-  runtime_for(dev).matmul(a3, b3, out);
-  return out.reshape(result);
+  return {a3, b3, out, out.reshape(result)};
+}
+
+}  // namespace
+
+static Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+  MatmulPlan p = plan_matmul(a, b);
+  if (p.needs_runtime()) runtime_for(p.out.device()).matmul(p.a, p.b, p.out);
+  return p.result;
+}
+
+std::pair<Tensor, Tensor> detail::matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& a2, const Tensor& b2) {
+  MatmulPlan p1 = plan_matmul(a1, b1), p2 = plan_matmul(a2, b2);
+  if (p1.needs_runtime() && p2.needs_runtime() && p1.out.device() == p2.out.device())
+    runtime_for(p1.out.device()).matmul_pair(p1.a, p1.b, p1.out, p2.a, p2.b, p2.out);
+  else
+    for (MatmulPlan* p : {&p1, &p2})
+      if (p->needs_runtime()) runtime_for(p->out.device()).matmul(p->a, p->b, p->out);
+  return {p1.result, p2.result};
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

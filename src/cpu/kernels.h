@@ -24,6 +24,8 @@ void softmax(const Tensor& in, const Tensor& out, bool log);
 
 // matmul.cpp
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2, const Tensor& b2,
+                 const Tensor& out2);
 
 // index.cpp
 void index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer, int64_t inner);

@@ -181,4 +181,18 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   });
 }
 
+// On two threads, each product runs whole on its own thread (calls inside a parallel region run
+// inline): two single-threaded products side by side beat each product split in two by 10-25% on
+// the gradients of a transformer's linear layers. More threads split each product instead.
+void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2, const Tensor& b2,
+                 const Tensor& out2) {
+  if (num_threads() != 2) {
+    matmul(a1, b1, out1);
+    return matmul(a2, b2, out2);
+  }
+  parallel_for(2, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) i == 0 ? matmul(a1, b1, out1) : matmul(a2, b2, out2);
+  });
+}
+
 }  // namespace orchard::cpu

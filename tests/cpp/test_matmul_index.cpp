@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ops.h"
@@ -148,6 +149,34 @@ TEST(Matmul, EmptyShapesAndZeroInnerDim) {
   expect_matmul(random_ints({2, 0}), random_ints({0, 3}), {2, 3});  // all zeros
   expect_matmul(random_ints({3, 0}, DType::Int64), random_ints({0}, DType::Int64), {3});
   expect_matmul(random_ints({0}), random_ints({0}), {});
+}
+
+// The gradients of one product run side by side on two threads; each result must equal its own
+// product, whatever the dtypes, layouts and degenerate shapes of the other.
+TEST(Matmul, PairMatchesTwoProducts) {
+  struct Case {
+    Tensor a1, b1, a2, b2;
+  };
+  const std::vector<Case> cases = {
+      {rand({300, 64}), rand({64, 200}), rand({64, 300}).transpose(0, 1), rand({200, 64}).transpose(0, 1)},
+      {rand({3, 40, 50}, DType::Float64), rand({50, 30}, DType::Float64), random_ints({7, 9}, DType::Int64),
+       random_ints({9, 5}, DType::Int64)},
+      {random_ints({6, 8}, DType::BFloat16), random_ints({8, 4}, DType::BFloat16), random_ints({2, 0}),
+       random_ints({0, 3})},
+      {random_ints({0, 4}), random_ints({4, 2}), random_ints({5}), random_ints({5, 2})},
+  };
+  for (const Case& c : cases) {
+    auto [p1, p2] = detail::matmul_pair(c.a1, c.b1, c.a2, c.b2);
+    for (auto [got, a, b] : {std::tuple{p1, c.a1, c.b1}, std::tuple{p2, c.a2, c.b2}}) {
+      const Tensor want = matmul(a, b);
+      EXPECT_EQ(got.shape(), want.shape());
+      EXPECT_EQ(got.dtype(), want.dtype());
+      // Bit equality is not promised: a whole product and one split in two may round differently.
+      std::vector<double> g = values(got), w = naive_matmul(a, b);
+      ASSERT_EQ(g.size(), w.size());
+      for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], w[i], 1e-5 * (1 + std::fabs(w[i]))) << "at " << i;
+    }
+  }
 }
 
 TEST(Matmul, Errors) {
