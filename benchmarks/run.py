@@ -28,7 +28,7 @@ import workloads_autograd  # noqa: E402,F401  (registers the training-step workl
 import workloads_attention  # noqa: E402,F401  (registers the FlashAttention workloads)
 import workloads_gpt2  # noqa: E402,F401  (registers the GPT-2 training workload)
 from registry import FRAMEWORKS, REGISTRY, UNITS  # noqa: E402
-from timing import time_callable  # noqa: E402
+from timing import Timed, time_interleaved  # noqa: E402
 
 
 def _check(workload, got, reference):
@@ -43,8 +43,9 @@ def _check(workload, got, reference):
     return f"max abs err {np.max(np.abs(got - reference)):.3g}"
 
 
-def measure(workload, fw, size, inputs, repeat, warmup, reference):
-    """One row: `fw` running `workload`. Returns (row, output as NumPy if it is the reference)."""
+def prepare(workload, fw, size, inputs, reference):
+    """Sets up `fw` running `workload` and makes the first call (device, correctness, first warm-up).
+    Returns (row, run or None after an error, output as NumPy if it is the reference)."""
     unit = UNITS[workload.unit]
     row = dict(workload=workload.name, label=workload.label(**size), framework=fw.name,
                version=fw.version, device=None, unit=unit.name,
@@ -55,7 +56,7 @@ def measure(workload, fw, size, inputs, repeat, warmup, reference):
     try:
         with fw.context():
             run = workload.impl(fw.name)(**fw.convert_inputs(inputs))
-            out = run()  # first call: device, correctness, and the first warm-up
+            out = run()
             fw.sync(out)
             row["device"] = fw.device(out)
             if workload.check is not None:
@@ -65,13 +66,34 @@ def measure(workload, fw, size, inputs, repeat, warmup, reference):
                 else:
                     row["check"] = _check(workload, got, reference)
             del out
-            t = time_callable(run, fw.sync, repeat=repeat, warmup=max(0, warmup - 1))
     except Exception as e:  # one broken framework must not sink the run
         row["error"] = f"{type(e).__name__}: {e}"
-        return row, None
-    row.update(median_s=t.median_s, min_s=t.min_s, max_s=t.max_s, times_s=t.times_s,
-               value=unit.figure(row["work"], t.median_s))
-    return row, ref_out
+        return row, None, None
+    return row, run, ref_out
+
+
+def measure(workload, fws, size, inputs, repeat, warmup):
+    """One row per framework, timed in interleaved rounds (timing.time_interleaved)."""
+    rows, runs, reference = [], {}, None
+    for name, fw in fws.items():
+        if workload.impl(name) is None:
+            continue
+        row, run, ref_out = prepare(workload, fw, size, inputs, reference)
+        reference = ref_out if ref_out is not None else reference
+        rows.append(row)
+        if run is not None:
+            runs[name] = Timed(run, fw.sync, fw.context)
+    timings, errors = time_interleaved(runs, repeat=repeat, warmup=max(0, warmup - 1))
+    unit = UNITS[workload.unit]
+    for row in rows:
+        if row["framework"] in errors:
+            e = errors[row["framework"]]
+            row["error"] = f"{type(e).__name__}: {e}"
+        t = timings.get(row["framework"])
+        if t is not None:
+            row.update(median_s=t.median_s, min_s=t.min_s, max_s=t.max_s, times_s=t.times_s,
+                       value=unit.figure(row["work"], t.median_s))
+    return rows
 
 
 def summarize(workload, rows):
@@ -149,19 +171,13 @@ def run_all(args, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
         workload = REGISTRY[name]
         size = workload.sizes["quick" if args.quick else "full"]
         inputs = workload.inputs(**size)
-        rows, reference = [], None
-        for fw_name in order:
-            if workload.impl(fw_name) is None:
-                continue
-            row, ref_out = measure(workload, fws[fw_name], size, inputs, args.repeat,
-                                   args.warmup, reference)
-            reference = ref_out if ref_out is not None else reference
+        rows = measure(workload, {f: fws[f] for f in order}, size, inputs, args.repeat, args.warmup)
+        for row in rows:
             if workload.memory_calls and args.memory and not row["error"]:
-                peak = memory.peak_growth_mb(memory.workload_calls, name, fw_name, size,
+                peak = memory.peak_growth_mb(memory.workload_calls, name, row["framework"], size,
                                              workload.memory_calls, args.device)
                 row["peak_mb"] = peak.get("growth_mb")
                 row["error"] = peak.get("error") and f"peak memory: {peak['error']}"
-            rows.append(row)
             log(report.progress_line(row))
         result["results"] += rows
         result["summary"].append(summarize(workload, rows))

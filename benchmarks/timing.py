@@ -1,10 +1,11 @@
-"""Median-of-N wall-clock timing.
+"""Median-of-N wall-clock timing, frameworks interleaved round by round.
 
 The caller builds the inputs and closes over them in `run`, so allocating the inputs is never timed.
 `run()` must create and return its output: allocating the output is part of the op, as a user pays
 it. `sync(out)` waits for asynchronous devices (Metal, MLX's lazy graphs) before the clock stops.
 Freeing the output happens after the clock stops.
 """
+import contextlib
 import gc
 import statistics
 import time
@@ -28,21 +29,43 @@ class Timing:
         return max(self.times_s)
 
 
-def time_callable(run, sync=lambda out: None, repeat=10, warmup=2):
-    """Call `run` `warmup` times untimed, then `repeat` times timed; return the per-call times."""
-    for _ in range(warmup):
-        sync(run())
-    times = []
+@dataclass
+class Timed:
+    """What one framework runs: `run()` makes an output, `sync(out)` waits for it, and every call is
+    made inside `context()`."""
+    run: object
+    sync: object = lambda out: None
+    context: object = contextlib.nullcontext
+
+
+def time_interleaved(runs, repeat=10, warmup=2):
+    """`runs` maps names to Timed. Each is called `warmup` times untimed; then `repeat` rounds call
+    each once, timed. Interleaving gives every framework the same share of a machine whose speed
+    drifts (other tenants, clocks), so their ratio holds steadier than timing them one after the
+    other. Returns ({name: Timing}, {name: exception}); a run that raises is dropped from the rounds."""
+    def call(timed):
+        with timed.context():
+            start = time.perf_counter()
+            out = timed.run()
+            timed.sync(out)
+            return time.perf_counter() - start
+
+    times, errors = {name: [] for name in runs}, {}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection landing inside one sample would only add noise
     try:
-        for _ in range(max(1, repeat)):
-            start = time.perf_counter()
-            out = run()
-            sync(out)
-            times.append(time.perf_counter() - start)
-            del out
+        for round_ in range(-warmup, max(1, repeat)):
+            for name, timed in runs.items():
+                if name in errors:
+                    continue
+                try:
+                    elapsed = call(timed)
+                except Exception as e:  # one broken framework must not sink the others
+                    errors[name] = e
+                    continue
+                if round_ >= 0:
+                    times[name].append(elapsed)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(times)
+    return {name: Timing(t) for name, t in times.items() if name not in errors}, errors
