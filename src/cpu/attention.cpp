@@ -24,6 +24,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "philox.h"
+#include "vec_math.h"
 
 namespace orchard::cpu {
 
@@ -36,17 +37,6 @@ constexpr int kNR = 16;  // columns of the gemm micro-kernel: two Vec8
 constexpr int64_t kBlockQ = 96, kBlockK = 96;
 static_assert(kBlockQ % kNR == 0 && kBlockK % kNR == 0 && kBlockQ % kMR == 0 && kBlockK % kMR == 0);
 constexpr float kInf = std::numeric_limits<float>::infinity();
-
-// Eight floats as one value (GCC/Clang vector extensions): the micro-kernel's accumulators then
-// live in registers, which the compiler does not achieve for a plain float array. Compiles to
-// AVX2/FMA here and to pairs of NEON registers on arm64.
-typedef float Vec8 __attribute__((vector_size(32)));
-inline Vec8 load8(const float* p) {
-  Vec8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store8(float* p, Vec8 v) { std::memcpy(p, &v, sizeof v); }
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -88,27 +78,6 @@ void gemm(int64_t M, int64_t N, int64_t K, Mat a, const float* b, int64_t ldb, f
       micro_kernel<kMR>(K, {a.data + m * a.row, a.row, a.col}, b + n, ldb, c + m * ldc + n, ldc, accumulate);
     if (m < M) kTail[M - m](K, {a.data + m * a.row, a.row, a.col}, b + n, ldb, c + m * ldc + n, ldc, accumulate);
   }
-}
-
-// exp(x) for the x <= 0 of a softmax (a score minus the running max or the lse; -inf gives 0),
-// within 1 ulp, at half the cost of exp_f32, which also handles overflow and needs scalar code
-// to vectorise: after the gemms, exp is the largest cost here. x = n ln2 + r with |r| <= ln2 / 2
-// (Cody-Waite), exp(r) by a minimax polynomial, 2^n through the exponent field. Below -88 the
-// result flushes to 0 (n = -127 makes the exponent field 0). NaN propagates.
-typedef int32_t Int8 __attribute__((vector_size(32)));
-inline Vec8 exp_nonpositive(Vec8 x) {
-  x = x < -88.0f ? Vec8{} - 88.0f : x;
-  const Vec8 t = x * 1.44269504088896341f + 12582912.0f;  // + 1.5 * 2^23 rounds; n in the low bits
-  const Vec8 n = t - 12582912.0f;
-  const Vec8 r = (x - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 = 0.693359375 - 2.12194440e-4
-  Vec8 p = Vec8{} + 1.383684459e-3f;
-  p = p * r + 8.374815807e-3f;
-  p = p * r + 4.166822508e-2f;
-  p = p * r + 1.666641980e-1f;
-  p = p * r + 4.999999106e-1f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return p * (Vec8)(((Int8)t - 0x4b400000 + 127) << 23);
 }
 
 // Rows [0, n) of a [*, D] matrix of T as float rows readable up to column Dp: the matrix itself

@@ -2,6 +2,7 @@
 // per element) instead of a chain of elementwise ops with their temporaries.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -12,6 +13,28 @@
 namespace orchard::cpu {
 
 namespace {
+
+// sum_i exp(x[i] - shift) and out[i] = g * exp(x[i] - shift) for a softmax row (x - shift <= 0):
+// float rows eight lanes at a time through exp_nonpositive, other types through vexp.
+template <typename T, typename C = compute_t<T>>
+C sum_exp_shifted(const T* x, int64_t n, C shift) {
+  int64_t i = 0;
+  C total = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    Vec8 acc{};
+    for (; i + 8 <= n; i += 8) acc += exp_nonpositive(load8(x + i) - shift);
+    for (int l = 0; l < 8; ++l) total += acc[l];
+  }
+  return total + lane_sum<C>(n - i, [x, i, shift](int64_t j) { return vexp(C(x[i + j]) - shift); });
+}
+
+template <typename T, typename C = compute_t<T>>
+void scaled_exp_shifted(const T* x, int64_t n, C shift, C g, T* out) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<T, float>)
+    for (; i + 8 <= n; i += 8) store8(out + i, g * exp_nonpositive(load8(x + i) - shift));
+  for (; i < n; ++i) out[i] = T(g * vexp(C(x[i]) - shift));
+}
 
 // Splits [0, rows) into one block per task; fn(task, begin, end) may keep per-task partial sums.
 template <typename Fn>
@@ -119,7 +142,7 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t 
       for (int64_t r = r0; r < r1; ++r) {
         const T* row = xp + r * classes;
         const C mx = classes ? lane_extreme<true, C>(row, classes) : C(-INFINITY);
-        const C l = mx + std::log(lane_sum<C>(classes, [row, mx](int64_t i) { return vexp(C(row[i]) - mx); }));
+        const C l = mx + std::log(sum_exp_shifted(row, classes, mx));
         sp[r] = float(l);
         lp[r] = tp[r] == ignore_index ? 0.0f : float(l - C(row[tp[r]]));
       }
@@ -144,9 +167,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
           continue;
         }
         const T* row = xp + r * classes;
-        const C g = gp[r], l = sp[r];
-        for (int64_t i = 0; i < classes; ++i) out[i] = T(g * vexp(C(row[i]) - l));
-        out[tp[r]] = T(C(out[tp[r]]) - g);
+        scaled_exp_shifted(row, classes, C(sp[r]), C(gp[r]), out);
+        out[tp[r]] = T(C(out[tp[r]]) - C(gp[r]));
       }
     });
   });
