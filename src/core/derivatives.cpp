@@ -249,6 +249,16 @@ BackwardFn matmul(const Tensor& a_in, const Tensor& b_in, const Needs& needs) {
   };
 }
 
+BackwardFn addmm(const Shape& input_shape, const Tensor& a, const Tensor& b, const Needs& needs) {
+  const bool product = needs[1] || needs[2];
+  BackwardFn product_grads = product ? matmul(a, b, {needs[1], needs[2]}) : BackwardFn();
+  const bool ni = needs[0];
+  return [=](const Tensor& g) -> Grads {
+    Grads ab = product ? product_grads(g) : Grads{Tensor(), Tensor()};
+    return {ni ? autograd::sum_to(g, input_shape) : Tensor(), ab[0], ab[1]};
+  };
+}
+
 BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index_in) {
   SavedTensor index = index_in;
   return [x_shape, dim, index](const Tensor& g) -> Grads {

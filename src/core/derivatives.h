@@ -27,6 +27,7 @@ BackwardFn reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims
                   int64_t correction, const Tensor& out);
 BackwardFn softmax(const Tensor& out, int64_t dim, bool log);
 BackwardFn matmul(const Tensor& a, const Tensor& b, const Needs& needs);
+BackwardFn addmm(const Shape& input_shape, const Tensor& a, const Tensor& b, const Needs& needs);
 BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn gather(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn scatter_add(int64_t dim, const Tensor& index, const Shape& src_shape, const Needs& needs);

@@ -66,6 +66,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 
 // ---- linear algebra --------------------------------------------------------------------------
 Tensor matmul(const Tensor& a, const Tensor& b);  // NumPy semantics, broadcast batch dims
+// input + a @ b (a linear layer's bias and product). Fused when a and b are matrices and input, of
+// their result dtype, broadcasts to the product: input is copied into the result, and the product
+// accumulates onto it. Otherwise the two ops, so any shapes matmul and add accept work.
+Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b);
 
 // ---- indexing and joining --------------------------------------------------------------------
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);

@@ -104,4 +104,28 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return rec.finish(out, [&] { return derivatives::matmul(a, b, {rec.needs(0), rec.needs(1)}); });
 }
 
+Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b) {
+  const bool matrices = a.ndim() == 2 && b.ndim() == 2 && a.size(1) == b.size(0) && a.size(0) > 0 &&
+                        b.size(1) > 0 && a.size(1) > 0;
+  auto broadcasts_to_product = [&] {  // input's dims, right-aligned, are 1 or the product's
+    const Shape& s = input.shape();
+    return s.size() <= 2 && (s.empty() || s.back() == 1 || s.back() == b.size(1)) &&
+           (s.size() < 2 || s[0] == 1 || s[0] == a.size(0));
+  };
+  const bool fusable = matrices && a.device() == b.device() && input.device() == a.device() &&
+                       input.dtype() == result_type(a, b) && input.dtype() != DType::Bool && broadcasts_to_product();
+  if (!fusable) return add(input, matmul(a, b));
+  autograd::Recorder rec("AddmmBackward", {input, a, b});
+  MatmulPlan p = plan_matmul(a, b);
+  {
+    autograd::GradModeGuard untracked(false);  // the copy is part of this op, not a recorded copy_
+    Tensor result = p.result;
+    copy_(result, input);
+  }
+  runtime_for(p.out.device()).matmul_accumulate(p.a, p.b, p.out);
+  return rec.finish(p.result, [&] {
+    return derivatives::addmm(input.shape(), a, b, {rec.needs(0), rec.needs(1), rec.needs(2)});
+  });
+}
+
 }  // namespace orchard

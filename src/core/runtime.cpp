@@ -3,6 +3,8 @@
 #include <atomic>
 
 #include "errors.h"
+#include "loop.h"
+#include "tensor.h"
 
 namespace orchard {
 
@@ -10,6 +12,12 @@ namespace {
 std::atomic<Runtime*> g_runtimes[kNumDevices];
 std::atomic<bool> g_emulated[kNumDevices];
 }  // namespace
+
+void Runtime::matmul_accumulate(const Tensor& a, const Tensor& b, const Tensor& out) {
+  Tensor product = Tensor::empty(out.shape(), out.dtype(), out.device());
+  matmul(a, b, product);
+  binary(BinaryOp::Add, make_loop(out, {out, product}));
+}
 
 int64_t ElementwiseLoop::numel() const {
   int64_t n = 1;

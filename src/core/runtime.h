@@ -102,6 +102,9 @@ class Runtime {
   // [batch, K, N], out is contiguous [batch, M, N]. Inputs have unit stride in one of their last two
   // dims; a batch stride of 0 broadcasts.
   virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  // out += a @ b, same contract. The default computes the product apart and adds it; a runtime
+  // that accumulates in place (BLAS's beta = 1) saves that pass and the temporary.
+  virtual void matmul_accumulate(const Tensor& a, const Tensor& b, const Tensor& out);
   // Two independent products of the same cost (the gradients of one product); a runtime may run
   // them side by side.
   virtual void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2,

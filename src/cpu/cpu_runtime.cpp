@@ -31,6 +31,9 @@ class CpuRuntime final : public Runtime {
   }
   void softmax(const Tensor& in, const Tensor& out, bool log) override { cpu::softmax(in, out, log); }
   void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override { cpu::matmul(a, b, out); }
+  void matmul_accumulate(const Tensor& a, const Tensor& b, const Tensor& out) override {
+    cpu::matmul(a, b, out, true);
+  }
   void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2, const Tensor& b2,
                    const Tensor& out2) override {
     cpu::matmul_pair(a1, b1, out1, a2, b2, out2);

@@ -23,7 +23,7 @@ void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int
 void softmax(const Tensor& in, const Tensor& out, bool log);
 
 // matmul.cpp
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate = false);  // out (+)= a @ b
 void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2, const Tensor& b2,
                  const Tensor& out2);
 

@@ -48,14 +48,16 @@ MatrixLayout matrix_layout(const Tensor& t) {
   return {true, blas_int(cols == 1 ? std::max<int64_t>(rows, 1) : sc)};
 }
 
-void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float* c, int ldc) {
+// c = a @ b + beta * c, beta 0 or 1.
+void gemm(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float beta,
+          float* c, int ldc) {
   ORCHARD_BLAS(cblas_sgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                            n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+                            n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
-void gemm(bool ta, bool tb, int m, int n, int k, const double* a, int lda, const double* b, int ldb, double* c,
-          int ldc) {
+void gemm(bool ta, bool tb, int m, int n, int k, const double* a, int lda, const double* b, int ldb, double beta,
+          double* c, int ldc) {
   ORCHARD_BLAS(cblas_dgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                            n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+                            n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
 }
 
 // Whether the pool splits each product: OpenBLAS is then made single-threaded, since its own
@@ -77,11 +79,12 @@ bool split_products() {
 // Floating-point operations below which a product is not worth splitting across threads.
 constexpr int64_t kMinTaskFlops = int64_t(1) << 21;
 
-// out[i] = a[i] @ b[i] for every batch entry i, reading a and b in place. The output rows (or
+// out[i] (+)= a[i] @ b[i] for every batch entry i, reading a and b in place. The output rows (or
 // columns, when there are more of them) of all entries form one range split across the pool;
 // each task runs one single-threaded gemm per entry it covers.
 template <typename T>
-void matmul_blas(const Tensor& a, const Tensor& b, const Tensor& out) {
+void matmul_blas(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
+  const T beta = accumulate ? T(1) : T(0);
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   const MatrixLayout la = matrix_layout(a), lb = matrix_layout(b);
   const T* pa = a.data_as<T>();
@@ -100,10 +103,10 @@ void matmul_blas(const Tensor& a, const Tensor& b, const Tensor& out) {
       T* ci = pc + i * m * n;
       if (by_cols)
         gemm(la.transposed, lb.transposed, blas_int(m), blas_int(r1 - r0), blas_int(k), ai, la.ld,
-             bi + col(lb, r0), lb.ld, ci + r0, blas_int(n));
+             bi + col(lb, r0), lb.ld, beta, ci + r0, blas_int(n));
       else
         gemm(la.transposed, lb.transposed, blas_int(r1 - r0), blas_int(n), blas_int(k), ai + row(la, r0), la.ld,
-             bi, lb.ld, ci + r0 * n, blas_int(n));
+             bi, lb.ld, beta, ci + r0 * n, blas_int(n));
     }
   };
   if (!split_products()) return run(0, batch * extent);
@@ -130,20 +133,20 @@ Tensor widen(const Tensor& t) {
 
 // 16-bit floats: float32 copies of the operands through sgemm, rounded once at the end.
 template <typename T>
-void matmul_widened(const Tensor& a, const Tensor& b, const Tensor& out) {
+void matmul_widened(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   Tensor c = Tensor::empty(out.shape(), DType::Float32);
-  matmul_blas<float>(widen<T>(a), widen<T>(b), c);
+  matmul_blas<float>(widen<T>(a), widen<T>(b), c, false);
   const float* src = c.data_as<float>();
   T* dst = out.data_as<T>();
   parallel_for(out.numel(), grain_for(1), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = T(src[i]);
+    for (int64_t i = i0; i < i1; ++i) dst[i] = T(accumulate ? float(dst[i]) + src[i] : src[i]);
   });
 }
 
 // Integers (no BLAS): i-k-j loops over output rows split across threads, tiled so that a tile of
 // b stays in cache while the rows of a stream past it.
 template <typename T>
-void matmul_integer(const Tensor& a, const Tensor& b, const Tensor& out) {
+void matmul_integer(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   constexpr int64_t kTile = 128;
   const int64_t m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   const Strides &sa = a.strides(), &sb = b.strides();
@@ -151,7 +154,7 @@ void matmul_integer(const Tensor& a, const Tensor& b, const Tensor& out) {
   const T* pb = b.data_as<T>();
   T* pc = out.data_as<T>();
   parallel_for(out.shape()[0] * m, grain_for(n * k), [&](int64_t r0, int64_t r1) {
-    std::fill(pc + r0 * n, pc + r1 * n, T(0));
+    if (!accumulate) std::fill(pc + r0 * n, pc + r1 * n, T(0));
     for (int64_t j0 = 0; j0 < n; j0 += kTile) {
       const int64_t j1 = std::min(n, j0 + kTile);
       for (int64_t k0 = 0; k0 < k; k0 += kTile) {
@@ -173,11 +176,11 @@ void matmul_integer(const Tensor& a, const Tensor& b, const Tensor& out) {
 
 }  // namespace
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   ORCHARD_DISPATCH(out.dtype(), {
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) matmul_blas<T>(a, b, out);
-    else if constexpr (std::is_floating_point_v<compute_t<T>>) matmul_widened<T>(a, b, out);
-    else matmul_integer<T>(a, b, out);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) matmul_blas<T>(a, b, out, accumulate);
+    else if constexpr (std::is_floating_point_v<compute_t<T>>) matmul_widened<T>(a, b, out, accumulate);
+    else matmul_integer<T>(a, b, out, accumulate);
   });
 }
 

@@ -185,6 +185,9 @@ void bind_ops(nb::module_& m) {
   // Linear algebra, indexing, joining.
   both(m, cls, "matmul", [](const Tensor& a, const Tensor& b) { return nogil([&] { return matmul(a, b); }); },
        arg("other"));
+  both(m, cls, "addmm", [](const Tensor& input, const Tensor& a, const Tensor& b) {
+    return nogil([&] { return addmm(input, a, b); });
+  }, arg("mat1"), arg("mat2"));
   both(m, cls, "index_select", [](const Tensor& x, int64_t dim, const Tensor& index) {
     return nogil([&] { return index_select(x, dim, index); });
   }, arg("dim"), arg("index"));

@@ -179,6 +179,27 @@ TEST(Matmul, PairMatchesTwoProducts) {
   }
 }
 
+// The fused path copies the broadcast input into the result and accumulates the product onto it
+// (BLAS beta = 1, or the widening and integer kernels adding in place).
+TEST(Matmul, AddmmAccumulatesOntoTheBroadcastInput) {
+  for (DType dt : {DType::Float32, DType::Float64, DType::BFloat16, DType::Int64}) {
+    const Tensor a = random_ints({7, 9}, dt), b = random_ints({9, 5}, dt).transpose(0, 1).contiguous().transpose(0, 1);
+    for (const Shape& shape : std::vector<Shape>{{5}, {1, 5}, {7, 1}, {7, 5}, {}}) {
+      const Tensor input = random_ints(shape, dt);
+      const Tensor got = addmm(input, a, b);
+      EXPECT_EQ(got.dtype(), dt);
+      EXPECT_EQ(got.shape(), (Shape{7, 5}));
+      std::vector<double> product = naive_matmul(a, b), bias = values(input.expand({7, 5}));
+      for (size_t i = 0; i < product.size(); ++i) product[i] += bias[i];
+      EXPECT_EQ(values(got), product) << dtype_name(dt) << " input " << shape_str(shape);
+    }
+  }
+  // Batched operands and an input larger than the product take the unfused path.
+  const Tensor a3 = random_ints({2, 7, 9}), b = random_ints({9, 5}), input = random_ints({2, 7, 5});
+  EXPECT_EQ(values(addmm(input, a3, b)), values(add(input, matmul(a3, b))));
+  EXPECT_EQ(values(addmm(input, a3.select(0, 1), b)), values(add(input, matmul(a3.select(0, 1), b))));
+}
+
 TEST(Matmul, Errors) {
   EXPECT_THROW(matmul(random_ints({2, 3}), random_ints({4, 5})), ValueError);
   EXPECT_THROW(matmul(random_ints({3}), random_ints({4})), ValueError);

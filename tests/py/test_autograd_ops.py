@@ -381,6 +381,26 @@ def test_matmul(device, shapes, layouts):
     check(lambda a, b: a.matmul(b), make(rng, shapes[0], layouts[0], requires_grad=False, device=device), b)
 
 
+@pytest.mark.parametrize("input_shape", [(4,), (1, 4), (3, 1), (3, 4), ()], ids=str)
+def test_addmm(device, input_shape):
+    rng = np.random.default_rng(seed_of(input_shape))
+    i, a, b = make(rng, input_shape, device=device), make(rng, (3, 5), device=device), make(rng, (5, 4), device=device)
+    check(lambda i, a, b: oc.addmm(i, a, b), i, a, b)
+    check(lambda i, a, b: i.addmm(a, b), i, make(rng, (3, 5), "transposed", device=device), b)
+    assert oc.addmm(i, a, b).grad_fn.name() == "AddmmBackward"
+
+
+def test_addmm_outside_the_fused_case_is_add_of_matmul(device):
+    rng = np.random.default_rng(11)
+    a3, b = make(rng, (2, 3, 5), device=device), make(rng, (5, 4), device=device)
+    check(lambda i, a, b: oc.addmm(i, a, b), make(rng, (2, 3, 4), device=device), a3, b)  # batched operands
+    check(lambda i, a, b: oc.addmm(i, a, b), make(rng, (2, 3, 4), device=device), a3[0], b)  # input larger
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        oc.addmm(oc.zeros(7, device=device), a3[0], b)
+    with pytest.raises(ValueError, match="not aligned"):
+        oc.addmm(oc.zeros(4, device=device), a3[0], a3[0])
+
+
 def test_matmul_same_operand_and_transpose(device):
     rng = np.random.default_rng(9)
     a = make(rng, (3, 3), "transposed", device=device)

@@ -16,11 +16,10 @@ def _check_tensors(op, optional=(), **tensors):
 
 def linear(input, weight, bias=None):
     """input @ weight.T + bias, with weight stored [out_features, in_features] as in torch."""
-    _check_tensors("linear", input=input, weight=weight)
+    _check_tensors("linear", input=input, weight=weight, bias=bias, optional=("bias",))
     # One [rows, in] @ [in, out] product: a batched 3-D matmul has a much slower backward for the weight.
-    out = input.reshape(-1, input.shape[-1]) @ weight.T
-    if bias is not None:
-        out = out + bias
+    rows = input.reshape(-1, input.shape[-1])
+    out = rows @ weight.T if bias is None else _core.addmm(bias, rows, weight.T)
     return out.reshape(*input.shape[:-1], weight.shape[0])
 
 
