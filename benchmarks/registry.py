@@ -9,6 +9,9 @@ A workload is a class registered with `@register`. It declares
     check   optional (rtol, atol): compare each framework's output with NumPy's; None skips it
     memory_calls  optional: also measure the growth of peak memory over this many calls, in a
             fresh process per framework (memory.py); Orchard's must not exceed the target's
+    interleave  True: time the frameworks in alternating rounds instead of one after the other
+            (timing.time_interleaved), for calls long enough (~1 s) that the machine's speed drifts
+            between frameworks; each switch costs a pause of timing.SETTLE_S
 
 and implements
 
@@ -55,6 +58,7 @@ class Workload:
     target = None
     check = (1e-4, 1e-5)
     memory_calls = None
+    interleave = False
 
     def label(self, **size):
         return ", ".join(f"{k}={v}" for k, v in size.items())

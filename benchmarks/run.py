@@ -73,7 +73,8 @@ def prepare(workload, fw, size, inputs, reference):
 
 
 def measure(workload, fws, size, inputs, repeat, warmup):
-    """One row per framework, timed in interleaved rounds (timing.time_interleaved)."""
+    """One row per framework: timed one after the other, or in interleaved rounds when the workload
+    asks for it (Workload.interleave)."""
     rows, runs, reference = [], {}, None
     for name, fw in fws.items():
         if workload.impl(name) is None:
@@ -83,7 +84,12 @@ def measure(workload, fws, size, inputs, repeat, warmup):
         rows.append(row)
         if run is not None:
             runs[name] = Timed(run, fw.sync, fw.context)
-    timings, errors = time_interleaved(runs, repeat=repeat, warmup=max(0, warmup - 1))
+    groups = [runs] if workload.interleave else [{name: run} for name, run in runs.items()]
+    timings, errors = {}, {}
+    for group in groups:
+        t, e = time_interleaved(group, repeat=repeat, warmup=max(0, warmup - 1))
+        timings.update(t)
+        errors.update(e)
     unit = UNITS[workload.unit]
     for row in rows:
         if row["framework"] in errors:
