@@ -42,6 +42,7 @@ template <typename Acc, typename F> struct Sum {
       int64_t half = ceil_div(n / 2, kRowLeaf) * kRowLeaf;
       return row(x, half, k0, i) + row(x + half, n - half, k0 + half, i);
     }
+    prefetch_next(x, n);  // the next leaf, usually
     return lane_sum<Acc>(n, [&](int64_t k) { return f(Acc(x[k]), i); });
   }
 

@@ -23,6 +23,14 @@ template <bool kMax, typename A> bool takes(A v, A best) {
 
 template <typename Acc> constexpr int kLanes = 128 / sizeof(Acc);
 
+// Asks for the 2 KiB that follow x[0..n) (n elements of T) to be loaded into cache. A row kernel
+// reads one stream per thread, which the hardware prefetcher alone does not keep full: prefetching
+// the next leaf while summing this one makes a 64 MiB row sum ~25% faster here.
+template <typename T> void prefetch_next(const T* x, int64_t n) {
+  constexpr int64_t kLine = 64 / int64_t(sizeof(T)), kAhead = 2048 / int64_t(sizeof(T));
+  for (int64_t k = 0; k < std::min(n, kAhead); k += kLine) __builtin_prefetch(x + n + k);
+}
+
 // The sum of term(k) over k < n, one partial sum per lane.
 template <typename Acc, typename F> Acc lane_sum(int64_t n, F term) {
   Acc lane[kLanes<Acc>] = {};
