@@ -29,10 +29,6 @@ Tensor as_batched(const Tensor& t, DType dtype, Shape batch, int64_t rows, int64
 
 Shape batch_dims(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
 
-}  // namespace
-
-namespace {
-
 // One product as the runtime takes it: [batch, M, K] @ [batch, K, N] into `out`, whose view
 // `result` has the shape the caller asked for. No runtime call is needed when `out` is empty.
 struct MatmulPlan {
