@@ -43,6 +43,10 @@ def _check(workload, got, reference):
     return f"max abs err {np.max(np.abs(got - reference)):.3g}"
 
 
+def _error_text(e):
+    return f"{type(e).__name__}: {e}"
+
+
 def prepare(workload, fw, size, inputs, reference):
     """Sets up `fw` running `workload` and makes the first call (device, correctness, first warm-up).
     Returns (row, run or None after an error, output as NumPy if it is the reference)."""
@@ -67,7 +71,7 @@ def prepare(workload, fw, size, inputs, reference):
                     row["check"] = _check(workload, got, reference)
             del out
     except Exception as e:  # one broken framework must not sink the run
-        row["error"] = f"{type(e).__name__}: {e}"
+        row["error"] = _error_text(e)
         return row, None, None
     return row, run, ref_out
 
@@ -93,8 +97,7 @@ def measure(workload, fws, size, inputs, repeat, warmup):
     unit = UNITS[workload.unit]
     for row in rows:
         if row["framework"] in errors:
-            e = errors[row["framework"]]
-            row["error"] = f"{type(e).__name__}: {e}"
+            row["error"] = _error_text(errors[row["framework"]])
         t = timings.get(row["framework"])
         if t is not None:
             row.update(median_s=t.median_s, min_s=t.min_s, max_s=t.max_s, times_s=t.times_s,

@@ -19,6 +19,12 @@ void Runtime::matmul_accumulate(const Tensor& a, const Tensor& b, const Tensor& 
   binary(BinaryOp::Add, make_loop(out, {out, product}));
 }
 
+void Runtime::matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2,
+                          const Tensor& b2, const Tensor& out2) {
+  matmul(a1, b1, out1);
+  matmul(a2, b2, out2);
+}
+
 int64_t ElementwiseLoop::numel() const {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

@@ -108,10 +108,7 @@ class Runtime {
   // Two independent products of the same cost (the gradients of one product); a runtime may run
   // them side by side.
   virtual void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2,
-                           const Tensor& b2, const Tensor& out2) {
-    matmul(a1, b1, out1);
-    matmul(a2, b2, out2);
-  }
+                           const Tensor& b2, const Tensor& out2);
 
   // out = src.index_select(dim, index) for contiguous src/out viewed as [outer, n, inner].
   virtual void index_select(const Tensor& src, const Tensor& index, const Tensor& out,
