@@ -23,9 +23,16 @@ void check_writable(const Tensor& out, const char* op);
 Tensor unaliased(const Tensor& src, const Tensor& out);
 
 void check_integer_index(const Tensor& index, const char* op);
-// IndexError unless every element of `index` lies in [-size, size); returns index with negative
-// entries wrapped, as int64.
-Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t dim);
+// What an op does with index tensor entries outside [0, size) of its dimension `dim`. Index ops
+// refuse them as PyTorch does; only Python-style keys (t[[-1]]) count negative entries from the end.
+enum class IndexBounds {
+  Refuse,                  // IndexError (index_select, embedding, cross-entropy targets)
+  RefuseAsRuntimeError,    // PyTorch's RuntimeError (gather, scatter_add)
+  WrapNegative,            // [-size, 0) counts from the end; anything else out of range is an IndexError
+};
+// `index` as contiguous int64 entries in [0, size), after the check `bounds` asks for; the error
+// names the offending index, the dimension, its size and the valid range.
+Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t dim, IndexBounds bounds);
 
 // {a1 @ b1, a2 @ b2}, two products of equal cost that the runtime may run side by side; records no
 // gradient (for backward formulas, which run with grad mode off).

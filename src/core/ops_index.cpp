@@ -15,15 +15,19 @@ void check_integer_index(const Tensor& index, const char* op) {
                 dtype_name(index.dtype()));
 }
 
-Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t dim) {
+Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t dim, IndexBounds bounds) {
   check_integer_index(index, op);
   Tensor idx = index.to(DType::Int64).contiguous();
   if (idx.numel() == 0) return idx;
   auto host_value = [](const Tensor& t) { return *t.to(Device::CPU).data_as<int64_t>(); };
   const int64_t lo = host_value(amin(idx)), hi = host_value(amax(idx));
-  ORCHARD_CHECK(lo >= -size && hi < size, IndexError, op, ": index ", lo < -size ? lo : hi,
-                " is out of bounds for dimension ", dim, " with size ", size, " (expected indices in [", -size,
-                ", ", size, "))");
+  const int64_t lowest = bounds == IndexBounds::WrapNegative ? -size : 0;
+  if (lo < lowest || hi >= size) {
+    const std::string message = concat(op, ": index ", lo < lowest ? lo : hi, " is out of bounds for dimension ", dim,
+                                       " with size ", size, " (expected indices in [", lowest, ", ", size, "))");
+    if (bounds == IndexBounds::RefuseAsRuntimeError) throw RuntimeError(message);
+    throw IndexError(message);
+  }
   if (lo >= 0) return idx;
   const Device dev = idx.device();
   return where(binary(BinaryOp::Lt, idx, scalar_tensor(0, DType::Int64, dev, true)),
@@ -64,7 +68,7 @@ static Tensor index_select_forward(const Tensor& x, int64_t dim, const Tensor& i
   }
   const int64_t d = normalize_dim(dim, x.ndim(), "index_select");
   const Device dev = common_device("index_select", {x, index});
-  Tensor idx = checked_index(index.reshape({-1}), x.size(d), "index_select", d);
+  Tensor idx = checked_index(index.reshape({-1}), x.size(d), "index_select", d, IndexBounds::Refuse);
   Shape shape = x.shape();
   shape[d] = idx.numel();
   Tensor out = empty(shape, x.dtype(), dev);
@@ -86,7 +90,7 @@ static Tensor gather_forward(const Tensor& x, int64_t dim, const Tensor& index) 
   const int64_t d = normalize_dim(dim, x.ndim(), "gather");
   check_index_fits(index, x, "input", d, true, "gather");
   const Device dev = common_device("gather", {x, index});
-  Tensor idx = checked_index(index, x.size(d), "gather", d);
+  Tensor idx = checked_index(index, x.size(d), "gather", d, IndexBounds::RefuseAsRuntimeError);
   Tensor out = empty(index.shape(), x.dtype(), dev);
   if (out.numel() > 0) runtime_for(dev).gather(x.contiguous(), idx, out, d);
   return out;
@@ -106,7 +110,7 @@ static Tensor scatter_add_forward(const Tensor& x, int64_t dim, const Tensor& in
   check_index_fits(index, x, "input", d, true, "scatter_add");
   check_index_fits(index, src, "src", d, false, "scatter_add");
   const Device dev = common_device("scatter_add", {x, index, src});
-  Tensor idx = checked_index(index, x.size(d), "scatter_add", d);
+  Tensor idx = checked_index(index, x.size(d), "scatter_add", d, IndexBounds::RefuseAsRuntimeError);
   Tensor out = x.clone();
   if (idx.numel() > 0) {
     Tensor used = src;  // only the index-shaped corner of src is read
@@ -121,6 +125,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
                 shape_str(weight.shape()));
   Shape shape = indices.shape();
   shape.push_back(weight.size(1));
+  // Checked here too, so that an error names embedding rather than index_select.
+  checked_index(indices, weight.size(0), "embedding", 0, IndexBounds::Refuse);
   return index_select(weight, 0, indices.reshape({-1})).reshape(shape);
 }
 

@@ -74,9 +74,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   // Targets must be classes, except the ignored value.
   Tensor ignored = binary(BinaryOp::Eq, t, scalar_tensor(double(ignore_index), DType::Int64, dev, true));
   Tensor valid = where(ignored, scalar_tensor(0, DType::Int64, dev, true), t);
-  if (rows > 0) detail::checked_index(valid, classes, "cross_entropy", 1);
-  ORCHARD_CHECK(rows == 0 || amin(valid).to(Device::CPU).data_as<int64_t>()[0] >= 0, IndexError,
-                "cross_entropy: targets must lie in [0, ", classes, ") or equal ignore_index ", ignore_index);
+  detail::checked_index(valid, classes, "cross_entropy", logits.ndim() - 1, detail::IndexBounds::Refuse);
   Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
   if (rows > 0) runtime_for(dev).cross_entropy_forward(x, t, ignore_index, losses, lse);
   const double count = double(rows - sum(ignored).to(Device::CPU).data_as<int64_t>()[0]);

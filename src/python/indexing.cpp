@@ -1,6 +1,7 @@
 // t[key] and t[key] = value: ints, slices (positive steps), None, Ellipsis, one integer index
 // tensor or list per key (gathered with index_select), and bool masks.
 #include "bindings.h"
+#include "ops_common.h"
 
 namespace orchard::python {
 
@@ -86,7 +87,10 @@ Tensor apply_key(const Tensor& self, nb::handle key_in) {
         t = index_select(flat, d, mask_positions(idx.reshape({-1})));
         ++d;
       } else {
-        Tensor gathered = index_select(t, d, idx.reshape({-1}));
+        // Python-style keys count negative indices from the end; index_select itself refuses them.
+        Tensor wrapped =
+            detail::checked_index(idx.reshape({-1}), t.size(d), "indexing", d, detail::IndexBounds::WrapNegative);
+        Tensor gathered = index_select(t, d, wrapped);
         Shape shape(gathered.shape().begin(), gathered.shape().begin() + d);
         shape.insert(shape.end(), idx.shape().begin(), idx.shape().end());
         shape.insert(shape.end(), gathered.shape().begin() + d + 1, gathered.shape().end());

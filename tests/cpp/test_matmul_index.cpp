@@ -217,12 +217,12 @@ TEST(Matmul, Errors) {
 
 // ---- index_select, embedding, gather, scatter_add ----------------------------------------------
 
-TEST(IndexSelect, RowsColumnsNegativeIndicesAndDtypes) {
+TEST(IndexSelect, RowsColumnsAndDtypes) {
   Tensor x = seq({3, 4});
   Tensor rows = index_select(x, 0, from({2, 0, 2}, {3}, DType::Int64));
   EXPECT_EQ(rows.shape(), (Shape{3, 4}));
   EXPECT_EQ(values(rows), (std::vector<double>{8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11}));
-  Tensor cols = index_select(x, -1, from({-1, 0}, {2}, DType::Int32));
+  Tensor cols = index_select(x, -1, from({3, 0}, {2}, DType::Int32));
   EXPECT_EQ(values(cols), (std::vector<double>{3, 0, 7, 4, 11, 8}));
   EXPECT_EQ(index_select(x, 0, from({1}, {}, DType::Int64)).shape(), (Shape{1, 4}));
   EXPECT_EQ(index_select(x, 1, from({}, {0}, DType::Int64)).shape(), (Shape{3, 0}));
@@ -238,7 +238,7 @@ TEST(IndexSelect, RowsColumnsNegativeIndicesAndDtypes) {
 TEST(IndexSelect, Errors) {
   Tensor x = seq({3, 4});
   EXPECT_THROW(index_select(x, 0, from({3}, {1}, DType::Int64)), IndexError);
-  EXPECT_THROW(index_select(x, 0, from({-4}, {1}, DType::Int64)), IndexError);
+  EXPECT_THROW(index_select(x, 0, from({-1}, {1}, DType::Int64)), IndexError);  // as in PyTorch
   EXPECT_THROW(index_select(x, 2, from({0}, {1}, DType::Int64)), IndexError);
   EXPECT_THROW(index_select(x, 0, from({0, 1}, {1, 2}, DType::Int64)), IndexError);
   EXPECT_THROW(index_select(x, 0, from({0}, {1}, DType::Float32)), TypeError);
@@ -253,13 +253,20 @@ TEST(IndexSelect, Errors) {
   }
 }
 
-TEST(CheckedIndex, WrapsNegativesAndReturnsInt64) {
-  Tensor idx = detail::checked_index(from({-1, 2, -3, 0}, {2, 2}, DType::Int32), 3, "test", 0);
+TEST(CheckedIndex, RefusesOrWrapsNegativesAndReturnsInt64) {
+  using detail::IndexBounds;
+  Tensor idx =
+      detail::checked_index(from({-1, 2, -3, 0}, {2, 2}, DType::Int32), 3, "test", 0, IndexBounds::WrapNegative);
   EXPECT_EQ(idx.dtype(), DType::Int64);
   EXPECT_EQ(idx.shape(), (Shape{2, 2}));
   EXPECT_EQ(values(idx), (std::vector<double>{2, 2, 0, 0}));
-  EXPECT_THROW(detail::checked_index(from({0, 3}, {2}, DType::Int64), 3, "test", 0), IndexError);
-  EXPECT_THROW(detail::checked_index(from({0}, {1}, DType::Bool), 3, "test", 0), TypeError);
+  EXPECT_THROW(detail::checked_index(from({-4}, {1}, DType::Int64), 3, "test", 0, IndexBounds::WrapNegative),
+               IndexError);
+  EXPECT_THROW(detail::checked_index(from({-1}, {1}, DType::Int64), 3, "test", 0, IndexBounds::Refuse), IndexError);
+  EXPECT_THROW(detail::checked_index(from({-1}, {1}, DType::Int64), 3, "test", 0, IndexBounds::RefuseAsRuntimeError),
+               RuntimeError);
+  EXPECT_THROW(detail::checked_index(from({0, 3}, {2}, DType::Int64), 3, "test", 0, IndexBounds::Refuse), IndexError);
+  EXPECT_THROW(detail::checked_index(from({0}, {1}, DType::Bool), 3, "test", 0, IndexBounds::Refuse), TypeError);
   EXPECT_NO_THROW(detail::check_integer_index(from({0}, {1}, DType::Int32), "test"));
 }
 
@@ -311,7 +318,7 @@ TEST(Gather, PyTorchExamplesAndSmallerIndex) {
   Tensor x = from({1, 2, 3, 4}, {2, 2});
   EXPECT_EQ(values(gather(x, 1, from({0, 0, 1, 0}, {2, 2}, DType::Int64))), (std::vector<double>{1, 1, 4, 3}));
   EXPECT_EQ(values(gather(x, 0, from({0, 1, 1, 0}, {2, 2}, DType::Int64))), (std::vector<double>{1, 4, 3, 2}));
-  EXPECT_EQ(values(gather(x, -1, from({-1}, {1, 1}, DType::Int64))), (std::vector<double>{2}));
+  EXPECT_EQ(values(gather(x, -1, from({1}, {1, 1}, DType::Int64))), (std::vector<double>{2}));
   // Index smaller than x in dims other than dim, including a trailing one.
   Tensor x3 = seq({3, 5, 4});
   Tensor idx = random_ints({2, 7, 3}, DType::Int64, 0, 4);
@@ -331,7 +338,8 @@ TEST(Gather, Errors) {
   Tensor x = seq({2, 3});
   EXPECT_THROW(gather(x, 1, from({0, 1}, {2}, DType::Int64)), ValueError);          // ndim differs
   EXPECT_THROW(gather(x, 1, from({0, 0, 0}, {3, 1}, DType::Int64)), ValueError);    // too big off dim
-  EXPECT_THROW(gather(x, 1, from({3, 0}, {2, 1}, DType::Int64)), IndexError);
+  EXPECT_THROW(gather(x, 1, from({3, 0}, {2, 1}, DType::Int64)), RuntimeError);   // PyTorch's kind
+  EXPECT_THROW(gather(x, 1, from({-1, 0}, {2, 1}, DType::Int64)), RuntimeError);
   EXPECT_THROW(gather(x, 2, from({0, 0}, {2, 1}, DType::Int64)), IndexError);
   EXPECT_THROW(gather(x, 1, from({0, 0}, {2, 1}, DType::Float32)), TypeError);
   EXPECT_NO_THROW(gather(x, 1, from({0, 0, 0, 0, 0, 0, 0, 0}, {2, 4}, DType::Int64)));  // dim may be larger
@@ -346,7 +354,7 @@ TEST(ScatterAdd, PyTorchExamples) {
   EXPECT_EQ(values(scatter_add(zeros({3, 5}), 0, two_rows, src)),
             (std::vector<double>{2, 0, 0, 1, 1, 0, 2, 0, 0, 0, 0, 0, 2, 1, 1}));
   Tensor x = seq({2, 3});
-  Tensor r = scatter_add(x, 1, from({-1, -1}, {2, 1}, DType::Int64), from({10, 20}, {2, 1}));
+  Tensor r = scatter_add(x, 1, from({2, 2}, {2, 1}, DType::Int64), from({10, 20}, {2, 1}));
   EXPECT_EQ(values(r), (std::vector<double>{0, 1, 12, 3, 4, 25}));
   EXPECT_EQ(values(x), (std::vector<double>{0, 1, 2, 3, 4, 5}));  // out of place
 }
@@ -379,7 +387,8 @@ TEST(ScatterAdd, Errors) {
   EXPECT_THROW(scatter_add(x, 0, from({0}, {1}, DType::Int64), src), ValueError);             // ndim
   EXPECT_THROW(scatter_add(x, 0, from({0, 0, 0}, {3, 1}, DType::Int64), src), ValueError);    // > src
   EXPECT_THROW(scatter_add(x, 0, zeros({1, 6}, DType::Int64), ones({1, 6})), ValueError);     // > x off dim
-  EXPECT_THROW(scatter_add(x, 0, from({3}, {1, 1}, DType::Int64), src), IndexError);
+  EXPECT_THROW(scatter_add(x, 0, from({3}, {1, 1}, DType::Int64), src), RuntimeError);  // PyTorch's kind
+  EXPECT_THROW(scatter_add(x, 0, from({-1}, {1, 1}, DType::Int64), src), RuntimeError);
   EXPECT_THROW(scatter_add(x, 0, from({0}, {1, 1}, DType::Float32), src), TypeError);
 }
 

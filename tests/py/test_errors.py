@@ -1,7 +1,7 @@
 """Every user error is a Python exception whose message names what was wrong and what was expected:
-ValueError for shapes, axes, dtypes and values; IndexError for indices; TypeError for wrong argument
-types; MemoryError for allocations that cannot be served; RuntimeError for devices. Nothing
-crashes the interpreter."""
+ValueError for shapes, axes, dtypes and values; IndexError for indices (RuntimeError for those of gather
+and scatter_add, as in PyTorch); TypeError for wrong argument types; MemoryError for allocations that
+cannot be served; RuntimeError for devices. Nothing crashes the interpreter."""
 import re
 import subprocess
 import sys
@@ -78,8 +78,10 @@ INDEX_ERRORS = [
     (lambda: oc.zeros(2, 3).unsqueeze(3), r"unsqueeze: dimension 3 is out of range"),
     (lambda: oc.index_select(oc.zeros(4), 0, oc.tensor([1, 4])),
      r"index 4 is out of bounds for dimension 0 with size 4"),
-    (lambda: oc.gather(oc.zeros(2, 3), 1, oc.tensor([[3]])),
-     r"gather: index 3 is out of bounds.*expected indices in \[-3, 3\)"),
+    (lambda: oc.index_select(oc.zeros(4), 0, oc.tensor([-1])),
+     r"index_select: index -1 is out of bounds for dimension 0 with size 4 \(expected indices in \[0, 4\)\)"),
+    (lambda: oc.zeros(2, 3)[:, [0, -4]],
+     r"indexing: index -4 is out of bounds for dimension 1 with size 3 \(expected indices in \[-3, 3\)\)"),
     (lambda: oc.zeros(3)[oc.tensor([True, False])], r"boolean mask of shape \[2\] does not match"),
     (lambda: oc.zeros(2, 3)[..., ...], r"single ellipsis"),
     (lambda: oc.zeros(3).narrow(0, 2, 2), r"narrow: start 2 and length 2 do not fit in dimension 0 of size 3"),
@@ -141,6 +143,13 @@ def test_dtype_errors_of_reduce_matmul_index(call, match):
 def test_index_errors(call, match):
     with pytest.raises(IndexError, match=match):
         call()
+
+
+def test_gather_and_scatter_add_indices_raise_runtime_errors_as_in_pytorch():
+    with pytest.raises(RuntimeError, match=r"gather: index 3 is out of bounds.*expected indices in \[0, 3\)"):
+        oc.gather(oc.zeros(2, 3), 1, oc.tensor([[3]]))
+    with pytest.raises(RuntimeError, match=r"scatter_add: index -1 is out of bounds for dimension 0 with size 2"):
+        oc.scatter_add(oc.zeros(2), 0, oc.tensor([-1]), oc.ones(1))
 
 
 @pytest.mark.parametrize("call,match", TYPE_ERRORS, ids=_ids(TYPE_ERRORS))

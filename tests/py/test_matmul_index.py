@@ -90,7 +90,7 @@ def test_index_select(device, shape, dtype, layout, seed, data):
     d = data.draw(st.integers(-nd, nd - 1))
     n = shape[d]
     count = data.draw(st.integers(0, 6))
-    idx = rng.integers(-n, n, size=count) if n else np.zeros(0, dtype=np.int64)
+    idx = rng.integers(0, n, size=count) if n else np.zeros(0, dtype=np.int64)
     idt = data.draw(st.sampled_from(INT_DTYPES))
     out = oc.index_select(x, d, from_numpy(idx, idt, device))
     assert_close(out, np.take(arr, idx, axis=d), dtype, exact=True, device=device)
@@ -111,10 +111,10 @@ def test_gather_matches_torch(device, shape, dtype, layout, seed, data):
     n = shape[d]
     if n == 0 and np.prod(ishape) > 0:
         ishape = tuple(0 if i == d % nd else s for i, s in enumerate(ishape))
-    idx = rng.integers(-n, n, size=ishape) if n else np.zeros(ishape, dtype=np.int64)
+    idx = rng.integers(0, n, size=ishape) if n else np.zeros(ishape, dtype=np.int64)
     idt = data.draw(st.sampled_from(INT_DTYPES))
     it = from_numpy(idx, idt, device)
-    expected = torch.gather(to_torch(arr, dtype), d, torch.from_numpy(idx % max(n, 1)))
+    expected = torch.gather(to_torch(arr, dtype), d, torch.from_numpy(idx))
     assert_close(oc.gather(x, d, it), torch_values(expected), dtype, exact=True, device=device)
     assert_close(x.gather(d, it), torch_values(expected), dtype, exact=True, device=device)
 
@@ -151,9 +151,9 @@ def test_gather_scatter_errors(device):
         oc.gather(x, 0, L.zeros(2, 2))
     with pytest.raises(ValueError, match="as many dimensions"):
         oc.gather(x, 0, L.tensor([0, 1]))
-    with pytest.raises(IndexError, match="out of bounds"):
+    with pytest.raises(RuntimeError, match="out of bounds"):
         oc.gather(x, 1, L.tensor([[4]]))
-    with pytest.raises(IndexError, match="out of bounds"):
+    with pytest.raises(RuntimeError, match="out of bounds"):
         oc.scatter_add(x, 1, L.tensor([[4]]), L.ones(1, 1))
     with pytest.raises(ValueError, match="larger than"):
         oc.gather(x, 0, L.zeros(2, 5, dtype=oc.int64))
@@ -175,6 +175,94 @@ def test_embedding(device):
         oc.embedding(oc.tensor([10], device=device), w)
     with pytest.raises(ValueError, match="2-D"):
         oc.embedding(oc.tensor([0], device=device), oc.zeros(3, device=device))
+
+
+# ---- indices out of range: refused as PyTorch refuses them -----------------------------------
+
+def _on(lib, device):
+    """A tensor factory of orchard (on device) or torch (on the CPU): data -> tensor."""
+    return (lambda data: oc.tensor(data, device=device)) if lib is oc else torch.tensor
+
+
+X23 = [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+# (name, call(lib, T, index) -> result, the dimension indexed, its size); each library's own functions.
+BAD_INDEX_CALLS = [
+    ("index_select rows", lambda lib, T, i: lib.index_select(T(X23), 0, T([0, i])), 0, 2),
+    ("index_select 1-d", lambda lib, T, i: lib.index_select(T(X23[0]), 0, T([i])), 0, 3),
+    ("index_select columns", lambda lib, T, i: lib.index_select(T(X23), 1, T([i])), 1, 3),
+    ("Tensor.index_select", lambda lib, T, i: T(X23).index_select(-2, T([i, 1])), 0, 2),
+    ("F.embedding", lambda lib, T, i: lib.nn.functional.embedding(T([[1, i]]), T(X23).T.contiguous()), 0, 3),
+    ("nn.Embedding", lambda lib, T, i: _embedding(lib, T)(T([i, 0])), 0, 10),
+    ("gather", lambda lib, T, i: lib.gather(T(X23), 1, T([[i], [0]])), 1, 3),
+    ("Tensor.gather", lambda lib, T, i: T(X23).gather(0, T([[0, i, 1]])), 0, 2),
+    ("scatter_add", lambda lib, T, i: lib.scatter_add(T(X23), 1, T([[i], [0]]), T(X23)), 1, 3),
+    ("Tensor.scatter_add", lambda lib, T, i: T(X23).scatter_add(0, T([[0, 1, i]]), T(X23)), 0, 2),
+    ("cross_entropy", lambda lib, T, i: lib.nn.functional.cross_entropy(T(X23), T([i, 0])), 1, 3),
+    ("cross_entropy sum", lambda lib, T, i: lib.nn.functional.cross_entropy(T(X23), T([1, i]), reduction="sum",
+                                                                             ignore_index=7), 1, 3),
+]
+
+
+def _embedding(lib, T):
+    module = lib.nn.Embedding(10, 4)
+    return module.to(T([0]).device) if lib is oc else module
+
+
+@pytest.mark.parametrize("name, call, dim, size", BAD_INDEX_CALLS, ids=[c[0] for c in BAD_INDEX_CALLS])
+@pytest.mark.parametrize("where", ["-1", "-size", "-size-1", "size", "size+5"])
+def test_indices_out_of_range_raise_what_pytorch_raises(device, name, call, dim, size, where):
+    """Negative and too-large indices: IndexError from index_select, embedding and cross-entropy targets,
+    RuntimeError from gather and scatter_add, as PyTorch; the message names the index, the dimension, its size
+    and the valid range."""
+    index = {"-1": -1, "-size": -size, "-size-1": -size - 1, "size": size, "size+5": size + 5}[where]
+    with pytest.raises(Exception) as theirs:
+        call(torch, _on(torch, "cpu"), index)
+    with pytest.raises(Exception) as ours:
+        call(oc, _on(oc, device), index)
+    expected = theirs.type
+    if name == "index_select columns":  # PyTorch's CPU kernel for the last dim of a 2-D input differs
+        assert expected is RuntimeError
+        expected = IndexError
+    assert ours.type is expected, f"{ours.type.__name__}: {ours.value} (PyTorch: {expected.__name__})"
+    op = name.split()[0].removeprefix("Tensor.").removeprefix("F.").replace("nn.Embedding", "embedding")
+    assert str(ours.value) == (f"{op}: index {index} is out of bounds for dimension {dim} with size {size} "
+                               f"(expected indices in [0, {size}))")
+
+
+@pytest.mark.parametrize("name, call, dim, size", BAD_INDEX_CALLS, ids=[c[0] for c in BAD_INDEX_CALLS])
+def test_indices_in_range_give_what_pytorch_gives(device, name, call, dim, size):
+    for index in (0, size - 1):
+        if name == "nn.Embedding":  # random weights: compare the rows picked
+            module = _embedding(oc, _on(oc, device))
+            np.testing.assert_array_equal(module(oc.tensor([index, 0], device=device)).detach().cpu().numpy(),
+                                          module.weight.detach().cpu().numpy()[[index, 0]])
+            continue
+        ours, theirs = call(oc, _on(oc, device), index), call(torch, _on(torch, "cpu"), index)
+        np.testing.assert_allclose(ours.detach().cpu().numpy(), theirs.detach().numpy(), rtol=1e-6)
+
+
+def test_cross_entropy_targets_equal_to_ignore_index_are_skipped_as_in_pytorch(device):
+    for ignore_index in (-1, 3, -100):
+        targets = [ignore_index, 2]
+        ours = oc.nn.functional.cross_entropy(oc.tensor(X23, device=device), oc.tensor(targets, device=device),
+                                              ignore_index=ignore_index)
+        theirs = torch.nn.functional.cross_entropy(torch.tensor(X23), torch.tensor(targets), ignore_index=ignore_index)
+        np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-6)
+
+
+def test_python_style_keys_still_count_negative_indices_from_the_end(device):
+    x = oc.tensor(X23, device=device)
+    t = torch.tensor(X23)
+    for key in ([-1], (slice(None), [-3, -1, 0])):
+        np.testing.assert_array_equal(x[key].cpu().numpy(), t[key].numpy())
+    np.testing.assert_array_equal(x[oc.tensor([[-2, 1]], device=device)].cpu().numpy(),
+                                  t[torch.tensor([[-2, 1]])].numpy())
+    with pytest.raises(IndexError) as theirs:
+        t[[-3]]
+    with pytest.raises(IndexError, match=r"index -3 is out of bounds for dimension 0 with size 2 \(expected indices "
+                                         r"in \[-2, 2\)\)"):
+        x[[-3]]
+    assert "-3" in str(theirs.value)
 
 
 # ---- cat / stack / split ---------------------------------------------------------------------
