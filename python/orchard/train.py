@@ -1,8 +1,9 @@
 """Train a small byte-level GPT-2 on Orchard: `python -m orchard.train --help`.
 
-By default the corpus is the Python standard library's own source, so nothing is downloaded. The run writes a
-HuggingFace-layout checkpoint, the optimizer state, a loss-curve PNG and a text sample to --out, and resumes from
-there when run again."""
+By default the corpus is the Python standard library's own source, so nothing is downloaded. The run writes
+checkpoints to --out (each a `checkpoint-<step>` directory holding a HuggingFace-layout model and the trainer's
+state, written so that a kill at any moment leaves the previous one intact), a loss-curve PNG and a text sample,
+and resumes from the newest checkpoint when run again."""
 import argparse
 import os
 import time
@@ -28,7 +29,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m orchard.train", description=__doc__.splitlines()[0])
     p.add_argument("--data", nargs="+", metavar="PATH", help="text files to train on (default: stdlib sources)")
     p.add_argument("--corpus-bytes", type=int, default=4_000_000, help="bytes of the default corpus to read")
-    p.add_argument("--out", default="runs/gpt2", help="checkpoint directory, resumed from when it exists")
+    p.add_argument("--out", default="runs/gpt2",
+                   help="run directory: checkpoint-<step> directories, resumed from the newest")
     p.add_argument("--device", default="cpu", choices=["cpu", "metal"])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=8)
@@ -57,17 +59,23 @@ def model_config(args):
 
 
 def load_or_create_model(args, config):
-    """The checkpointed model when --out holds one (its architecture must match the flags), else a new one."""
-    if not checkpoint.exists(args.out):
+    """The newest checkpointed model in --out and the trainer's state (its architecture must match the flags),
+    else a new model and None."""
+    if os.path.exists(os.path.join(args.out, "trainer_state.pkl")):
+        raise SystemExit(f"{args.out} holds a checkpoint of an earlier Orchard, whose trainer state is a pickle (which "
+                         "can run code when loaded, so it is not read); move it away or pass another --out")
+    checkpoint.remove_incomplete(args.out)
+    path = checkpoint.latest(args.out)
+    if path is None:
         return GPT2(config), None
     runtime = {k: getattr(config, k) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "use_flash")}
-    model = GPT2.from_pretrained(args.out, **runtime)
+    model = GPT2.from_pretrained(path, **runtime)
     differing = [f"{k}: checkpoint {getattr(model.config, k)}, flags {getattr(config, k)}"
                  for k in ARCHITECTURE_FIELDS if getattr(model.config, k) != getattr(config, k)]
     if differing:
-        raise SystemExit(f"{args.out} holds a different model ({'; '.join(differing)}); "
+        raise SystemExit(f"{path} holds a different model ({'; '.join(differing)}); "
                          "pass matching flags or another --out")
-    return model, checkpoint.load_trainer_state(args.out)
+    return model, checkpoint.load_trainer_state(path, map_location=args.device)
 
 
 def make_optimizer(model, args):
@@ -97,15 +105,17 @@ def main(argv=None):
     optimizer = make_optimizer(model, args)
     scheduler = CosineWithWarmup(optimizer, args.warmup_steps, args.steps, min_lr_ratio=0.1)
     start, history = 0, {"train": [], "val": []}
+    rng = np.random.default_rng(args.seed)  # draws the batches
     if trainer_state is not None:
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])
         start, history = trainer_state["step"], trainer_state["history"]
+        rng.bit_generator.state = trainer_state["batch_sampler"]  # the batches an uninterrupted run would see
+        _core.manual_seed(args.seed + start)  # so that dropout does not repeat the first steps' masks
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params / 1e6:.2f}M parameters, {len(data):,} bytes of text, device {args.device}, "
           f"{'resuming at step ' + str(start) if start else 'starting fresh'} -> {args.steps} steps")
 
-    rng = np.random.default_rng(args.seed + start)
     progress = ProgressLine(args.steps)
     tokens_per_step = args.batch_size * args.seq_len
     started = time.perf_counter()
@@ -121,7 +131,9 @@ def main(argv=None):
         progress.update(step, history["train"][-1][1], tokens_per_step)
         if step % args.eval_interval == 0 or step == args.steps:
             history["val"].append((step, evaluate(model, batches, args, rng)))
-            checkpoint.save(args.out, model, optimizer, scheduler, step, history)
+            checkpoint.save(args.out, step, model, {
+                "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "history": history, "batch_sampler": rng.bit_generator.state})
             progress.message(f"step {step}: val loss {history['val'][-1][1]:.4f}, checkpoint saved to {args.out}")
     if args.steps > start:
         print(f"trained {args.steps - start} steps in {time.perf_counter() - started:.1f}s")
