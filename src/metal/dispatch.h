@@ -32,10 +32,20 @@ struct Dispatch {
   Size3 threads;                             // threads per threadgroup
   std::vector<KernelArg> args;               // args[i] is [[buffer(i)]]
   std::vector<uint32_t> threadgroup_memory;  // bytes of [[threadgroup(i)]]
+  // Estimated cost in arithmetic operations (a multiply-add counts 2): the GPU backend commits its
+  // command buffer once the work queued in it passes a budget, so that no buffer runs long enough
+  // to meet the GPU watchdog. Plans whose threads each do far more than one element's work set it
+  // (matmul, attention); where they leave it 0, Launch::grid counts kWorkPerThread for every thread.
+  uint64_t work = 0;
   // Scratch tensors a plan allocated for its launches: held until the launches are encoded (the
   // emulator runs them then), after which the queue's order protects their reuse.
   std::vector<Tensor> keep_alive;
 };
+
+// The default work of one thread: an element read, computed and written. A memory access costs
+// the GPU far more than an operation (an M1 does ~2.6 TFLOP/s but moves 68 GB/s, ~40 operations a
+// byte), so a thread that moves some 8 bytes counts as a few hundred operations.
+inline constexpr uint64_t kWorkPerThread = 256;
 
 // Builds a Dispatch argument by argument, in [[buffer(i)]] order.
 class Launch {
@@ -58,9 +68,14 @@ class Launch {
     d_.threadgroup_memory.push_back(nbytes);
     return *this;
   }
+  Launch& work(uint64_t operations) {  // overrides the default estimate (see Dispatch::work)
+    d_.work = operations;
+    return *this;
+  }
   Dispatch grid(Size3 groups, Size3 threads) {
     d_.groups = groups;
     d_.threads = threads;
+    if (d_.work == 0) d_.work = groups.count() * threads.count() * kWorkPerThread;
     return std::move(d_);
   }
 

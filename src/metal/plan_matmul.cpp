@@ -22,6 +22,10 @@
 //   staging. 128 threads also keeps the emulator, which runs each thread of a cooperative group as
 //   an OS thread, quick.
 // Integer dtypes run matmul_naive, one thread per output element in 16 x 16 threadgroups.
+//
+// Work estimates (Dispatch::work): 2 m n k operations per product. matmul_naive counts 8 times
+// that: it reads both operands from device memory for every multiply-add, without simdgroup
+// matrices, and a GPU has no 64-bit integer multiplier (several instructions each).
 #include <cstdint>
 #include <limits>
 
@@ -41,6 +45,7 @@ static_assert(kTileM == 32 && kTileN == 32 && kThreads == 128, "matmul_tiled har
 static_assert(kTileK % 8 == 0, "the K step is a whole number of 8-deep simdgroup products");
 static_assert(kATileBytes + kBTileBytes + kCTileBytes <= 32 * 1024, "threadgroup memory budget");
 constexpr uint32_t kNaiveX = ORCHARD_MATMUL_NAIVE_X, kNaiveY = ORCHARD_MATMUL_NAIVE_Y;
+constexpr uint64_t kNaiveWorkFactor = 8;
 
 const DType kIntDTypes[] = {DType::Int32, DType::Int64};
 
@@ -81,6 +86,7 @@ Launches plan_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   const uint32_t z = grid_dim(batch, 1, "batch");
   Launch launch(tiled ? tiled_kernel(t) : naive_kernel(t));
   launch.buffer(out).buffer(a).buffer(b).constants(p);
+  launch.work(2 * uint64_t(batch) * uint64_t(m) * uint64_t(n) * uint64_t(k) * (tiled ? 1 : kNaiveWorkFactor));
   if (!tiled) return {launch.grid({grid_dim(n, kNaiveX, "n"), grid_dim(m, kNaiveY, "m"), z}, {kNaiveX, kNaiveY, 1})};
   launch.threadgroup_memory(kATileBytes).threadgroup_memory(kBTileBytes).threadgroup_memory(kCTileBytes);
   return {launch.grid({grid_dim(n, kTileN, "n"), grid_dim(m, kTileM, "m"), z}, {kThreads, 1, 1})};
