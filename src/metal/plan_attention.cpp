@@ -143,6 +143,17 @@ AttentionKernelParams kernel_params(const Tensor& q, const Tensor& k, const Atte
 // The mask, or (unread without one) q, so that every [[buffer]] the kernel declares is bound.
 const Tensor& mask_or(const AttentionParams& p, const Tensor& fallback) { return p.mask ? *p.mask : fallback; }
 
+// Work estimate (Dispatch::work) of a kernel that computes every score of (b, query head, row, key)
+// and `products` matrix products over the head dim with each: 2 operations per multiply-add, plus
+// a few dozen per score for its mask, exponential and dropout. A causal mask skips about half the
+// blocks; counting them all errs on the side of committing sooner.
+uint64_t score_work(const Tensor& q, const Tensor& k, uint64_t products) {
+  constexpr uint64_t kPerScore = 32;
+  const uint64_t scores = uint64_t(q.size(0)) * uint64_t(q.size(1)) * uint64_t(q.size(2)) * uint64_t(k.size(2));
+  const uint64_t d8 = (uint64_t(q.size(3)) + 7) / 8 * 8;
+  return scores * (2 * products * d8 + kPerScore);
+}
+
 Launch& with_memory(Launch& launch, const std::vector<uint32_t>& floats) {
   for (uint32_t n : floats) launch.threadgroup_memory(n * uint32_t(sizeof(float)));
   return launch;
@@ -159,6 +170,7 @@ Launches plan_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
   const AttentionKernelParams a = kernel_params(q, k, p, bq);
   Launch launch(forward_kernel(q.dtype(), t.dt));
   launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(out).buffer(lse).constants(a);
+  launch.work(score_work(q, k, 2));  // S = q k^T, O = P v
   with_memory(launch, t.forward_memory());
   return {launch.grid({a.blocks, checked_u32(Hq, "heads"), checked_u32(B, "batch")}, {32 * t.fwd_sg})};
 }
@@ -184,8 +196,9 @@ Launches plan_attention_backward(const Tensor& q, const Tensor& k, const Tensor&
     // dQ: a threadgroup per (query block, query head, batch).
     const AttentionKernelParams a = kernel_params(q, k, p, 8 * t.dq_sg);
     Launch dq_launch(dq_kernel(dtype, t.dt));
-    dq_launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(dout).buffer(lse).buffer(delta).buffer(dq)
-        .constants(a);
+    dq_launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(dout).buffer(lse).buffer(delta)
+        .buffer(dq).constants(a);
+    dq_launch.work(score_work(q, k, 3));  // S = q k^T, dP = dO v^T, dQ = dS k
     with_memory(dq_launch, t.dq_memory());
     launches.push_back(dq_launch.grid({a.blocks, checked_u32(Hq, "heads"), checked_u32(B, "batch")}, {32 * t.dq_sg}));
   }
@@ -195,8 +208,9 @@ Launches plan_attention_backward(const Tensor& q, const Tensor& k, const Tensor&
   if (B * Hkv * Lk > 0) {
     const AttentionKernelParams a = kernel_params(q, k, p, 0);
     Launch launch(dkv_kernel(dtype, t.dt));
-    launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(dout).buffer(lse).buffer(delta).buffer(dk)
-        .buffer(dv).constants(a);
+    launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(dout).buffer(lse).buffer(delta)
+        .buffer(dk).buffer(dv).constants(a);
+    launch.work(score_work(q, k, 4));  // S^T, dP^T, dV = P^T dO, dK = dS^T q
     with_memory(launch, t.dkv_memory());
     launches.push_back(launch.grid(
         {checked_u32(blocks(Lk, 8 * t.dkv_sg), "key blocks"), checked_u32(Hkv, "heads"), checked_u32(B, "batch")},
