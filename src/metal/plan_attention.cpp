@@ -140,8 +140,10 @@ AttentionKernelParams kernel_params(const Tensor& q, const Tensor& k, const Atte
   return a;
 }
 
-// The mask, or (unread without one) q, so that every [[buffer]] the kernel declares is bound.
-const Tensor& mask_or(const AttentionParams& p, const Tensor& fallback) { return p.mask ? *p.mask : fallback; }
+// The float mask, or without one the float32 lse in its place: every [[buffer]] a kernel uses must
+// be bound (Metal's API validation rejects a missing one) with an offset aligned for its type, and
+// the kernels read the mask only when has_mask is set.
+const Tensor& mask_or_lse(const AttentionParams& p, const Tensor& lse) { return p.mask ? *p.mask : lse; }
 
 // Work estimate (Dispatch::work) of a kernel that computes every score of (b, query head, row, key)
 // and `products` matrix products over the head dim with each: 2 operations per multiply-add, plus
@@ -169,7 +171,7 @@ Launches plan_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
   const int64_t bq = 8 * t.fwd_sg;
   const AttentionKernelParams a = kernel_params(q, k, p, bq);
   Launch launch(forward_kernel(q.dtype(), t.dt));
-  launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(out).buffer(lse).constants(a);
+  launch.buffer(q).buffer(k).buffer(v).buffer(mask_or_lse(p, lse)).buffer(out).buffer(lse).constants(a);
   launch.work(score_work(q, k, 2));  // S = q k^T, O = P v
   with_memory(launch, t.forward_memory());
   return {launch.grid({a.blocks, checked_u32(Hq, "heads"), checked_u32(B, "batch")}, {32 * t.fwd_sg})};
@@ -196,7 +198,7 @@ Launches plan_attention_backward(const Tensor& q, const Tensor& k, const Tensor&
     // dQ: a threadgroup per (query block, query head, batch).
     const AttentionKernelParams a = kernel_params(q, k, p, 8 * t.dq_sg);
     Launch dq_launch(dq_kernel(dtype, t.dt));
-    dq_launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(dout).buffer(lse).buffer(delta)
+    dq_launch.buffer(q).buffer(k).buffer(v).buffer(mask_or_lse(p, lse)).buffer(dout).buffer(lse).buffer(delta)
         .buffer(dq).constants(a);
     dq_launch.work(score_work(q, k, 3));  // S = q k^T, dP = dO v^T, dQ = dS k
     with_memory(dq_launch, t.dq_memory());
@@ -208,7 +210,7 @@ Launches plan_attention_backward(const Tensor& q, const Tensor& k, const Tensor&
   if (B * Hkv * Lk > 0) {
     const AttentionKernelParams a = kernel_params(q, k, p, 0);
     Launch launch(dkv_kernel(dtype, t.dt));
-    launch.buffer(q).buffer(k).buffer(v).buffer(mask_or(p, q)).buffer(dout).buffer(lse).buffer(delta)
+    launch.buffer(q).buffer(k).buffer(v).buffer(mask_or_lse(p, lse)).buffer(dout).buffer(lse).buffer(delta)
         .buffer(dk).buffer(dv).constants(a);
     launch.work(score_work(q, k, 4));  // S^T, dP^T, dV = P^T dO, dK = dS^T q
     with_memory(launch, t.dkv_memory());
