@@ -1,6 +1,7 @@
 #include "block_cache.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "errors.h"
 
@@ -8,8 +9,8 @@ namespace orchard {
 
 BlockCache::BlockCache(const char* device, size_t alignment, size_t cache_min, size_t limit, RawAllocate allocate,
                        RawFree free)
-    : device_(device), alignment_(alignment), cache_min_(cache_min), limit_(limit), raw_allocate_(allocate),
-      raw_free_(free) {}
+    : device_(device), alignment_(alignment), cache_min_(cache_min), limit_(limit), raw_allocate_(std::move(allocate)),
+      raw_free_(std::move(free)) {}
 
 // Small sizes round to the alignment; large ones to one of four steps per power of two, so blocks of
 // similar size are interchangeable (at most 25% slack).

@@ -1,10 +1,11 @@
 // A size-class cache of device memory blocks, shared by the runtimes' allocators. Freed blocks of
 // `cache_min` bytes and more are kept by size class for reuse (warm pages on the CPU, no new
-// MTLBuffer on Metal), up to `limit` bytes; an allocation that fails empties the cache and retries
-// before raising OutOfMemoryError.
+// MTLBuffer on Metal), up to `limit` bytes (the Metal runtime takes its backend's cache budget); an
+// allocation that fails empties the cache and retries before raising OutOfMemoryError.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -13,8 +14,8 @@ namespace orchard {
 
 class BlockCache {
  public:
-  using RawAllocate = void* (*)(size_t nbytes);  // nullptr when out of memory
-  using RawFree = void (*)(void* ptr);
+  using RawAllocate = std::function<void*(size_t nbytes)>;  // nullptr when out of memory
+  using RawFree = std::function<void(void* ptr)>;
 
   BlockCache(const char* device, size_t alignment, size_t cache_min, size_t limit, RawAllocate allocate,
              RawFree free);

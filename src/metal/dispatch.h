@@ -6,9 +6,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "runtime.h"
 #include "tensor.h"
 
 namespace orchard::metal {
@@ -96,10 +99,22 @@ class Backend {
   // Commits queued work and waits for it; raises the error of a failed command buffer.
   virtual void synchronize() = 0;
   virtual bool emulated() const = 0;
+  // Bytes of freed allocations the runtime may keep for reuse. The GPU backend sizes it from the
+  // device's recommended working set; elsewhere it is a fixed kDefaultCacheBudget.
+  virtual size_t cache_budget() const { return kDefaultCacheBudget; }
+  // Calls `release` whenever the system runs short of memory (never, where there is no such signal).
+  virtual void on_memory_pressure(std::function<void()> release) { (void)release; }
+
+  static constexpr size_t kDefaultCacheBudget = size_t(4) << 30;
 };
 
 // The backend this build serves Metal with, or nullptr when there is none (no usable GPU, or a
 // build without Metal and without the emulator).
 Backend* make_backend();
+
+// The Metal runtime running its plans on `backend`, whose freed buffers it caches up to the
+// backend's cache budget and releases under memory pressure. metal_runtime.cpp registers one on
+// make_backend()'s backend for Device::Metal; tests make others.
+std::unique_ptr<Runtime> make_metal_runtime(Backend& backend);
 
 }  // namespace orchard::metal

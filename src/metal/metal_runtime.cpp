@@ -26,25 +26,27 @@ Backend* make_backend() {
 
 namespace {
 
-Backend* g_backend = nullptr;
-
 class MetalRuntime final : public Runtime {
  public:
-  // Freed buffers are kept by size class (a new MTLBuffer costs far more than a lookup); blocks
-  // under 4 KiB round to 256 bytes. 4 GiB are kept at most.
-  MetalRuntime()
-      : cache_("metal", 256, 1, size_t(4) << 30, [](size_t n) { return g_backend->allocate(n); },
-               [](void* p) { g_backend->deallocate(p); }) {}
+  // Freed buffers are kept by size class (a new MTLBuffer costs far more than a lookup), up to the
+  // backend's cache budget; blocks under 4 KiB round to 256 bytes. Under memory pressure the cache
+  // empties: buffers still in queued command buffers live on, since those retain them.
+  explicit MetalRuntime(Backend& backend)
+      : backend_(backend),
+        cache_("metal", 256, 1, backend.cache_budget(), [&backend](size_t n) { return backend.allocate(n); },
+               [&backend](void* p) { backend.deallocate(p); }) {
+    backend.on_memory_pressure([this] { cache_.release(); });
+  }
 
   Device device() const override { return Device::Metal; }
   bool supports(DType t) const override { return t != DType::Float64; }
   void* allocate(size_t nbytes) override { return cache_.allocate(nbytes); }
   void deallocate(void* ptr, size_t nbytes) override { cache_.deallocate(ptr, nbytes); }
   void release_cached_memory() override {
-    g_backend->synchronize();  // queued work may still use cached buffers
+    backend_.synchronize();  // queued work may still use cached buffers
     cache_.release();
   }
-  void synchronize() override { g_backend->synchronize(); }
+  void synchronize() override { backend_.synchronize(); }
 
   void copy(const ElementwiseLoop& loop) override {
     const Operand &out = loop.operands[0], &in = loop.operands[1];
@@ -54,7 +56,7 @@ class MetalRuntime final : public Runtime {
     const bool contiguous =
         loop.shape.empty() || (loop.shape.size() == 1 && out.strides[0] == 1 && in.strides[0] == 1);
     if (out.dtype == in.dtype && contiguous && nbytes > 0 && (out_offset | in_offset | nbytes) % 4 == 0) {
-      g_backend->copy(out.storage->data(), out_offset, in.storage->data(), in_offset, nbytes);
+      backend_.copy(out.storage->data(), out_offset, in.storage->data(), in_offset, nbytes);
       return;
     }
     run(plan_copy(loop));
@@ -118,24 +120,27 @@ class MetalRuntime final : public Runtime {
   }
 
  private:
-  static void run(const Launches& launches) {
-    for (const Dispatch& d : launches) g_backend->dispatch(d);
+  void run(const Launches& launches) {
+    for (const Dispatch& d : launches) backend_.dispatch(d);
   }
 
+  Backend& backend_;
   BlockCache cache_;
 };
 
 const bool registered = [] {
-  g_backend = make_backend();
-  if (!g_backend) return false;
+  Backend* backend = make_backend();
+  if (!backend) return false;
   // Never destroyed (as the CPU allocator's cache): tensors may be freed during static teardown,
   // and the cached blocks stay reachable instead of showing up as leaks.
-  static MetalRuntime* runtime = new MetalRuntime;
+  static Runtime* runtime = make_metal_runtime(*backend).release();
   register_runtime(Device::Metal, runtime);
-  set_runtime_emulated(Device::Metal, g_backend->emulated());
+  set_runtime_emulated(Device::Metal, backend->emulated());
   return true;
 }();
 
 }  // namespace
+
+std::unique_ptr<Runtime> make_metal_runtime(Backend& backend) { return std::make_unique<MetalRuntime>(backend); }
 
 }  // namespace orchard::metal
