@@ -1,8 +1,8 @@
 # The Metal runtime (src/metal) and its kernels (metal/*.metal).
 #
-# - ORCHARD_METAL (Apple): the Objective-C++ glue runs the kernels on the GPU. The kernel source is
-#   embedded and compiled at run time; when `xcrun metal` exists, a precompiled metallib is embedded
-#   too and used instead.
+# - ORCHARD_METAL (Apple): the glue in src/metal/gpu (C++ over Apple's metal-cpp, third_party/)
+#   runs the kernels on the GPU. Each kernel family's source is embedded and compiled at its first
+#   use; when the Metal compiler runs, a precompiled metallib is embedded too and used instead.
 # - ORCHARD_METAL_EMULATOR (any host): the same kernels compiled as C++ and run by the emulator, so
 #   device="metal" works without a GPU (the test build turns it on).
 # With neither, no orchard_metal library is built and Metal reports itself unavailable.
@@ -30,18 +30,32 @@ target_link_libraries(orchard_metal PUBLIC orchard_core)
 orchard_set_warnings(orchard_metal)
 
 if(ORCHARD_METAL)
-  enable_language(OBJCXX)
-  target_sources(orchard_metal PRIVATE src/metal/metal_backend.mm)
-  set_source_files_properties(src/metal/metal_backend.mm PROPERTIES COMPILE_OPTIONS "-fobjc-arc")
+  # The metallib targets the package's deployment target, so that it loads on every macOS the package
+  # runs on; the kernels are MSL 3.1, which macOS 14 introduced (the GPU backend needs 14 too).
+  set(ORCHARD_METAL_DEPLOYMENT_TARGET ${CMAKE_OSX_DEPLOYMENT_TARGET})
+  if(NOT ORCHARD_METAL_DEPLOYMENT_TARGET OR ORCHARD_METAL_DEPLOYMENT_TARGET VERSION_LESS 14.0)
+    set(ORCHARD_METAL_DEPLOYMENT_TARGET 14.0)
+  endif()
+  file(GLOB ORCHARD_METAL_GPU_SOURCES CONFIGURE_DEPENDS src/metal/gpu/*.cpp)
+  target_sources(orchard_metal PRIVATE ${ORCHARD_METAL_GPU_SOURCES})
+  # metal-cpp passes completion handlers to Metal as blocks.
+  set_source_files_properties(${ORCHARD_METAL_GPU_SOURCES} PROPERTIES COMPILE_OPTIONS "-fblocks")
+  target_include_directories(orchard_metal PRIVATE src/metal/gpu)
+  target_include_directories(orchard_metal SYSTEM PRIVATE third_party/metal-cpp)
   target_compile_definitions(orchard_metal PRIVATE ORCHARD_METAL_GPU=1)
   target_link_libraries(orchard_metal PUBLIC "-framework Metal" "-framework Foundation")
-  execute_process(COMMAND xcrun -sdk macosx -f metal RESULT_VARIABLE _no_metal_compiler OUTPUT_QUIET ERROR_QUIET)
-  if(_no_metal_compiler EQUAL 0)
+  # Probed by running it: `xcrun -f metal` finds a stub on Xcode 26 even without the separately
+  # installed Metal toolchain. Without one, the sources are compiled at run time.
+  execute_process(COMMAND xcrun -sdk macosx metal --version RESULT_VARIABLE _metal_rc OUTPUT_QUIET ERROR_QUIET)
+  execute_process(COMMAND xcrun -sdk macosx metallib --version RESULT_VARIABLE _metallib_rc OUTPUT_QUIET ERROR_QUIET)
+  if(_metal_rc EQUAL 0 AND _metallib_rc EQUAL 0)
+    message(STATUS "Metal compiler found: embedding a metallib for macOS ${ORCHARD_METAL_DEPLOYMENT_TARGET}")
     set(_air_files)
     foreach(_kernel ${ORCHARD_METAL_KERNELS})
       get_filename_component(_stem ${_kernel} NAME_WE)
       add_custom_command(OUTPUT ${_generated}/${_stem}.air
-        COMMAND xcrun -sdk macosx metal -std=metal3.1 -fno-fast-math -c ${_kernel} -o ${_generated}/${_stem}.air
+        COMMAND xcrun -sdk macosx metal -std=metal3.1 -fno-fast-math
+                -mmacosx-version-min=${ORCHARD_METAL_DEPLOYMENT_TARGET} -c ${_kernel} -o ${_generated}/${_stem}.air
         DEPENDS ${_kernel} ${ORCHARD_METAL_KERNEL_HEADERS})
       list(APPEND _air_files ${_generated}/${_stem}.air)
     endforeach()
@@ -52,7 +66,18 @@ if(ORCHARD_METAL)
       DEPENDS ${_codegen} ${_generated}/orchard.metallib)
     target_sources(orchard_metal PRIVATE ${_generated}/metallib.cpp)
     target_compile_definitions(orchard_metal PRIVATE ORCHARD_HAS_METALLIB=1)
+  else()
+    message(STATUS "No Metal compiler (install Xcode's Metal toolchain for a precompiled metallib): "
+                   "the kernels are compiled from source at run time, each family at its first use")
   endif()
+  # Compiles every kernel family from source and builds every pipeline on this Mac's GPU (the macOS
+  # workflow builds and runs it).
+  add_executable(orchard_metal_compile_all EXCLUDE_FROM_ALL tools/metal_compile_all.cpp)
+  set_source_files_properties(tools/metal_compile_all.cpp PROPERTIES COMPILE_OPTIONS "-fblocks")
+  target_include_directories(orchard_metal_compile_all PRIVATE src/metal src/metal/gpu metal)
+  target_include_directories(orchard_metal_compile_all SYSTEM PRIVATE third_party/metal-cpp)
+  target_link_libraries(orchard_metal_compile_all PRIVATE orchard_metal)
+  orchard_set_warnings(orchard_metal_compile_all)
 endif()
 
 if(ORCHARD_METAL_EMULATOR)

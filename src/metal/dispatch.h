@@ -1,5 +1,5 @@
 // What one kernel launch needs, decided by the portable plan code (src/metal/plan_*.cpp) and carried
-// out by a Backend: the Objective-C++ glue on Apple GPUs (metal_backend.mm) or the emulator
+// out by a Backend: the metal-cpp glue on Apple GPUs (gpu/metal_backend.cpp) or the emulator
 // (emulator/emulated_backend.cpp). Nothing here depends on Metal headers.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The Metal runtime: every primitive becomes launches planned in portable C++ (plans.h) and run by
-// a Backend, the Objective-C++ glue on an Apple GPU or the emulator elsewhere. Registers itself for
+// a Backend, the metal-cpp glue on an Apple GPU or the emulator elsewhere. Registers itself for
 // Device::Metal when the library loads and a backend is available.
 #include "block_cache.h"
 #include "plans.h"
@@ -7,7 +7,7 @@
 namespace orchard::metal {
 
 #ifdef ORCHARD_METAL_GPU
-Backend* make_gpu_backend();  // metal_backend.mm: nullptr when the machine has no usable GPU
+Backend* make_gpu_backend();  // gpu/metal_backend.cpp: nullptr when the machine has no usable GPU
 #endif
 #ifdef ORCHARD_METAL_EMULATOR
 Backend* make_emulated_backend();  // emulator/emulated_backend.cpp
