@@ -1,0 +1,5 @@
+// Stands in for the macOS SDK's header in the Linux host-code check (see ../README.md): only what
+// metal-cpp uses from it. Declares nothing that metal-cpp declares.
+#pragma once
+
+typedef struct __IOSurface* IOSurfaceRef;
