@@ -124,3 +124,18 @@ def test_unmodified_copy_passes(tmp_path, capsys):
     status, out = run_check(kernels_with(tmp_path, "reduce.metal"), capsys)
     assert status == 0, out  # reduce.metal copies structs through threadgroup memory, as MSL allows
 
+
+def test_emulator_source_keeps_kernel_lines(tmp_path):
+    # tools/metal_codegen.py's emulator mode: after `#line 1`, line k of the generated C++ is line k
+    # of the kernel file (its includes made absolute), so compile errors and debuggers point at it.
+    import metal_codegen
+    for family in sorted((ROOT / "metal").glob("*.metal")):
+        out = tmp_path / f"emulated_{family.stem}.cpp"
+        metal_codegen.emulator(out, family)
+        generated = out.read_text().splitlines()
+        body = generated[generated.index(f'#line 1 "{family}"') + 1:]
+        for k, line in enumerate(family.read_text().splitlines()):
+            include = re.fullmatch(r'#include "(.*)"', line)
+            expected = f'#include "{(family.parent / include.group(1)).resolve()}"' if include else \
+                metal_codegen.THREADGROUP_ATTRIBUTE.sub("", line)
+            assert body[k] == expected, f"{family.name}:{k + 1}"
