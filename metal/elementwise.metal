@@ -72,7 +72,12 @@ struct Abs {
 };
 struct Relu { template <typename C> C operator()(C x) const { return x > C(0) ? x : (x != x ? x : C(0)); } };
 struct LogicalNot { bool operator()(bool x) const { return !x; } };
+// abs and relu leave a bool as it is. Each host name needs an instantiation of its own (one
+// explicit instantiation carries one [[host_name]], and Metal's compiler rejects a second of the
+// same specialization), so each op has its own type.
 struct Identity { bool operator()(bool x) const { return x; } };
+struct BoolAbs : Identity {};
+struct BoolRelu : Identity {};
 struct Exp { float operator()(float x) const { return exp(x); } };
 struct Log { float operator()(float x) const { return log(x); } };
 struct Sqrt { float operator()(float x) const { return sqrt(x); } };
@@ -114,8 +119,8 @@ template <typename T, typename Op>
   ORCHARD_UNARY(gelu_tanh, GeluTanh, name, T) ORCHARD_UNARY(sin, Sin, name, T)                            \
   ORCHARD_UNARY(cos, Cos, name, T) ORCHARD_UNARY(erf, Erf, name, T)
 ORCHARD_UNARY(logical_not, LogicalNot, bool, bool)
-ORCHARD_UNARY(abs, Identity, bool, bool)
-ORCHARD_UNARY(relu, Identity, bool, bool)
+ORCHARD_UNARY(abs, BoolAbs, bool, bool)
+ORCHARD_UNARY(relu, BoolRelu, bool, bool)
 ORCHARD_UNARY_INT(int32, int32_t)
 ORCHARD_UNARY_INT(int64, int64_t)
 ORCHARD_FOR_EACH_FLOAT(ORCHARD_UNARY_FLOAT)
@@ -218,10 +223,12 @@ template <typename Out, typename T, typename Op>
   ORCHARD_BINARY(div, Div, name, T, T) ORCHARD_BINARY(safe_div, SafeDiv, name, T, T)                        \
   ORCHARD_BINARY(gelu_backward, GeluBackwardExact, name, T, T)                                             \
   ORCHARD_BINARY(gelu_tanh_backward, GeluBackwardTanh, name, T, T)
-// On bool, + is logical or and * logical and (PyTorch's bool arithmetic).
+// On bool, + is logical or and * logical and (PyTorch's bool arithmetic): own types, as BoolAbs.
+struct BoolAdd : LogicalOr {};
+struct BoolMul : LogicalAnd {};
 ORCHARD_BINARY_LOGIC(bool, bool)
-ORCHARD_BINARY(add, LogicalOr, bool, bool, bool)
-ORCHARD_BINARY(mul, LogicalAnd, bool, bool, bool)
+ORCHARD_BINARY(add, BoolAdd, bool, bool, bool)
+ORCHARD_BINARY(mul, BoolMul, bool, bool, bool)
 ORCHARD_BINARY_INT(int32, int32_t)
 ORCHARD_BINARY_INT(int64, int64_t)
 ORCHARD_FOR_EACH_FLOAT(ORCHARD_BINARY_FLOAT)

@@ -48,8 +48,11 @@ bool register_kernel(const char* name, KernelFn fn, bool cooperative);
 
 #define ORCHARD_EMU_CAT2(a, b) a##b
 #define ORCHARD_EMU_CAT(a, b) ORCHARD_EMU_CAT2(a, b)
-// ORCHARD_KERNEL(host_name, function, template args...) in C++ mode: register an adapter.
+// ORCHARD_KERNEL(host_name, function, template args...) in C++ mode: instantiate the kernel
+// explicitly, as the MSL expansion does (so a second instantiation of one specialization fails this
+// build as it fails Apple's compiler), and register an adapter.
 #define ORCHARD_EMU_REGISTER(host_name, fn, ...)                                                   \
+  template decltype(fn<__VA_ARGS__>) fn<__VA_ARGS__>;                                              \
   static const bool ORCHARD_EMU_CAT(orchard_emu_registered_, __COUNTER__) =                         \
       ::orchard::metal_emu::register_kernel(                                                        \
           host_name, [](const ::orchard::metal_emu::ThreadContext& c) { fn<__VA_ARGS__>(ORCHARD_EMU_ARGS_##fn(c)); }, \
