@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <vector>
@@ -113,6 +115,37 @@ TEST(MetalEmulator, UnknownKernelsAndThreadgroupSizesRaise) {
   EXPECT_THROW(metal_emu::run(Launch("no_such_kernel").grid({1}, {1})), RuntimeError);
   std::vector<float> out(2048);
   EXPECT_THROW(metal_emu::run(Launch("fill_float32_c").buffer(out.data(), 0).grid({1}, {2048})), RuntimeError);
+}
+
+TEST(MetalEmulator, ExtremesFollowMslNotCpp) {
+  // Lane pairs (a, b): (NaN, 2), (2, NaN), (NaN, NaN), (3, -5); lanes 4.. (1.5 + lane, 0). A
+  // second simdgroup of 8 lanes holds NaN only.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int n = 40;
+  std::vector<float> in(2 * n, 0.0f), out(9 * n);
+  for (int i = 4; i < n; ++i) in[i] = 1.5f + float(i);
+  const float a[4] = {nan, 2, nan, 3}, b[4] = {2, nan, nan, -5};
+  for (int i = 0; i < 4; ++i) in[i] = a[i], in[n + i] = b[i];
+  for (int i = 32; i < n; ++i) in[i] = nan;
+  metal_emu::run(Launch("check_extremes_float32").buffer(out.data(), 0).buffer(in.data(), 0).grid({1}, {uint32_t(n)}));
+  auto lane = [&](int i) { return std::vector<float>(out.begin() + 9 * i, out.begin() + 9 * i + 9); };
+  // fmax, max, fmin, min: the number wins over NaN (IEEE maxNum / minNum).
+  for (int i : {0, 1})
+    for (int k = 0; k < 4; ++k) EXPECT_EQ(lane(i)[k], 2.0f) << i << " " << k;
+  for (int k = 0; k < 4; ++k) EXPECT_TRUE(std::isnan(lane(2)[k])) << k;
+  EXPECT_EQ(lane(3)[0], 3.0f);
+  EXPECT_EQ(lane(3)[3], -5.0f);
+  // clamp(NaN, -1, 1) = fmin(fmax(NaN, -1), 1) = -1; 3 clamps to 1.
+  EXPECT_EQ(lane(0)[4], -1.0f);
+  EXPECT_EQ(lane(3)[4], 1.0f);
+  // simd_max / simd_min skip the NaN lanes; over NaN only they are NaN.
+  EXPECT_EQ(lane(5)[5], 1.5f + 31);
+  EXPECT_EQ(lane(5)[6], 2.0f);
+  EXPECT_TRUE(std::isnan(lane(33)[5]) && std::isnan(lane(33)[6]));
+  // common.h's nan_max / simd_nan_max propagate NaN.
+  for (int i : {0, 1, 2}) EXPECT_TRUE(std::isnan(lane(i)[7])) << i;
+  EXPECT_EQ(lane(3)[7], 3.0f);
+  EXPECT_TRUE(std::isnan(lane(7)[8]));
 }
 
 TEST(MetalRuntime, IsEmulatedAndHoldsNoFloat64) {

@@ -54,3 +54,23 @@ template <typename T>
   out[i] = T(1);
 }
 ORCHARD_KERNEL("check_undeclared_barrier_float32", check_undeclared_barrier, float)
+
+// MSL's extremes on floats, per lane i of a, b (in[i], in[n + i]): out[9 i ...] = fmax(a, b),
+// max(a, b), fmin(a, b), min(a, b), clamp(a, -1, 1), simd_max(a), simd_min(a), and common.h's
+// NaN-propagating nan_max(a, b) and simd_nan_max(a).
+template <typename T>
+[[kernel]] void check_extremes(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                               uint i [[thread_index_in_threadgroup]], uint n [[threads_per_threadgroup]]) {
+  const T a = in[i], b = in[n + i];
+  device T* o = out + 9 * i;
+  o[0] = fmax(a, b);
+  o[1] = max(a, b);
+  o[2] = fmin(a, b);
+  o[3] = min(a, b);
+  o[4] = clamp(a, T(-1), T(1));
+  o[5] = simd_max(a);
+  o[6] = simd_min(a);
+  o[7] = nan_max(a, b);
+  o[8] = simd_nan_max(a);
+}
+ORCHARD_KERNEL("check_extremes_float32", check_extremes, float)
