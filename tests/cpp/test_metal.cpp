@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 #include <set>
@@ -115,6 +116,54 @@ TEST(MetalEmulator, UnknownKernelsAndThreadgroupSizesRaise) {
   EXPECT_THROW(metal_emu::run(Launch("no_such_kernel").grid({1}, {1})), RuntimeError);
   std::vector<float> out(2048);
   EXPECT_THROW(metal_emu::run(Launch("fill_float32_c").buffer(out.data(), 0).grid({1}, {2048})), RuntimeError);
+}
+
+// The tickets (exclusive prefix sums of ones) that an order-dependent kernel handed out: a
+// permutation of 0..n-1 whatever the order, the identity only in grid order.
+std::vector<uint32_t> tickets(const char* kernel, metal::Size3 groups, metal::Size3 threads, size_t n) {
+  std::vector<uint32_t> out(n, 0), ones(n, 1);
+  uint32_t total = 0;
+  metal_emu::run(
+      Launch(kernel).buffer(out.data(), 0).buffer(ones.data(), 0).buffer(&total, 0).grid(groups, threads));
+  EXPECT_EQ(total, n);
+  std::vector<uint32_t> sorted = out;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(sorted[i], i) << kernel << ": not a permutation";
+  return out;
+}
+
+bool in_grid_order(const std::vector<uint32_t>& t) {
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i] != i) return false;
+  return true;
+}
+
+TEST(MetalEmulator, RunsThreadgroupsInAShuffledOrder) {
+  // Every launch is shuffled, so an order-dependent kernel fails: over the threads of one
+  // threadgroup (one worker runs them: every launch), and over the threadgroups of a plain and of a
+  // cooperative kernel (run concurrently, so timing could restore grid order in one launch: not in
+  // four).
+  for (uint32_t n : {2u, 3u, 64u, 1000u}) {
+    EXPECT_FALSE(in_grid_order(tickets("check_order_dependent_prefix_sum_uint32", {1}, {n}, n))) << n;
+    for (const char* kernel : {"check_order_dependent_prefix_sum_uint32", "check_order_dependent_prefix_sum_cooperative_uint32"}) {
+      const metal::Size3 threads = {std::string(kernel).find("cooperative") != std::string::npos ? 32u : 1u};
+      bool shuffled = false;
+      for (int launch = 0; launch < 4 && !shuffled; ++launch) shuffled = !in_grid_order(tickets(kernel, {n}, threads, n));
+      EXPECT_TRUE(shuffled) << kernel << " over " << n << " threadgroups";
+    }
+  }
+}
+
+TEST(MetalEmulator, AFixedSeedReplaysTheOrder) {
+  // ORCHARD_METAL_EMULATOR_SEED makes the order a function of the seed, the kernel and the grid. One
+  // threadgroup runs on one worker, so its threads' order is exactly replayed.
+  ASSERT_EQ(setenv("ORCHARD_METAL_EMULATOR_SEED", "12345", 1), 0);
+  const auto first = tickets("check_order_dependent_prefix_sum_uint32", {1}, {500}, 500);
+  const auto again = tickets("check_order_dependent_prefix_sum_uint32", {1}, {500}, 500);
+  ASSERT_EQ(setenv("ORCHARD_METAL_EMULATOR_SEED", "not a number", 1), 0);
+  EXPECT_THROW(tickets("check_order_dependent_prefix_sum_uint32", {1}, {500}, 500), RuntimeError);
+  ASSERT_EQ(unsetenv("ORCHARD_METAL_EMULATOR_SEED"), 0);
+  EXPECT_EQ(first, again);
 }
 
 TEST(MetalEmulator, ExtremesFollowMslNotCpp) {

@@ -8,6 +8,10 @@
 
 namespace orchard::metal_emu {
 
+// Threadgroup memory holds this byte everywhere when a threadgroup starts, so that reading it before
+// writing shows: NaN in every float dtype, -1 in integers.
+constexpr unsigned char kPoisonByte = 0xff;
+
 // Runs one launch to completion; errors (unknown kernel, diverged barriers) raise RuntimeError.
 void run(const metal::Dispatch& d);
 
