@@ -38,8 +38,8 @@ class MetalRuntime final : public Runtime {
 
   Device device() const override { return Device::Metal; }
   bool supports(DType t) const override { return t != DType::Float64; }
-  void* allocate(size_t nbytes) override { return cache_.allocate(nbytes); }
-  void deallocate(void* ptr, size_t nbytes) override { cache_.deallocate(ptr, nbytes); }
+  void* allocate(size_t nbytes) override { return blocks().allocate(nbytes); }
+  void deallocate(void* ptr, size_t nbytes) override { blocks().deallocate(ptr, nbytes); }
   void release_cached_memory() override {
     g_backend->synchronize();  // queued work may still use cached buffers
     cache_.release();
@@ -122,7 +122,12 @@ class MetalRuntime final : public Runtime {
     for (const Dispatch& d : launches) g_backend->dispatch(d);
   }
 
+  BlockCache& blocks() { return g_backend->cache_buffers() ? cache_ : exact_; }
+
   BlockCache cache_;
+  // For backends that want every buffer fresh: sizes rounded to 1 byte and nothing kept.
+  BlockCache exact_{"metal", 1, SIZE_MAX, 0, [](size_t n) { return g_backend->allocate(n); },
+                    [](void* p) { g_backend->deallocate(p); }};
 };
 
 const bool registered = [] {

@@ -166,6 +166,20 @@ TEST(MetalEmulator, AFixedSeedReplaysTheOrder) {
   EXPECT_EQ(first, again);
 }
 
+TEST(MetalEmulator, FreshBuffersAndThreadgroupMemoryHoldPoison) {
+  // A kernel reading memory nothing wrote sees NaN (floats) or -1 (integers), also in a buffer that
+  // reuses the size of one just freed: the emulator hands out every buffer fresh.
+  for (int round = 0; round < 2; ++round) {
+    Tensor x = empty({37}, DType::Float32, Device::Metal);
+    for (float v : values(add(x, ones({37}, DType::Float32, Device::Metal)))) EXPECT_TRUE(std::isnan(v));
+    Tensor i = empty({5}, DType::Int64, Device::Metal).to(Device::CPU);
+    for (int k = 0; k < 5; ++k) EXPECT_EQ(i.data_as<int64_t>()[k], -1);
+    Tensor h = empty({3}, DType::BFloat16, Device::Metal);
+    for (float v : values(h)) EXPECT_TRUE(std::isnan(v));
+    fill_(x, 1.0);  // written, then freed: the next round must not see it
+  }
+}
+
 TEST(MetalEmulator, ExtremesFollowMslNotCpp) {
   // Lane pairs (a, b): (NaN, 2), (2, NaN), (NaN, NaN), (3, -5); lanes 4.. (1.5 + lane, 0). A
   // second simdgroup of 8 lanes holds NaN only.

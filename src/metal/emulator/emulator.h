@@ -8,8 +8,8 @@
 
 namespace orchard::metal_emu {
 
-// Threadgroup memory holds this byte everywhere when a threadgroup starts, so that reading it before
-// writing shows: NaN in every float dtype, -1 in integers.
+// Memory that no kernel has written yet (fresh device buffers, threadgroup memory) holds this byte
+// everywhere, so that reading it shows: NaN in every float dtype, -1 in integers.
 constexpr unsigned char kPoisonByte = 0xff;
 
 // Runs one launch to completion; errors (unknown kernel, diverged barriers) raise RuntimeError.
