@@ -180,6 +180,29 @@ TEST(MetalEmulator, FreshBuffersAndThreadgroupMemoryHoldPoison) {
   }
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ORCHARD_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ORCHARD_TEST_ASAN 1
+#endif
+#endif
+#ifdef ORCHARD_TEST_ASAN
+// Only meaningful under AddressSanitizer (the sanitizer stage, ORCHARD_SANITIZE): an emulated buffer
+// has exactly the size asked for, so a kernel reading one element past its end faults.
+TEST(MetalEmulatorDeathTest, AReadPastABuffersEndFaultsUnderAddressSanitizer) {
+  testing::GTEST_FLAG(death_test_style) = "threadsafe";  // the emulator's worker threads make fork() unsafe
+  std::vector<float> out(64);
+  Tensor in = empty({63}, DType::Float32, Device::Metal);  // the kernel reads 64
+  EXPECT_DEATH(metal_emu::run(Launch("check_reverse_float32")
+                                  .buffer(out.data(), 0)
+                                  .buffer(in)
+                                  .threadgroup_memory(64 * sizeof(float))
+                                  .grid({1}, {64})),
+               "heap-buffer-overflow");
+}
+#endif
+
 TEST(MetalEmulator, ExtremesFollowMslNotCpp) {
   // Lane pairs (a, b): (NaN, 2), (2, NaN), (NaN, NaN), (3, -5); lanes 4.. (1.5 + lane, 0). A
   // second simdgroup of 8 lanes holds NaN only.
