@@ -203,14 +203,15 @@ template <typename T, uint DT, uint NSG, uint BK>
     for (uint j = 0; j < CPL; ++j) {
       const float x = s_tile[row * BK + col + j];
       s[j] = row_valid ? attn_score(x, grow, c0 + col + j, b, h, mask, p) : -INFINITY;
-      tile_max = max(tile_max, s[j]);
+      tile_max = nan_max(tile_max, s[j]);
     }
     lane_max[lane] = tile_max;
     simdgroup_barrier(mem_flags::mem_threadgroup);
-    tile_max = max(max(lane_max[4 * row], lane_max[4 * row + 1]), max(lane_max[4 * row + 2], lane_max[4 * row + 3]));
+    tile_max = nan_max(nan_max(lane_max[4 * row], lane_max[4 * row + 1]), nan_max(lane_max[4 * row + 2], lane_max[4 * row + 3]));
     // Online softmax: rescale what the row accumulated so far to its new running max. A row with
-    // nothing visible yet keeps max -inf and shifts by 0, so its P is 0, not NaN.
-    const float m_new = max(m, tile_max);
+    // nothing visible yet keeps max -inf and shifts by 0, so its P is 0, not NaN; a NaN score makes
+    // the max NaN (nan_max: MSL's max would skip it), and so the row.
+    const float m_new = nan_max(m, tile_max);
     const float shift = m_new == -INFINITY ? 0.0f : m_new;
     const float alpha = exp(m - shift);
     m = m_new;

@@ -30,6 +30,23 @@ template <typename C> struct Wrapping { typedef C type; };
 template <> struct Wrapping<int32_t> { typedef uint32_t type; };
 template <> struct Wrapping<int64_t> { typedef uint64_t type; };
 
+// NaN-propagating extremes, for every kernel whose result must be NaN where an input is (PyTorch's
+// maximum/minimum, amax/amin, max/min and argmax/argmin, and the row maxima of softmax, logsumexp,
+// cross-entropy and attention). MSL's own max/min/fmax/fmin and simd_max/simd_min do not propagate
+// NaN: on floats they are IEEE 754 maxNum/minNum and return the non-NaN operand (the MSL
+// specification, "Math Functions": "If one argument is a NaN, fmax() returns the other argument"),
+// as the GPU computes them. `x != x` is the NaN test for every scalar type (false for integers and
+// bool). Ties give `a`, so a running extreme keeps the first of equal values, as PyTorch does.
+template <typename T> bool is_nan(T x) { return x != x; }
+template <typename T> T nan_max(T a, T b) { return (a >= b || is_nan(a)) ? a : b; }
+template <typename T> T nan_min(T a, T b) { return (a <= b || is_nan(a)) ? a : b; }
+// The maximum over the lanes of a simdgroup, NaN when any lane holds NaN. Every lane calls it.
+inline float simd_nan_max(float v) {
+  const bool any_nan = simd_any(is_nan(v));
+  const float m = simd_max(v);
+  return any_nan ? NAN : m;
+}
+
 // Value conversion between dtypes: through the compute types, so 16-bit floats go via float and
 // integers convert directly (int64 keeps its precision).
 template <typename Out, typename In> Out convert(In x) {

@@ -159,8 +159,8 @@ struct Mul {
 };
 struct Div { template <typename C> C operator()(C a, C b) const { return a / b; } };
 struct SafeDiv { template <typename C> C operator()(C a, C b) const { return b == C(0) ? C(0) : a / b; } };
-struct Maximum { template <typename C> C operator()(C a, C b) const { return (a > b || a != a) ? a : b; } };
-struct Minimum { template <typename C> C operator()(C a, C b) const { return (a < b || a != a) ? a : b; } };
+struct Maximum { template <typename C> C operator()(C a, C b) const { return nan_max(a, b); } };
+struct Minimum { template <typename C> C operator()(C a, C b) const { return nan_min(a, b); } };
 struct IntPow { template <typename C> C operator()(C a, C b) const { return integer_pow(a, b); } };
 struct FloatPow { float operator()(float a, float b) const { return float_pow(a, b); } };
 // Gelu's backward, fused: (grad, x) -> grad * gelu'(x). Exact: Phi(x) + x phi(x); tanh form

@@ -29,8 +29,6 @@ namespace orchard_reduce {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-template <typename A> bool is_nan(A v) { return v != v; }
-
 template <typename A> struct Bounds;
 template <> struct Bounds<float> {
   static float lowest() { return -INFINITY; }
@@ -49,8 +47,10 @@ template <> struct Bounds<bool> {
   static bool highest() { return true; }
 };
 
-// Whether v replaces the running extreme `best` (the CPU's `takes`): strictly better, or a NaN,
-// which then sticks.
+// The max (kMax) or min of a and b, NaN-propagating (common.h); ties keep a, the earlier.
+template <bool kMax, typename A> A extreme(A a, A b) { return kMax ? nan_max(a, b) : nan_min(a, b); }
+// Whether v replaces the running extreme `best` of an arg op (the CPU's `takes`): strictly better,
+// or a NaN, which then sticks.
 template <bool kMax, typename A> bool better(A a, A b) { return kMax ? a > b : a < b; }
 template <bool kMax, typename A> bool takes(A v, A best) { return !is_nan(best) && (better<kMax>(v, best) || is_nan(v)); }
 
@@ -112,15 +112,12 @@ template <typename A, typename F> struct SumOf {
 template <typename A, bool kMax> struct ExtremeOf {
   typedef A State;
   static A identity() { return kMax ? Bounds<A>::lowest() : Bounds<A>::highest(); }
-  static A combine(A a, A b) { return takes<kMax>(b, a) ? b : a; }
+  static A combine(A a, A b) { return extreme<kMax>(a, b); }
   template <typename T> A walk(device const T* x, int64_t k0, int64_t n, int64_t step, int64_t stride) const {
     A best = identity();
     device const T* p = x + k0 * stride;
     const int64_t d = step * stride;
-    for (int64_t j = 0; j < n; ++j) {
-      const A v = A(p[j * d]);
-      if (takes<kMax>(v, best)) best = v;
-    }
+    for (int64_t j = 0; j < n; ++j) best = extreme<kMax>(best, A(p[j * d]));
     return best;
   }
 };

@@ -27,15 +27,15 @@ inline float training_team_sum(float v, threadgroup float* shared, uint simd_gro
   return total;
 }
 
-// As training_team_sum, for the maximum (NaN is skipped, as std::max(acc, NaN) keeps acc).
+// As training_team_sum, for the maximum; NaN when any lane's `v` is (common.h).
 inline float training_team_max(float v, threadgroup float* shared, uint simd_group, uint simd_lane, uint first,
                                uint simds) {
-  v = simd_max(v);
+  v = simd_nan_max(v);
   if (simds == 1) return v;
   if (simd_lane == 0) shared[simd_group] = v;
   threadgroup_barrier(mem_flags::mem_threadgroup);
   float total = -INFINITY;
-  for (uint s = 0; s < simds; ++s) total = fmax(total, shared[first + s]);
+  for (uint s = 0; s < simds; ++s) total = nan_max(total, shared[first + s]);
   threadgroup_barrier(mem_flags::mem_threadgroup);
   return total;
 }
@@ -189,7 +189,7 @@ template <typename T>
   device const T* xr = logits + (active ? row : 0) * p.n;
 
   float mx = -INFINITY;
-  for (int64_t i = lane; i < n; i += width) mx = fmax(mx, float(xr[i]));
+  for (int64_t i = lane; i < n; i += width) mx = nan_max(mx, float(xr[i]));
   mx = training_team_max(mx, shared, simd_group, simd_lane, team * simds, simds);
   float sum = 0.0f;
   for (int64_t i = lane; i < n; i += width) sum += exp(float(xr[i]) - mx);

@@ -93,6 +93,9 @@ class Backend {
   virtual ~Backend() = default;
   virtual void* allocate(size_t nbytes) = 0;  // nullptr when out of memory
   virtual void deallocate(void* base) = 0;
+  // Whether the runtime may round buffer sizes up to size classes and keep freed buffers for reuse;
+  // the emulator says no, handing out every buffer fresh at its exact size.
+  virtual bool cache_buffers() const { return true; }
   virtual void dispatch(const Dispatch& d) = 0;
   // A device-side copy of nbytes between allocations (a blit on Metal).
   virtual void copy(void* dst_base, size_t dst_offset, void* src_base, size_t src_offset, size_t nbytes) = 0;

@@ -34,14 +34,16 @@ class MetalRuntime final : public Runtime {
   explicit MetalRuntime(Backend& backend)
       : backend_(backend),
         cache_("metal", 256, 1, backend.cache_budget(), [&backend](size_t n) { return backend.allocate(n); },
+               [&backend](void* p) { backend.deallocate(p); }),
+        exact_("metal", 1, SIZE_MAX, 0, [&backend](size_t n) { return backend.allocate(n); },
                [&backend](void* p) { backend.deallocate(p); }) {
     backend.on_memory_pressure([this] { cache_.release(); });
   }
 
   Device device() const override { return Device::Metal; }
   bool supports(DType t) const override { return t != DType::Float64; }
-  void* allocate(size_t nbytes) override { return cache_.allocate(nbytes); }
-  void deallocate(void* ptr, size_t nbytes) override { cache_.deallocate(ptr, nbytes); }
+  void* allocate(size_t nbytes) override { return blocks().allocate(nbytes); }
+  void deallocate(void* ptr, size_t nbytes) override { blocks().deallocate(ptr, nbytes); }
   void release_cached_memory() override {
     backend_.synchronize();  // queued work may still use cached buffers
     cache_.release();
@@ -124,8 +126,12 @@ class MetalRuntime final : public Runtime {
     for (const Dispatch& d : launches) backend_.dispatch(d);
   }
 
+  BlockCache& blocks() { return backend_.cache_buffers() ? cache_ : exact_; }
+
   Backend& backend_;
   BlockCache cache_;
+  // For backends that want every buffer fresh (the emulator): sizes rounded to 1 byte, nothing kept.
+  BlockCache exact_;
 };
 
 const bool registered = [] {

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <vector>
@@ -113,6 +116,122 @@ TEST(MetalEmulator, UnknownKernelsAndThreadgroupSizesRaise) {
   EXPECT_THROW(metal_emu::run(Launch("no_such_kernel").grid({1}, {1})), RuntimeError);
   std::vector<float> out(2048);
   EXPECT_THROW(metal_emu::run(Launch("fill_float32_c").buffer(out.data(), 0).grid({1}, {2048})), RuntimeError);
+}
+
+// The tickets (exclusive prefix sums of ones) that an order-dependent kernel handed out: a
+// permutation of 0..n-1 whatever the order, the identity only in grid order.
+std::vector<uint32_t> tickets(const char* kernel, metal::Size3 groups, metal::Size3 threads, size_t n) {
+  std::vector<uint32_t> out(n, 0), ones(n, 1);
+  uint32_t total = 0;
+  metal_emu::run(
+      Launch(kernel).buffer(out.data(), 0).buffer(ones.data(), 0).buffer(&total, 0).grid(groups, threads));
+  EXPECT_EQ(total, n);
+  std::vector<uint32_t> sorted = out;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(sorted[i], i) << kernel << ": not a permutation";
+  return out;
+}
+
+bool in_grid_order(const std::vector<uint32_t>& t) {
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i] != i) return false;
+  return true;
+}
+
+TEST(MetalEmulator, RunsThreadgroupsInAShuffledOrder) {
+  // Every launch is shuffled, so an order-dependent kernel fails: over the threads of one
+  // threadgroup (one worker runs them: every launch), and over the threadgroups of a plain and of a
+  // cooperative kernel (run concurrently, so timing could restore grid order in one launch: not in
+  // four).
+  for (uint32_t n : {2u, 3u, 64u, 1000u}) {
+    EXPECT_FALSE(in_grid_order(tickets("check_order_dependent_prefix_sum_uint32", {1}, {n}, n))) << n;
+    for (const char* kernel : {"check_order_dependent_prefix_sum_uint32", "check_order_dependent_prefix_sum_cooperative_uint32"}) {
+      const metal::Size3 threads = {std::string(kernel).find("cooperative") != std::string::npos ? 32u : 1u};
+      bool shuffled = false;
+      for (int launch = 0; launch < 4 && !shuffled; ++launch) shuffled = !in_grid_order(tickets(kernel, {n}, threads, n));
+      EXPECT_TRUE(shuffled) << kernel << " over " << n << " threadgroups";
+    }
+  }
+}
+
+TEST(MetalEmulator, AFixedSeedReplaysTheOrder) {
+  // ORCHARD_METAL_EMULATOR_SEED makes the order a function of the seed, the kernel and the grid. One
+  // threadgroup runs on one worker, so its threads' order is exactly replayed.
+  ASSERT_EQ(setenv("ORCHARD_METAL_EMULATOR_SEED", "12345", 1), 0);
+  const auto first = tickets("check_order_dependent_prefix_sum_uint32", {1}, {500}, 500);
+  const auto again = tickets("check_order_dependent_prefix_sum_uint32", {1}, {500}, 500);
+  ASSERT_EQ(setenv("ORCHARD_METAL_EMULATOR_SEED", "not a number", 1), 0);
+  EXPECT_THROW(tickets("check_order_dependent_prefix_sum_uint32", {1}, {500}, 500), RuntimeError);
+  ASSERT_EQ(unsetenv("ORCHARD_METAL_EMULATOR_SEED"), 0);
+  EXPECT_EQ(first, again);
+}
+
+TEST(MetalEmulator, FreshBuffersAndThreadgroupMemoryHoldPoison) {
+  // A kernel reading memory nothing wrote sees NaN (floats) or -1 (integers), also in a buffer that
+  // reuses the size of one just freed: the emulator hands out every buffer fresh.
+  for (int round = 0; round < 2; ++round) {
+    Tensor x = empty({37}, DType::Float32, Device::Metal);
+    for (float v : values(add(x, ones({37}, DType::Float32, Device::Metal)))) EXPECT_TRUE(std::isnan(v));
+    Tensor i = empty({5}, DType::Int64, Device::Metal).to(Device::CPU);
+    for (int k = 0; k < 5; ++k) EXPECT_EQ(i.data_as<int64_t>()[k], -1);
+    Tensor h = empty({3}, DType::BFloat16, Device::Metal);
+    for (float v : values(h)) EXPECT_TRUE(std::isnan(v));
+    fill_(x, 1.0);  // written, then freed: the next round must not see it
+  }
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ORCHARD_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ORCHARD_TEST_ASAN 1
+#endif
+#endif
+#ifdef ORCHARD_TEST_ASAN
+// Only meaningful under AddressSanitizer (the sanitizer stage, ORCHARD_SANITIZE): an emulated buffer
+// has exactly the size asked for, so a kernel reading one element past its end faults.
+TEST(MetalEmulatorDeathTest, AReadPastABuffersEndFaultsUnderAddressSanitizer) {
+  testing::GTEST_FLAG(death_test_style) = "threadsafe";  // the emulator's worker threads make fork() unsafe
+  std::vector<float> out(64);
+  Tensor in = empty({63}, DType::Float32, Device::Metal);  // the kernel reads 64
+  EXPECT_DEATH(metal_emu::run(Launch("check_reverse_float32")
+                                  .buffer(out.data(), 0)
+                                  .buffer(in)
+                                  .threadgroup_memory(64 * sizeof(float))
+                                  .grid({1}, {64})),
+               "heap-buffer-overflow");
+}
+#endif
+
+TEST(MetalEmulator, ExtremesFollowMslNotCpp) {
+  // Lane pairs (a, b): (NaN, 2), (2, NaN), (NaN, NaN), (3, -5); lanes 4.. (1.5 + lane, 0). A
+  // second simdgroup of 8 lanes holds NaN only.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int n = 40;
+  std::vector<float> in(2 * n, 0.0f), out(9 * n);
+  for (int i = 4; i < n; ++i) in[i] = 1.5f + float(i);
+  const float a[4] = {nan, 2, nan, 3}, b[4] = {2, nan, nan, -5};
+  for (int i = 0; i < 4; ++i) in[i] = a[i], in[n + i] = b[i];
+  for (int i = 32; i < n; ++i) in[i] = nan;
+  metal_emu::run(Launch("check_extremes_float32").buffer(out.data(), 0).buffer(in.data(), 0).grid({1}, {uint32_t(n)}));
+  auto lane = [&](int i) { return std::vector<float>(out.begin() + 9 * i, out.begin() + 9 * i + 9); };
+  // fmax, max, fmin, min: the number wins over NaN (IEEE maxNum / minNum).
+  for (int i : {0, 1})
+    for (int k = 0; k < 4; ++k) EXPECT_EQ(lane(i)[k], 2.0f) << i << " " << k;
+  for (int k = 0; k < 4; ++k) EXPECT_TRUE(std::isnan(lane(2)[k])) << k;
+  EXPECT_EQ(lane(3)[0], 3.0f);
+  EXPECT_EQ(lane(3)[3], -5.0f);
+  // clamp(NaN, -1, 1) = fmin(fmax(NaN, -1), 1) = -1; 3 clamps to 1.
+  EXPECT_EQ(lane(0)[4], -1.0f);
+  EXPECT_EQ(lane(3)[4], 1.0f);
+  // simd_max / simd_min skip the NaN lanes; over NaN only they are NaN.
+  EXPECT_EQ(lane(5)[5], 1.5f + 31);
+  EXPECT_EQ(lane(5)[6], 2.0f);
+  EXPECT_TRUE(std::isnan(lane(33)[5]) && std::isnan(lane(33)[6]));
+  // common.h's nan_max / simd_nan_max propagate NaN.
+  for (int i : {0, 1, 2}) EXPECT_TRUE(std::isnan(lane(i)[7])) << i;
+  EXPECT_EQ(lane(3)[7], 3.0f);
+  EXPECT_TRUE(std::isnan(lane(7)[8]));
 }
 
 TEST(MetalRuntime, IsEmulatedAndHoldsNoFloat64) {

@@ -10,6 +10,7 @@ NumPy's semantics differ from PyTorch's.
 """
 import functools
 import os
+import random
 import sys
 import tempfile
 
@@ -41,6 +42,16 @@ settings.register_profile(
 settings.load_profile("orchard")
 
 # ---- devices ----------------------------------------------------------------------------------
+
+# The emulated Metal device runs threadgroups in an order shuffled per launch (src/metal/emulator).
+# One seed per session, shown in pytest's header, fixes every launch's order by its kernel and grid:
+# rerunning a failed test with it replays the orders it saw.
+EMULATOR_SEED = os.environ.setdefault("ORCHARD_METAL_EMULATOR_SEED", str(random.randrange(2**32)))
+
+
+def pytest_report_header(config):
+    return f"ORCHARD_METAL_EMULATOR_SEED={EMULATOR_SEED} (the emulated Metal device's launch orders)"
+
 
 # Every device this build serves: the Metal device is an Apple GPU, or the emulator in the test build.
 DEVICES = ["cpu"] + (["metal"] if oc.metal.is_available() else [])

@@ -3,8 +3,11 @@
   +-1e4, and agree with PyTorch computed in float64;
 - fully masked attention rows give a defined result: 0 in the output and in every gradient, rows
   beside them untouched (docs/ARCHITECTURE.md, "Numerical edge cases");
-- NaN (and Inf) propagate as in PyTorch through elementwise ops, clamp, reductions, max/argmax,
-  softmax, matmul, cross-entropy and layer norm.
+- NaN (and Inf) propagate as in PyTorch through elementwise ops, clamp (NaN bounds too), reductions,
+  max/argmax, softmax, matmul, cross-entropy, layer norm and attention, also over rows long enough
+  for the Metal kernels whose threads combine partial results. (MSL's own max/min/fmax/simd_max
+  drop NaN on floats; the emulated device computes them so, and the kernels propagate NaN
+  explicitly: metal/common.h.)
 """
 import math
 
@@ -180,6 +183,8 @@ ELEMENTWISE = {
     "ne": lambda L, x, y: L.ne(x, y), "where": lambda L, x, y: L.where(x > 0, x, y),
     "clamp": lambda L, x, y: L.clamp(x, min=-1.0, max=1.0),
     "clamp_nan_bound": lambda L, x, y: L.clamp(x, min=y),
+    "clamp_nan_max_bound": lambda L, x, y: L.clamp(x, max=y),
+    "clamp_nan_bounds": lambda L, x, y: L.clamp(x, min=y, max=y + 1),
     "pow_of_one": lambda L, x, y: L.pow(x * 0 + 1, y),
     "pow_to_zero": lambda L, x, y: L.pow(x, y * 0),
 }
@@ -206,7 +211,8 @@ REDUCTIONS = {
     "amin": lambda t, d: t.amin(d), "var": lambda t, d: t.var(d), "logsumexp": lambda t, d: t.logsumexp(d),
     "softmax": lambda t, d: t.softmax(d), "log_softmax": lambda t, d: t.log_softmax(d),
     "max_values": lambda t, d: t.max(d)[0], "min_values": lambda t, d: t.min(d)[0],
-    "max_indices": lambda t, d: t.max(d)[1], "argmax": lambda t, d: t.argmax(d), "argmin": lambda t, d: t.argmin(d),
+    "max_indices": lambda t, d: t.max(d)[1], "min_indices": lambda t, d: t.min(d)[1],
+    "argmax": lambda t, d: t.argmax(d), "argmin": lambda t, d: t.argmin(d),
 }
 
 
@@ -228,6 +234,85 @@ def test_nan_propagates_through_reductions_as_in_torch(device, dtype, op, dim):
     ok = np.isfinite(w)
     np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
     np.testing.assert_allclose(g[ok], w[ok], rtol=TOLERANCE[dtype][0] * 4, atol=TOLERANCE[dtype][1] * 4)
+
+
+def long_rows_with_nan(n, rng):
+    """Three rows of n values: one NaN late in row 0 (after its largest value), none in row 1,
+    two in row 2 (the arg ops report the first)."""
+    x = rng.uniform(-3, 3, size=(3, n)).astype(np.float32)
+    x[:, n // 3] = 50.0
+    x[0, n - 3] = NAN
+    x[2, [n // 5, 2 * n // 3]] = NAN
+    return x
+
+
+# Shapes (and the reduced dim) that reach each kernel variant of reduce.metal on Metal: a
+# simdgroup per row, a 256-thread team per row (simdgroups meeting in threadgroup memory), and a
+# column split into slices combined as a tree.
+LONG_REDUCTIONS = [("row_simdgroup", 100, 1), ("row_team", 5000, 1), ("column_split", 5000, 0)]
+
+
+@pytest.mark.parametrize("dtype", [oc.bfloat16, oc.float32])
+@pytest.mark.parametrize("op", list(REDUCTIONS))
+@pytest.mark.parametrize("layout,n,dim", LONG_REDUCTIONS, ids=[c[0] for c in LONG_REDUCTIONS])
+def test_nan_propagates_through_long_reductions(device, dtype, op, layout, n, dim):
+    """As above over rows long enough for the cooperating kernels, whose threads combine partial
+    results: a NaN wherever it lies in the row wins max/min and reaches every sum; the arg ops
+    point at the first NaN."""
+    x_np = long_rows_with_nan(n, np.random.default_rng(5))
+    if dim == 0:
+        x_np = np.ascontiguousarray(x_np.T)
+    x = oc.tensor(x_np, dtype=dtype, device=device)
+    tx = torch.tensor(x_np).to(TORCH_DTYPE[dtype])
+    got, want = REDUCTIONS[op](x, dim), REDUCTIONS[op](tx, dim)
+    g, w = values(got), tvalues(want)
+    if got.dtype == oc.int64:
+        assert g[0] == n - 3 and g[2] == n // 5, f"{op}: the first NaN of each row"
+        np.testing.assert_array_equal(g, w, err_msg=op)
+        return
+    nan_rows = np.isnan(g) if g.ndim == 1 else np.isnan(g).all(axis=dim)
+    assert nan_rows.tolist() == [True, False, True], f"{op}: exactly the rows holding NaN are NaN"
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=f"{op}: NaN positions")
+    np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=f"{op}: Inf positions")
+    ok = np.isfinite(w)
+    np.testing.assert_allclose(g[ok], w[ok], rtol=TOLERANCE[dtype][0] * 4, atol=TOLERANCE[dtype][1] * 4)
+
+
+@pytest.mark.parametrize("dtype", [oc.bfloat16, oc.float32])
+def test_nan_propagates_through_long_rows_of_cross_entropy_and_layer_norm(device, dtype):
+    """Rows long enough that several simdgroups reduce each one (their maxima and sums meet in
+    threadgroup memory): a NaN anywhere makes its row's loss, and its layer-norm row, NaN."""
+    x_np = long_rows_with_nan(3000, np.random.default_rng(6))
+    x = oc.tensor(x_np, dtype=dtype, device=device)
+    tx = torch.tensor(x_np).to(TORCH_DTYPE[dtype])
+    target = [3, 1, 2999]
+    loss = values(F.cross_entropy(x, oc.tensor(target, device=device), reduction="none"))
+    ref = tvalues(torch.nn.functional.cross_entropy(tx.double(), torch.tensor(target), reduction="none"))
+    np.testing.assert_array_equal(np.isnan(loss), [True, False, True])
+    np.testing.assert_allclose(loss[1], ref[1], rtol=TOLERANCE[dtype][0] * 4)
+    y = values(F.layer_norm(x, (3000,)))
+    np.testing.assert_array_equal(np.isnan(y).all(axis=1), [True, False, True])
+    assert np.isfinite(y[1]).all()
+
+
+@pytest.mark.parametrize("dtype", HALF_PLUS)
+def test_nan_reaches_attention_rows_through_the_running_max(device, dtype):
+    """The online softmax keeps a running row maximum over key tiles: NaN in a query makes its row
+    NaN, and NaN in a key of a late tile makes every row that sees it NaN, whatever the maximum
+    of the tiles before; the other rows match PyTorch."""
+    rng = np.random.default_rng(8)
+    q_np, k_np, v_np = (rng.standard_normal((1, 2, 100, 8)).astype(np.float32) for _ in range(3))
+    q_np[0, 0, 7, 3] = NAN  # head 0: query row 7
+    k_np[0, 1, 90, 0] = NAN  # head 1: key 90, in the last tile
+    q, k, v = (oc.tensor(a, dtype=dtype, device=device) for a in (q_np, k_np, v_np))
+    out = values(F.scaled_dot_product_attention(q, k, v))
+    assert np.isnan(out[0, 0, 7]).all() and np.isnan(out[0, 1]).all()
+    rest = np.delete(out[0, 0], 7, axis=0)
+    assert np.isfinite(rest).all()
+    tq, tk, tv = (torch.tensor(values(t)) for t in (q, k, v))
+    ref = np.delete(torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)[0, 0].numpy(), 7, axis=0)
+    tol = dict(rtol=TOLERANCE[dtype][0] * 8, atol=TOLERANCE[dtype][1] * 8 + (2e-2 if dtype != oc.float32 else 0))
+    np.testing.assert_allclose(rest, ref, **tol)
 
 
 @pytest.mark.parametrize("dtype", HALF_PLUS + [oc.float64])

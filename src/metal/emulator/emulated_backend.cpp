@@ -1,5 +1,9 @@
 // The Backend of emulator builds: plain host memory (like shared storage on unified memory) and
 // launches run to completion by the emulator, so there is never queued work to wait for.
+//
+// Every buffer is fresh, so that the tests see what kernels do with memory they should not touch:
+// allocated at its exact size and never cached (under AddressSanitizer the first byte past the end
+// faults), and filled with the poison byte (an uninitialised float reads as NaN).
 #include <cstdlib>
 #include <cstring>
 
@@ -12,8 +16,14 @@ namespace {
 
 class EmulatedBackend final : public Backend {
  public:
-  void* allocate(size_t nbytes) override { return std::aligned_alloc(256, (nbytes + 255) / 256 * 256); }
+  void* allocate(size_t nbytes) override {
+    void* p = nullptr;
+    if (posix_memalign(&p, 256, nbytes ? nbytes : 1) != 0) return nullptr;
+    std::memset(p, metal_emu::kPoisonByte, nbytes);
+    return p;
+  }
   void deallocate(void* base) override { std::free(base); }
+  bool cache_buffers() const override { return false; }
   void dispatch(const Dispatch& d) override { metal_emu::run(d); }
   void copy(void* dst_base, size_t dst_offset, void* src_base, size_t src_offset, size_t nbytes) override {
     std::memmove(static_cast<char*>(dst_base) + dst_offset, static_cast<char*>(src_base) + src_offset, nbytes);

@@ -8,6 +8,10 @@
 
 namespace orchard::metal_emu {
 
+// Memory that no kernel has written yet (fresh device buffers, threadgroup memory) holds this byte
+// everywhere, so that reading it shows: NaN in every float dtype, -1 in integers.
+constexpr unsigned char kPoisonByte = 0xff;
+
 // Runs one launch to completion; errors (unknown kernel, diverged barriers) raise RuntimeError.
 void run(const metal::Dispatch& d);
 

@@ -54,3 +54,46 @@ template <typename T>
   out[i] = T(1);
 }
 ORCHARD_KERNEL("check_undeclared_barrier_float32", check_undeclared_barrier, float)
+
+// Deliberately order-dependent: the exclusive prefix sum of `in` over the threads of the grid, taken
+// from a device total as each thread runs. Right only if the threads run in grid order, which no
+// GPU promises: the emulator's shuffled order must make it wrong.
+template <typename T>
+[[kernel]] void check_order_dependent_prefix_sum(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                                                 device atomic_uint* total [[buffer(2)]],
+                                                 uint i [[thread_position_in_grid]]) {
+  out[i] = atomic_fetch_add_explicit(total, in[i], memory_order_relaxed);
+}
+ORCHARD_KERNEL("check_order_dependent_prefix_sum_uint32", check_order_dependent_prefix_sum, uint)
+
+// The same over threadgroups of a cooperative kernel: thread 0 of group g adds in[g].
+template <typename T>
+[[kernel]] void check_order_dependent_prefix_sum_cooperative(device T* out [[buffer(0)]],
+                                                             device const T* in [[buffer(1)]],
+                                                             device atomic_uint* total [[buffer(2)]],
+                                                             uint g [[threadgroup_position_in_grid]],
+                                                             uint t [[thread_index_in_threadgroup]]) {
+  if (t == 0) out[g] = atomic_fetch_add_explicit(total, in[g], memory_order_relaxed);
+}
+ORCHARD_KERNEL("check_order_dependent_prefix_sum_cooperative_uint32", check_order_dependent_prefix_sum_cooperative,
+               uint)
+
+// MSL's extremes on floats, per lane i of a, b (in[i], in[n + i]): out[9 i ...] = fmax(a, b),
+// max(a, b), fmin(a, b), min(a, b), clamp(a, -1, 1), simd_max(a), simd_min(a), and common.h's
+// NaN-propagating nan_max(a, b) and simd_nan_max(a).
+template <typename T>
+[[kernel]] void check_extremes(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
+                               uint i [[thread_index_in_threadgroup]], uint n [[threads_per_threadgroup]]) {
+  const T a = in[i], b = in[n + i];
+  device T* o = out + 9 * i;
+  o[0] = fmax(a, b);
+  o[1] = max(a, b);
+  o[2] = fmin(a, b);
+  o[3] = min(a, b);
+  o[4] = clamp(a, T(-1), T(1));
+  o[5] = simd_max(a);
+  o[6] = simd_min(a);
+  o[7] = nan_max(a, b);
+  o[8] = simd_nan_max(a);
+}
+ORCHARD_KERNEL("check_extremes_float32", check_extremes, float)
