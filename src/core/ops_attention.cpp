@@ -88,7 +88,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::o
   const Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   Tensor out = empty(q.shape(), q.dtype(), device);
   Tensor lse = empty({B, Hq, Lq}, DType::Float32, device);
-  if (out.numel() > 0) runtime_for(device).attention_forward(qc, kc, vc, p, out, lse);
+  if (out.numel() > 0) runtime_for(device).attention_forward({qc, kc, vc, p, out, lse});
 
   return rec.finish(out, [&] {
     return [q = autograd::SavedTensor(qc), k = autograd::SavedTensor(kc), v = autograd::SavedTensor(vc),
@@ -101,7 +101,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::o
       Tensor dq = empty(qt.shape(), qt.dtype(), device), dk = empty(kt.shape(), qt.dtype(), device),
              dv = empty(kt.shape(), qt.dtype(), device);
       if (qt.numel() > 0)
-        runtime_for(device).attention_backward(qt, kt, v.get(), out.get(), lse.get(), g, params, dq, dk, dv);
+        runtime_for(device).attention_backward({qt, kt, v.get(), out.get(), lse.get(), g, params, dq, dk, dv});
       else
         for (Tensor* t : {&dk, &dv}) fill_(*t, 0.0);  // no query sees these keys
       return std::vector<Tensor>{dq, dk, dv};

@@ -65,7 +65,7 @@ Tensor random_tensor(const Shape& shape, DType dtype, Device device, bool normal
                 ": dtype must be floating point, got ", dtype_name(dtype));
   Tensor out = empty(shape, dtype, device);
   auto [seed, offset] = next_random_offset(uint64_t(out.numel()) * (normal ? 2 : 1));
-  runtime_for(device).random(out, normal, seed, offset);
+  runtime_for(device).random({out, normal, seed, offset});
   return out;
 }
 }  // namespace

@@ -75,7 +75,7 @@ static Tensor index_select_forward(const Tensor& x, int64_t dim, const Tensor& i
   if (out.numel() > 0) {
     const int64_t outer = std::accumulate(shape.begin(), shape.begin() + d, int64_t(1), std::multiplies<>());
     const int64_t inner = std::accumulate(shape.begin() + d + 1, shape.end(), int64_t(1), std::multiplies<>());
-    runtime_for(dev).index_select(x.contiguous(), idx, out, outer, inner);
+    runtime_for(dev).index_select({x.contiguous(), idx, out, outer, inner});
   }
   return out;
 }
@@ -92,7 +92,7 @@ static Tensor gather_forward(const Tensor& x, int64_t dim, const Tensor& index) 
   const Device dev = common_device("gather", {x, index});
   Tensor idx = checked_index(index, x.size(d), "gather", d, IndexBounds::RefuseAsRuntimeError);
   Tensor out = empty(index.shape(), x.dtype(), dev);
-  if (out.numel() > 0) runtime_for(dev).gather(x.contiguous(), idx, out, d);
+  if (out.numel() > 0) runtime_for(dev).gather({x.contiguous(), idx, out, d});
   return out;
 }
 
@@ -115,7 +115,7 @@ static Tensor scatter_add_forward(const Tensor& x, int64_t dim, const Tensor& in
   if (idx.numel() > 0) {
     Tensor used = src;  // only the index-shaped corner of src is read
     for (int64_t i = 0; i < src.ndim(); ++i) used = used.narrow(i, 0, index.size(i));
-    runtime_for(dev).scatter_add(out, idx, used.contiguous(), d);
+    runtime_for(dev).scatter_add({used.contiguous(), idx, out, d});
   }
   return out;
 }

@@ -80,17 +80,17 @@ MatmulPlan plan_matmul(const Tensor& a, const Tensor& b) {
 
 static Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   MatmulPlan p = plan_matmul(a, b);
-  if (p.needs_runtime()) runtime_for(p.out.device()).matmul(p.a, p.b, p.out);
+  if (p.needs_runtime()) runtime_for(p.out.device()).matmul({p.a, p.b, p.out});
   return p.result;
 }
 
 std::pair<Tensor, Tensor> detail::matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& a2, const Tensor& b2) {
   MatmulPlan p1 = plan_matmul(a1, b1), p2 = plan_matmul(a2, b2);
   if (p1.needs_runtime() && p2.needs_runtime() && p1.out.device() == p2.out.device())
-    runtime_for(p1.out.device()).matmul_pair(p1.a, p1.b, p1.out, p2.a, p2.b, p2.out);
+    runtime_for(p1.out.device()).matmul_pair({p1.a, p1.b, p1.out}, {p2.a, p2.b, p2.out});
   else
     for (MatmulPlan* p : {&p1, &p2})
-      if (p->needs_runtime()) runtime_for(p->out.device()).matmul(p->a, p->b, p->out);
+      if (p->needs_runtime()) runtime_for(p->out.device()).matmul({p->a, p->b, p->out});
   return {p1.result, p2.result};
 }
 
@@ -118,7 +118,7 @@ Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b) {
     Tensor result = p.result;
     copy_(result, input);
   }
-  runtime_for(p.out.device()).matmul_accumulate(p.a, p.b, p.out);
+  runtime_for(p.out.device()).matmul_accumulate({p.a, p.b, p.out});
   return rec.finish(p.result, [&] {
     return derivatives::addmm(input.shape(), a, b, {rec.needs(0), rec.needs(1), rec.needs(2)});
   });

@@ -73,7 +73,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims_in,
     outer = checked_numel(kept_shape);
   }
   Tensor out = empty(out_shape, out_dtype, x.device());
-  if (out.numel() > 0) runtime_for(x.device()).reduce(op, in, out, outer, r, inner, correction);
+  if (out.numel() > 0) runtime_for(x.device()).reduce({op, in, out, outer, r, inner, correction});
   return rec.finish(out, [&] { return derivatives::reduce(op, x, dims_in, correction, out); });
 }
 
@@ -129,7 +129,7 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   int64_t last = x.ndim() - 1;
   Tensor in = x.transpose(d, last).contiguous();
   Tensor out = empty(in.shape(), in.dtype(), in.device());
-  if (out.numel() > 0) runtime_for(x.device()).softmax(in, out, log);
+  if (out.numel() > 0) runtime_for(x.device()).softmax({in, out, log});
   Tensor result = d == last ? out : out.transpose(d, last).contiguous();
   return rec.finish(result, [&] { return derivatives::softmax(result, d, log); });
 }

@@ -20,7 +20,7 @@ void check_floating(const char* op, const Tensor& x) {
 // x * keep / (1 - p) for the mask of stream (seed, offset): dropout's forward and its backward.
 Tensor apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset) {
   Tensor out = empty(x.shape(), x.dtype(), x.device());
-  if (out.numel() > 0) runtime_for(x.device()).dropout(x.contiguous(), out, p, seed, offset);
+  if (out.numel() > 0) runtime_for(x.device()).dropout({x.contiguous(), out, p, seed, offset});
   return out;
 }
 }  // namespace
@@ -41,14 +41,14 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.contiguous();
   Tensor y = empty(x.shape(), x.dtype(), dev);
   Tensor mean = empty({rows}, DType::Float32, dev), rstd = empty({rows}, DType::Float32, dev);
-  if (y.numel() > 0) runtime_for(dev).layer_norm_forward(xc, wc, bc, float(eps), y, mean, rstd);
+  if (y.numel() > 0) runtime_for(dev).layer_norm_forward({xc, wc, bc, float(eps), y, mean, rstd});
   return rec.finish(y, [&] {
     return autograd::BackwardFn([sx = SavedTensor(xc), sw = SavedTensor(wc), mean, rstd](const Tensor& g) {
       const Tensor &xs = sx.get(), &ws = sw.get();
       Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
       Tensor dw = empty(ws.shape(), ws.dtype(), ws.device()), db = empty(ws.shape(), ws.dtype(), ws.device());
       if (xs.numel() > 0)
-        runtime_for(xs.device()).layer_norm_backward(g.to(xs.dtype()).contiguous(), xs, ws, mean, rstd, dx, dw, db);
+        runtime_for(xs.device()).layer_norm_backward({g.to(xs.dtype()).contiguous(), xs, ws, mean, rstd, dx, dw, db});
       else {
         fill_(dw, 0.0);
         fill_(db, 0.0);
@@ -76,7 +76,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor valid = where(ignored, scalar_tensor(0, DType::Int64, dev, true), t);
   detail::checked_index(valid, classes, "cross_entropy", logits.ndim() - 1, detail::IndexBounds::Refuse);
   Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
-  if (rows > 0) runtime_for(dev).cross_entropy_forward(x, t, ignore_index, losses, lse);
+  if (rows > 0) runtime_for(dev).cross_entropy_forward({x, t, ignore_index, losses, lse});
   const double count = double(rows - sum(ignored).to(Device::CPU).data_as<int64_t>()[0]);
   Tensor out = reduction == Reduction::None ? losses.reshape(targets.shape())
                : reduction == Reduction::Sum ? sum(losses)
@@ -90,7 +90,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
       if (reduction == Reduction::Mean) per_row = div(per_row, scalar_tensor(count, DType::Float32, g.device(), true));
       per_row = per_row.reshape(reduction == Reduction::None ? Shape{rows} : Shape{1}).expand({rows}).contiguous();
       Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
-      if (rows > 0) runtime_for(xs.device()).cross_entropy_backward(xs, t, lse, per_row, ignore_index, dx);
+      if (rows > 0) runtime_for(xs.device()).cross_entropy_backward({xs, t, lse, per_row, ignore_index, dx});
       return std::vector<Tensor>{dx.reshape(shape)};
     });
   });
@@ -128,7 +128,7 @@ void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_
                     p.bias_correction1 > 0 && p.bias_correction2 > 0,
                 ValueError, "adamw_step: need lr >= 0, eps >= 0, betas in [0, 1) and step >= 1");
   const Device dev = detail::common_device("adamw_step", {param, grad, exp_avg, exp_avg_sq});
-  runtime_for(dev).adamw_step(param, grad.contiguous(), exp_avg, exp_avg_sq, p);
+  runtime_for(dev).adamw_step({param, grad.contiguous(), exp_avg, exp_avg_sq, p});
   param.storage()->bump_version();
   exp_avg.storage()->bump_version();
   exp_avg_sq.storage()->bump_version();

@@ -13,16 +13,15 @@ std::atomic<Runtime*> g_runtimes[kNumDevices];
 std::atomic<bool> g_emulated[kNumDevices];
 }  // namespace
 
-void Runtime::matmul_accumulate(const Tensor& a, const Tensor& b, const Tensor& out) {
-  Tensor product = Tensor::empty(out.shape(), out.dtype(), out.device());
-  matmul(a, b, product);
-  binary(BinaryOp::Add, make_loop(out, {out, product}));
+void Runtime::matmul_accumulate(const MatmulArgs& a) {
+  Tensor product = Tensor::empty(a.out.shape(), a.out.dtype(), a.out.device());
+  matmul({a.a, a.b, product});
+  binary(BinaryOp::Add, make_loop(a.out, {a.out, product}));
 }
 
-void Runtime::matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2,
-                          const Tensor& b2, const Tensor& out2) {
-  matmul(a1, b1, out1);
-  matmul(a2, b2, out2);
+void Runtime::matmul_pair(const MatmulArgs& first, const MatmulArgs& second) {
+  matmul(first);
+  matmul(second);
 }
 
 int64_t ElementwiseLoop::numel() const {

@@ -65,6 +65,134 @@ struct Scalar {
   static Scalar of(double v) { return {v, int64_t(v)}; }
 };
 
+// The arguments of each Runtime primitive, one struct per primitive, so that its parameter list is
+// written here alone: the runtimes' declarations and definitions name only the struct. Tensors are
+// operands the front-end has already checked; outputs are written in place.
+
+// Uniform [0, 1) or standard normal from the Philox stream keyed by (seed, offset + index).
+struct RandomArgs {
+  const Tensor& out;
+  bool normal;
+  uint64_t seed, offset;
+};
+// Dropout of contiguous `in` into contiguous `out` (one float dtype), p in [0, 1): element i is
+// in[i] / (1 - p) where number offset + i of the Philox stream keyed by seed is at least
+// dropout_threshold(p) (philox.h), else in[i] * 0. The backward is the same call on the gradient.
+struct DropoutArgs {
+  const Tensor& in;
+  const Tensor& out;
+  double p;
+  uint64_t seed, offset;
+};
+// Reduction of a contiguous input viewed as [outer, reduced, inner] into contiguous [outer, inner].
+// `correction` is used by Var only.
+struct ReduceArgs {
+  ReduceOp op;
+  const Tensor& in;
+  const Tensor& out;
+  int64_t outer, reduced, inner, correction;
+};
+// Softmax (or log-softmax) over the last dim of a contiguous [rows, cols] input into contiguous out.
+struct SoftmaxArgs {
+  const Tensor& in;
+  const Tensor& out;
+  bool log;
+};
+// out[b] (+)= a[b] @ b[b] for contiguous-or-transposed matrices: a is [batch, M, K], b is
+// [batch, K, N], out is contiguous [batch, M, N]. Inputs have unit stride in one of their last two
+// dims; a batch stride of 0 broadcasts.
+struct MatmulArgs {
+  const Tensor& a;
+  const Tensor& b;
+  const Tensor& out;
+};
+// out = src.index_select(dim, index) for contiguous src/out viewed as [outer, n, inner].
+struct IndexSelectArgs {
+  const Tensor& src;
+  const Tensor& index;
+  const Tensor& out;
+  int64_t outer, inner;
+};
+// out = src gathered along dim (PyTorch gather), or its adjoint out.scatter_add_(dim, index, src).
+// All operands contiguous; index has the shape of the gathered values (out for gather, src for
+// scatter_add).
+struct GatherArgs {
+  const Tensor& src;
+  const Tensor& index;
+  const Tensor& out;
+  int64_t dim;
+};
+// FlashAttention forward: saves only the row log-sum-exp.
+struct AttentionForwardArgs {
+  const Tensor& q;
+  const Tensor& k;
+  const Tensor& v;
+  const AttentionParams& p;
+  const Tensor& out;
+  const Tensor& lse;
+};
+// FlashAttention's fused backward: recomputes P from q, k and lse; D = rowsum(dout * out). dq, dk,
+// dv have the shapes and dtypes of q, k, v.
+struct AttentionBackwardArgs {
+  const Tensor& q;
+  const Tensor& k;
+  const Tensor& v;
+  const Tensor& out;
+  const Tensor& lse;
+  const Tensor& dout;
+  const AttentionParams& p;
+  const Tensor& dq;
+  const Tensor& dk;
+  const Tensor& dv;
+};
+// Layer norm over the trailing dims weight covers, x viewed as [rows, n = weight.numel()]:
+// y = (x - mean) * rstd * weight + bias; mean and rstd float32 [rows].
+struct LayerNormForwardArgs {
+  const Tensor& x;
+  const Tensor& weight;
+  const Tensor& bias;
+  float eps;
+  const Tensor& y;
+  const Tensor& mean;
+  const Tensor& rstd;
+};
+struct LayerNormBackwardArgs {
+  const Tensor& dy;
+  const Tensor& x;
+  const Tensor& weight;
+  const Tensor& mean;
+  const Tensor& rstd;
+  const Tensor& dx;
+  const Tensor& dweight;
+  const Tensor& dbias;
+};
+// Cross-entropy of logits [rows, classes] against int64 targets [rows] (already range-checked):
+// per-row loss and log-sum-exp (float32); rows whose target is ignore_index get loss 0.
+struct CrossEntropyForwardArgs {
+  const Tensor& logits;
+  const Tensor& targets;
+  int64_t ignore_index;
+  const Tensor& losses;
+  const Tensor& lse;
+};
+// dlogits = grad_losses[row] * (softmax(logits) - onehot(target)), zero for ignored rows.
+struct CrossEntropyBackwardArgs {
+  const Tensor& logits;
+  const Tensor& targets;
+  const Tensor& lse;
+  const Tensor& grad_losses;
+  int64_t ignore_index;
+  const Tensor& dlogits;
+};
+// One AdamW step in place on a float parameter and its float32 moments (PyTorch's update rule).
+struct AdamWStepArgs {
+  const Tensor& param;
+  const Tensor& grad;
+  const Tensor& exp_avg;
+  const Tensor& exp_avg_sq;
+  const AdamWParams& p;
+};
+
 class Runtime {
  public:
   virtual ~Runtime() = default;
@@ -84,65 +212,33 @@ class Runtime {
   virtual void unary(UnaryOp op, const ElementwiseLoop& loop) = 0;
   virtual void binary(BinaryOp op, const ElementwiseLoop& loop) = 0;
   virtual void where(const ElementwiseLoop& loop) = 0;
-  // Uniform [0, 1) or standard normal from the Philox stream keyed by (seed, offset + index).
-  virtual void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) = 0;
-  // Dropout of contiguous `in` into contiguous `out` (one float dtype), p in [0, 1): element i is
-  // in[i] / (1 - p) where number offset + i of the Philox stream keyed by seed is at least
-  // dropout_threshold(p) (philox.h), else in[i] * 0. The backward is the same call on the gradient.
-  virtual void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) = 0;
+  virtual void random(const RandomArgs& a) = 0;
+  virtual void dropout(const DropoutArgs& a) = 0;
 
-  // Reduction of a contiguous input viewed as [outer, reduced, inner] into contiguous [outer, inner].
-  // `correction` is used by Var only.
-  virtual void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer,
-                      int64_t reduced, int64_t inner, int64_t correction) = 0;
-  // Softmax over the last dim of a contiguous [rows, cols] input into contiguous out.
-  virtual void softmax(const Tensor& in, const Tensor& out, bool log) = 0;
+  virtual void reduce(const ReduceArgs& a) = 0;
+  virtual void softmax(const SoftmaxArgs& a) = 0;
 
-  // out[b] = a[b] @ b[b] for contiguous-or-transposed matrices: a is [batch, M, K], b is
-  // [batch, K, N], out is contiguous [batch, M, N]. Inputs have unit stride in one of their last two
-  // dims; a batch stride of 0 broadcasts.
-  virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& out) = 0;
-  // out += a @ b, same contract. The default computes the product apart and adds it; a runtime
-  // that accumulates in place (BLAS's beta = 1) saves that pass and the temporary.
-  virtual void matmul_accumulate(const Tensor& a, const Tensor& b, const Tensor& out);
+  virtual void matmul(const MatmulArgs& a) = 0;
+  // out += a @ b. The default computes the product apart and adds it; a runtime that accumulates in
+  // place (BLAS's beta = 1) saves that pass and the temporary.
+  virtual void matmul_accumulate(const MatmulArgs& a);
   // Two independent products of the same cost (the gradients of one product); a runtime may run
   // them side by side.
-  virtual void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2,
-                           const Tensor& b2, const Tensor& out2);
+  virtual void matmul_pair(const MatmulArgs& first, const MatmulArgs& second);
 
-  // out = src.index_select(dim, index) for contiguous src/out viewed as [outer, n, inner].
-  virtual void index_select(const Tensor& src, const Tensor& index, const Tensor& out,
-                            int64_t outer, int64_t inner) = 0;
-  // out[..] = src gathered along dim (PyTorch gather) and its adjoint out.scatter_add_(dim, index, src).
-  // All operands contiguous; index has the shape of the gathered result.
-  virtual void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) = 0;
-  virtual void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) = 0;
+  virtual void index_select(const IndexSelectArgs& a) = 0;
+  virtual void gather(const GatherArgs& a) = 0;
+  virtual void scatter_add(const GatherArgs& a) = 0;
 
-  // FlashAttention forward (saves only the row log-sum-exp) and fused backward (recomputes P from
-  // q, k and lse; D = rowsum(dout * out)). dq, dk, dv have the shapes and dtypes of q, k, v.
-  virtual void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                                 const Tensor& out, const Tensor& lse) = 0;
-  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                                  const Tensor& lse, const Tensor& dout, const AttentionParams& p,
-                                  const Tensor& dq, const Tensor& dk, const Tensor& dv) = 0;
+  virtual void attention_forward(const AttentionForwardArgs& a) = 0;
+  virtual void attention_backward(const AttentionBackwardArgs& a) = 0;
 
   // Training kernels, fused so each is one pass over memory. Inputs contiguous; statistics float32.
-  // Layer norm over the trailing dims weight covers, x viewed as [rows, n = weight.numel()]: y = (x - mean) * rstd * weight + bias.
-  virtual void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
-                                  const Tensor& y, const Tensor& mean, const Tensor& rstd) = 0;
-  virtual void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& dx, const Tensor& dweight,
-                                   const Tensor& dbias) = 0;
-  // Cross-entropy of logits [rows, classes] against int64 targets [rows] (already range-checked):
-  // per-row loss and log-sum-exp (float32); rows whose target is ignore_index get loss 0.
-  virtual void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
-                                     const Tensor& losses, const Tensor& lse) = 0;
-  // dlogits = grad_losses[row] * (softmax(logits) - onehot(target)), zero for ignored rows.
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                      const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) = 0;
-  // One AdamW step in place on a float parameter and its float32 moments (PyTorch's update rule).
-  virtual void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                          const AdamWParams& p) = 0;
+  virtual void layer_norm_forward(const LayerNormForwardArgs& a) = 0;
+  virtual void layer_norm_backward(const LayerNormBackwardArgs& a) = 0;
+  virtual void cross_entropy_forward(const CrossEntropyForwardArgs& a) = 0;
+  virtual void cross_entropy_backward(const CrossEntropyBackwardArgs& a) = 0;
+  virtual void adamw_step(const AdamWStepArgs& a) = 0;
 
   // Waits until queued work is done (a no-op for synchronous runtimes).
   virtual void synchronize() {}

@@ -21,7 +21,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "parallel.h"
 #include "philox.h"
 #include "vec_math.h"
@@ -370,17 +370,16 @@ void backward(const Problem& pb, const T* q, const T* k, const T* v, const T* ou
 
 }  // namespace
 
-void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                       const Tensor& out, const Tensor& lse) {
+void CpuRuntime::attention_forward(const AttentionForwardArgs& a) {
+  const auto& [q, k, v, p, out, lse] = a;
   const Problem pb(q, k, p);
   ORCHARD_DISPATCH_FLOATING(q.dtype(), {
     forward<T>(pb, q.data_as<T>(), k.data_as<T>(), v.data_as<T>(), out.data_as<T>(), lse.data_as<float>());
   });
 }
 
-void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        const Tensor& dout, const AttentionParams& p, const Tensor& dq, const Tensor& dk,
-                        const Tensor& dv) {
+void CpuRuntime::attention_backward(const AttentionBackwardArgs& a) {
+  const auto& [q, k, v, out, lse, dout, p, dq, dk, dv] = a;
   const Problem pb(q, k, p);
   ORCHARD_DISPATCH_FLOATING(q.dtype(), {
     backward<T>(pb, q.data_as<T>(), k.data_as<T>(), v.data_as<T>(), out.data_as<T>(), lse.data_as<float>(),

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "loop_driver.h"
 #include "vec_math.h"
 
@@ -194,15 +194,15 @@ void binary_typed(BinaryOp op, const ElementwiseLoop& loop) {
 
 }  // namespace
 
-void unary(UnaryOp op, const ElementwiseLoop& loop) {
+void CpuRuntime::unary(UnaryOp op, const ElementwiseLoop& loop) {
   ORCHARD_DISPATCH(loop.operands[0].dtype, unary_typed<T>(op, loop));
 }
 
-void binary(BinaryOp op, const ElementwiseLoop& loop) {
+void CpuRuntime::binary(BinaryOp op, const ElementwiseLoop& loop) {
   ORCHARD_DISPATCH(loop.operands[1].dtype, binary_typed<T>(op, loop));
 }
 
-void where(const ElementwiseLoop& loop) {
+void CpuRuntime::where(const ElementwiseLoop& loop) {
   ORCHARD_DISPATCH(loop.operands[0].dtype, {
     for_each_row<4>(loop, [](const Row<4>& r) {
       T* o = reinterpret_cast<T*>(r.ptr[0]);
@@ -215,7 +215,7 @@ void where(const ElementwiseLoop& loop) {
   });
 }
 
-void fill(const ElementwiseLoop& loop, Scalar value) {
+void CpuRuntime::fill(const ElementwiseLoop& loop, Scalar value) {
   ORCHARD_DISPATCH(loop.operands[0].dtype, {
     // bool from the double (0.1 is true); integers from the exact int64 (truncated toward zero).
     const T v = std::is_floating_point_v<compute_t<T>> || std::is_same_v<T, bool> ? convert<T>(value.f)
@@ -228,7 +228,7 @@ void fill(const ElementwiseLoop& loop, Scalar value) {
   });
 }
 
-void copy(const ElementwiseLoop& loop) {
+void CpuRuntime::copy(const ElementwiseLoop& loop) {
   const DType to = loop.operands[0].dtype, from = loop.operands[1].dtype;
   if (to == from) {  // a plain move of bits: one kernel per element width
     auto move = [&](auto tag) {

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "parallel.h"
 
 namespace orchard::cpu {
@@ -59,7 +59,8 @@ void for_each_indexed(const Tensor& full, const Tensor& index, int64_t dim, cons
 
 }  // namespace
 
-void index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer, int64_t inner) {
+void CpuRuntime::index_select(const IndexSelectArgs& a) {
+  const auto& [src, index, out, outer, inner] = a;
   if (out.numel() == 0) return;
   const int64_t n = src.numel() / (outer * inner), m = index.numel();
   const int64_t* idx = index.data_as<int64_t>();
@@ -72,7 +73,8 @@ void index_select(const Tensor& src, const Tensor& index, const Tensor& out, int
   });
 }
 
-void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) {
+void CpuRuntime::gather(const GatherArgs& a) {
+  const auto& [src, index, out, dim] = a;
   ORCHARD_DISPATCH(src.dtype(), {
     const T* s = src.data_as<T>();
     T* o = out.data_as<T>();
@@ -80,7 +82,8 @@ void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t d
   });
 }
 
-void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) {
+void CpuRuntime::scatter_add(const GatherArgs& a) {
+  const auto& [src, index, out, dim] = a;
   ORCHARD_DISPATCH(out.dtype(), {
     T* o = out.data_as<T>();
     const T* s = src.data_as<T>();

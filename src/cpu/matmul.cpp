@@ -8,7 +8,7 @@
 #include <cblas.h>
 #endif
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "parallel.h"
 
 // The scipy-openblas wheels prefix every symbol (scipy_cblas_sgemm); a system BLAS does not.
@@ -174,9 +174,7 @@ void matmul_integer(const Tensor& a, const Tensor& b, const Tensor& out, bool ac
   });
 }
 
-}  // namespace
-
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
+void multiply(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {  // out (+)= a @ b
   ORCHARD_DISPATCH(out.dtype(), {
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) matmul_blas<T>(a, b, out, accumulate);
     else if constexpr (std::is_floating_point_v<compute_t<T>>) matmul_widened<T>(a, b, out, accumulate);
@@ -184,17 +182,21 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate
   });
 }
 
+}  // namespace
+
+void CpuRuntime::matmul(const MatmulArgs& a) { multiply(a.a, a.b, a.out, false); }
+void CpuRuntime::matmul_accumulate(const MatmulArgs& a) { multiply(a.a, a.b, a.out, true); }
+
 // On two threads, each product runs whole on its own thread (calls inside a parallel region run
 // inline): two single-threaded products side by side beat each product split in two by 10-25% on
 // the gradients of a transformer's linear layers. More threads split each product instead.
-void matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& out1, const Tensor& a2, const Tensor& b2,
-                 const Tensor& out2) {
+void CpuRuntime::matmul_pair(const MatmulArgs& first, const MatmulArgs& second) {
   if (num_threads() != 2) {
-    matmul(a1, b1, out1);
-    return matmul(a2, b2, out2);
+    matmul(first);
+    return matmul(second);
   }
   parallel_for(2, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) i == 0 ? matmul(a1, b1, out1) : matmul(a2, b2, out2);
+    for (int64_t i = i0; i < i1; ++i) matmul(i == 0 ? first : second);
   });
 }
 

@@ -3,7 +3,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "parallel.h"
 #include "philox.h"
 
@@ -36,7 +36,8 @@ C box_muller(uint32_t u1, uint32_t u2) {
 
 }  // namespace
 
-void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) {
+void CpuRuntime::random(const RandomArgs& a) {
+  const auto& [out, normal, seed, offset] = a;
   const uint64_t per_element = normal ? 2 : 1;
   ORCHARD_DISPATCH_FLOATING(out.dtype(), {
     T* p = out.data_as<T>();
@@ -55,7 +56,8 @@ void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) {
   });
 }
 
-void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) {
+void CpuRuntime::dropout(const DropoutArgs& a) {
+  const auto& [in, out, p, seed, offset] = a;
   const uint32_t threshold = dropout_threshold(float(p));
   ORCHARD_DISPATCH_FLOATING(out.dtype(), {
     using C = compute_t<T>;

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "parallel.h"
 #include "row_reduce.h"
 #include "vec_math.h"
@@ -259,16 +259,15 @@ template <typename T> void softmax_rows(const T* x, T* y, int64_t rows, int64_t 
 
 }  // namespace
 
-void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced,
-            int64_t inner, int64_t correction) {
-  ORCHARD_DISPATCH(in.dtype(),
-                   reduce_typed<T>(op, in.data_as<T>(), out, outer, reduced, inner, correction));
+void CpuRuntime::reduce(const ReduceArgs& a) {
+  ORCHARD_DISPATCH(a.in.dtype(),
+                   reduce_typed<T>(a.op, a.in.data_as<T>(), a.out, a.outer, a.reduced, a.inner, a.correction));
 }
 
-void softmax(const Tensor& in, const Tensor& out, bool log) {
-  int64_t cols = in.shape().back();
-  ORCHARD_DISPATCH_FLOATING(in.dtype(), softmax_rows<T>(in.data_as<T>(), out.data_as<T>(),
-                                                        in.numel() / cols, cols, log));
+void CpuRuntime::softmax(const SoftmaxArgs& a) {
+  int64_t cols = a.in.shape().back();
+  ORCHARD_DISPATCH_FLOATING(a.in.dtype(), softmax_rows<T>(a.in.data_as<T>(), a.out.data_as<T>(),
+                                                          a.in.numel() / cols, cols, a.log));
 }
 
 }  // namespace orchard::cpu

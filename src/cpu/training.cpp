@@ -5,7 +5,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels.h"
+#include "cpu_runtime.h"
 #include "parallel.h"
 #include "row_reduce.h"
 #include "vec_math.h"
@@ -66,8 +66,8 @@ void adamw_span(T* w, const T* g, float* m, float* v, int64_t n, AdamWCoefficien
 
 }  // namespace
 
-void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
-                        const Tensor& mean, const Tensor& rstd) {
+void CpuRuntime::layer_norm_forward(const LayerNormForwardArgs& a) {
+  const auto& [x, weight, bias, eps, y, mean, rstd] = a;
   const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
   ORCHARD_DISPATCH_FLOATING(x.dtype(), {
     using C = compute_t<T>;
@@ -89,8 +89,8 @@ void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bia
   });
 }
 
-void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                         const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) {
+void CpuRuntime::layer_norm_backward(const LayerNormBackwardArgs& a) {
+  const auto& [dy, x, weight, mean, rstd, dx, dweight, dbias] = a;
   const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
   ORCHARD_DISPATCH_FLOATING(x.dtype(), {
     using C = compute_t<T>;
@@ -130,8 +130,8 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight
   });
 }
 
-void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& losses,
-                           const Tensor& lse) {
+void CpuRuntime::cross_entropy_forward(const CrossEntropyForwardArgs& a) {
+  const auto& [logits, targets, ignore_index, losses, lse] = a;
   const int64_t classes = logits.shape().back(), rows = logits.numel() / std::max<int64_t>(classes, 1);
   ORCHARD_DISPATCH_FLOATING(logits.dtype(), {
     using C = compute_t<T>;
@@ -150,8 +150,8 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t 
   });
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& grad_losses,
-                            int64_t ignore_index, const Tensor& dlogits) {
+void CpuRuntime::cross_entropy_backward(const CrossEntropyBackwardArgs& a) {
+  const auto& [logits, targets, lse, grad_losses, ignore_index, dlogits] = a;
   const int64_t classes = logits.shape().back(), rows = logits.numel() / std::max<int64_t>(classes, 1);
   ORCHARD_DISPATCH_FLOATING(logits.dtype(), {
     using C = compute_t<T>;
@@ -174,8 +174,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
   });
 }
 
-void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                const AdamWParams& p) {
+void CpuRuntime::adamw_step(const AdamWStepArgs& a) {
+  const auto& [param, grad, exp_avg, exp_avg_sq, p] = a;
   const int64_t n = param.numel();
   const AdamWCoefficients c{p.beta1, p.beta2, p.eps, 1.0f - p.lr * p.weight_decay, p.lr / p.bias_correction1,
                             1.0f / std::sqrt(p.bias_correction2)};

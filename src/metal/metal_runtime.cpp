@@ -67,59 +67,23 @@ class MetalRuntime final : public Runtime {
   void unary(UnaryOp op, const ElementwiseLoop& loop) override { run(plan_unary(op, loop)); }
   void binary(BinaryOp op, const ElementwiseLoop& loop) override { run(plan_binary(op, loop)); }
   void where(const ElementwiseLoop& loop) override { run(plan_where(loop)); }
-  void random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) override {
-    run(plan_random(out, normal, seed, offset));
-  }
-  void dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) override {
-    run(plan_dropout(in, out, p, seed, offset));
-  }
+  void random(const RandomArgs& a) override { run(plan_random(a)); }
+  void dropout(const DropoutArgs& a) override { run(plan_dropout(a)); }
 
-  void reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced, int64_t inner,
-              int64_t correction) override {
-    run(plan_reduce(op, in, out, outer, reduced, inner, correction));
-  }
-  void softmax(const Tensor& in, const Tensor& out, bool log) override { run(plan_softmax(in, out, log)); }
-  void matmul(const Tensor& a, const Tensor& b, const Tensor& out) override { run(plan_matmul(a, b, out)); }
-  void index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer,
-                    int64_t inner) override {
-    run(plan_index_select(src, index, out, outer, inner));
-  }
-  void gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) override {
-    run(plan_gather(src, index, out, dim));
-  }
-  void scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) override {
-    run(plan_scatter_add(out, index, src, dim));
-  }
+  void reduce(const ReduceArgs& a) override { run(plan_reduce(a)); }
+  void softmax(const SoftmaxArgs& a) override { run(plan_softmax(a)); }
+  void matmul(const MatmulArgs& a) override { run(plan_matmul(a)); }
+  void index_select(const IndexSelectArgs& a) override { run(plan_index_select(a)); }
+  void gather(const GatherArgs& a) override { run(plan_gather(a)); }
+  void scatter_add(const GatherArgs& a) override { run(plan_scatter_add(a)); }
 
-  void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                         const Tensor& out, const Tensor& lse) override {
-    run(plan_attention_forward(q, k, v, p, out, lse));
-  }
-  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                          const Tensor& dout, const AttentionParams& p, const Tensor& dq, const Tensor& dk,
-                          const Tensor& dv) override {
-    run(plan_attention_backward(q, k, v, out, lse, dout, p, dq, dk, dv));
-  }
-  void layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
-                          const Tensor& mean, const Tensor& rstd) override {
-    run(plan_layer_norm_forward(x, weight, bias, eps, y, mean, rstd));
-  }
-  void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                           const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) override {
-    run(plan_layer_norm_backward(dy, x, weight, mean, rstd, dx, dweight, dbias));
-  }
-  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const Tensor& losses,
-                             const Tensor& lse) override {
-    run(plan_cross_entropy_forward(logits, targets, ignore_index, losses, lse));
-  }
-  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                              const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) override {
-    run(plan_cross_entropy_backward(logits, targets, lse, grad_losses, ignore_index, dlogits));
-  }
-  void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                  const AdamWParams& p) override {
-    run(plan_adamw_step(param, grad, exp_avg, exp_avg_sq, p));
-  }
+  void attention_forward(const AttentionForwardArgs& a) override { run(plan_attention_forward(a)); }
+  void attention_backward(const AttentionBackwardArgs& a) override { run(plan_attention_backward(a)); }
+  void layer_norm_forward(const LayerNormForwardArgs& a) override { run(plan_layer_norm_forward(a)); }
+  void layer_norm_backward(const LayerNormBackwardArgs& a) override { run(plan_layer_norm_backward(a)); }
+  void cross_entropy_forward(const CrossEntropyForwardArgs& a) override { run(plan_cross_entropy_forward(a)); }
+  void cross_entropy_backward(const CrossEntropyBackwardArgs& a) override { run(plan_cross_entropy_backward(a)); }
+  void adamw_step(const AdamWStepArgs& a) override { run(plan_adamw_step(a)); }
 
  private:
   void run(const Launches& launches) {

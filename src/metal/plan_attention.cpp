@@ -163,8 +163,8 @@ Launch& with_memory(Launch& launch, const std::vector<uint32_t>& floats) {
 
 }  // namespace
 
-Launches plan_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                                const Tensor& out, const Tensor& lse) {
+Launches plan_attention_forward(const AttentionForwardArgs& args) {
+  const auto& [q, k, v, p, out, lse] = args;
   const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2);
   if (B * Hq * Lq == 0) return {};
   const Tier& t = tier_for(q.size(3));
@@ -177,9 +177,8 @@ Launches plan_attention_forward(const Tensor& q, const Tensor& k, const Tensor& 
   return {launch.grid({a.blocks, checked_u32(Hq, "heads"), checked_u32(B, "batch")}, {32 * t.fwd_sg})};
 }
 
-Launches plan_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                                 const Tensor& lse, const Tensor& dout, const AttentionParams& p, const Tensor& dq,
-                                 const Tensor& dk, const Tensor& dv) {
+Launches plan_attention_backward(const AttentionBackwardArgs& args) {
+  const auto& [q, k, v, out, lse, dout, p, dq, dk, dv] = args;
   const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), Hkv = k.size(1), Lk = k.size(2), D = q.size(3);
   const Tier& t = tier_for(D);
   const DType dtype = q.dtype();

@@ -104,7 +104,8 @@ Launches plan_loop(const std::string& name, const Loop& loop, const Tensor& out,
 
 }  // namespace
 
-Launches plan_index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer, int64_t inner) {
+Launches plan_index_select(const IndexSelectArgs& args) {
+  const auto& [src, index, out, outer, inner] = args;
   Launches launches;
   const int64_t total = out.numel();
   if (total == 0) return launches;
@@ -125,7 +126,8 @@ Launches plan_index_select(const Tensor& src, const Tensor& index, const Tensor&
   return launches;
 }
 
-Launches plan_gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim) {
+Launches plan_gather(const GatherArgs& args) {
+  const auto& [src, index, out, dim] = args;
   // Every position of index; src's stride along dim is replaced by the index value's.
   const Strides fs = contiguous_strides(src.shape());
   Loop loop;
@@ -138,7 +140,8 @@ Launches plan_gather(const Tensor& src, const Tensor& index, const Tensor& out, 
   return plan_loop(kernel("gather", src.dtype()), loop, out, src, index, false, base);
 }
 
-Launches plan_scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim) {
+Launches plan_scatter_add(const GatherArgs& args) {
+  const auto& [src, index, out, dim] = args;
   // Every position of index except along dim: one line per thread.
   const Strides fs = contiguous_strides(out.shape());
   const Strides is = contiguous_strides(index.shape());

@@ -61,7 +61,8 @@ uint32_t grid_dim(int64_t n, int64_t per_group, const char* what) {
 
 }  // namespace
 
-Launches plan_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+Launches plan_matmul(const MatmulArgs& args) {
+  const auto& [a, b, out] = args;
   const DType t = out.dtype();
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   if (batch == 0 || m == 0 || n == 0) return {};

@@ -38,7 +38,8 @@ Launches block_launches(const std::string& kernel, RandomParams p, uint64_t numb
 
 }  // namespace
 
-Launches plan_random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset) {
+Launches plan_random(const RandomArgs& args) {
+  const auto& [out, normal, seed, offset] = args;
   check_float_dtype(out.dtype(), "random fill");
   RandomParams p{};
   p.seed = seed;
@@ -48,7 +49,8 @@ Launches plan_random(const Tensor& out, bool normal, uint64_t seed, uint64_t off
                         [&](Launch& l) { l.buffer(out); });
 }
 
-Launches plan_dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset) {
+Launches plan_dropout(const DropoutArgs& args) {
+  const auto& [in, out, p, seed, offset] = args;
   check_float_dtype(out.dtype(), "dropout");
   RandomParams rp{};
   rp.seed = seed;

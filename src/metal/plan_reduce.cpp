@@ -199,8 +199,8 @@ Launches plan_layout(const Layout& layout, const std::string& kernel, const Tens
 
 }  // namespace
 
-Launches plan_reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced, int64_t inner,
-                     int64_t correction) {
+Launches plan_reduce(const ReduceArgs& args) {
+  const auto& [op, in, out, outer, reduced, inner, correction] = args;
   const DType t = in.dtype();
   ORCHARD_CHECK(has_reduce(op, t), RuntimeError, "metal: no ", reduce_name(op), " kernel for ", dtype_name(t));
   Layout layout = reduce_layout(outer, reduced, inner);
@@ -210,7 +210,8 @@ Launches plan_reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t o
   return plan_layout(layout, reduce_kernel(op, t, layout.variant), in, out, outer, reduced * inner, inner, inner);
 }
 
-Launches plan_softmax(const Tensor& in, const Tensor& out, bool log) {
+Launches plan_softmax(const SoftmaxArgs& args) {
+  const auto& [in, out, log] = args;
   const DType t = in.dtype();
   ORCHARD_CHECK(is_floating(t) && t != DType::Float64, RuntimeError, "metal: no softmax kernel for ", dtype_name(t));
   if (in.numel() == 0) return {};

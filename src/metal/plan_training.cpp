@@ -102,8 +102,8 @@ Launches row_launches(const std::string& kernel, int64_t rows, int64_t n, Traini
 
 }  // namespace
 
-Launches plan_layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
-                                 const Tensor& mean, const Tensor& rstd) {
+Launches plan_layer_norm_forward(const LayerNormForwardArgs& args) {
+  const auto& [x, weight, bias, eps, y, mean, rstd] = args;
   const DType t = x.dtype();
   check_float_dtype(t, "layer_norm");
   const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
@@ -118,8 +118,8 @@ Launches plan_layer_norm_forward(const Tensor& x, const Tensor& weight, const Te
   });
 }
 
-Launches plan_layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                  const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias) {
+Launches plan_layer_norm_backward(const LayerNormBackwardArgs& args) {
+  const auto& [dy, x, weight, mean, rstd, dx, dweight, dbias] = args;
   const DType t = x.dtype();
   check_float_dtype(t, "layer_norm");
   const int64_t n = weight.numel(), rows = n ? x.numel() / n : 0;
@@ -167,8 +167,8 @@ Launches plan_layer_norm_backward(const Tensor& dy, const Tensor& x, const Tenso
   return out;
 }
 
-Launches plan_cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
-                                    const Tensor& losses, const Tensor& lse) {
+Launches plan_cross_entropy_forward(const CrossEntropyForwardArgs& args) {
+  const auto& [logits, targets, ignore_index, losses, lse] = args;
   const DType t = logits.dtype();
   check_float_dtype(t, "cross_entropy");
   const int64_t rows = targets.numel(), classes = rows ? logits.numel() / rows : 0;
@@ -183,8 +183,8 @@ Launches plan_cross_entropy_forward(const Tensor& logits, const Tensor& targets,
   });
 }
 
-Launches plan_cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                     const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits) {
+Launches plan_cross_entropy_backward(const CrossEntropyBackwardArgs& args) {
+  const auto& [logits, targets, lse, grad_losses, ignore_index, dlogits] = args;
   const DType t = logits.dtype();
   check_float_dtype(t, "cross_entropy");
   const int64_t rows = targets.numel(), classes = rows ? logits.numel() / rows : 0;
@@ -209,8 +209,8 @@ Launches plan_cross_entropy_backward(const Tensor& logits, const Tensor& targets
   return out;
 }
 
-Launches plan_adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                         const AdamWParams& p) {
+Launches plan_adamw_step(const AdamWStepArgs& args) {
+  const auto& [param, grad, exp_avg, exp_avg_sq, p] = args;
   const DType t = param.dtype();
   check_float_dtype(t, "adamw_step");
   const int64_t n = param.numel();

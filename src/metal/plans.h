@@ -22,45 +22,36 @@ Launches plan_where(const ElementwiseLoop& loop);
 void elementwise_kernel_names(std::vector<std::string>& names);
 
 // plan_random.cpp
-Launches plan_random(const Tensor& out, bool normal, uint64_t seed, uint64_t offset);
-Launches plan_dropout(const Tensor& in, const Tensor& out, double p, uint64_t seed, uint64_t offset);
+Launches plan_random(const RandomArgs& args);
+Launches plan_dropout(const DropoutArgs& args);
 void random_kernel_names(std::vector<std::string>& names);
 
 // plan_reduce.cpp
-Launches plan_reduce(ReduceOp op, const Tensor& in, const Tensor& out, int64_t outer, int64_t reduced, int64_t inner,
-                     int64_t correction);
-Launches plan_softmax(const Tensor& in, const Tensor& out, bool log);
+Launches plan_reduce(const ReduceArgs& args);
+Launches plan_softmax(const SoftmaxArgs& args);
 void reduce_kernel_names(std::vector<std::string>& names);
 
 // plan_matmul.cpp
-Launches plan_matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+Launches plan_matmul(const MatmulArgs& args);
 void matmul_kernel_names(std::vector<std::string>& names);
 
 // plan_index.cpp
-Launches plan_index_select(const Tensor& src, const Tensor& index, const Tensor& out, int64_t outer, int64_t inner);
-Launches plan_gather(const Tensor& src, const Tensor& index, const Tensor& out, int64_t dim);
-Launches plan_scatter_add(const Tensor& out, const Tensor& index, const Tensor& src, int64_t dim);
+Launches plan_index_select(const IndexSelectArgs& args);
+Launches plan_gather(const GatherArgs& args);
+Launches plan_scatter_add(const GatherArgs& args);
 void index_kernel_names(std::vector<std::string>& names);
 
 // plan_training.cpp
-Launches plan_layer_norm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, const Tensor& y,
-                                 const Tensor& mean, const Tensor& rstd);
-Launches plan_layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                                  const Tensor& rstd, const Tensor& dx, const Tensor& dweight, const Tensor& dbias);
-Launches plan_cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
-                                    const Tensor& losses, const Tensor& lse);
-Launches plan_cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                     const Tensor& grad_losses, int64_t ignore_index, const Tensor& dlogits);
-Launches plan_adamw_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                         const AdamWParams& p);
+Launches plan_layer_norm_forward(const LayerNormForwardArgs& args);
+Launches plan_layer_norm_backward(const LayerNormBackwardArgs& args);
+Launches plan_cross_entropy_forward(const CrossEntropyForwardArgs& args);
+Launches plan_cross_entropy_backward(const CrossEntropyBackwardArgs& args);
+Launches plan_adamw_step(const AdamWStepArgs& args);
 void training_kernel_names(std::vector<std::string>& names);
 
 // plan_attention.cpp
-Launches plan_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p,
-                                const Tensor& out, const Tensor& lse);
-Launches plan_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                                 const Tensor& lse, const Tensor& dout, const AttentionParams& p, const Tensor& dq,
-                                 const Tensor& dk, const Tensor& dv);
+Launches plan_attention_forward(const AttentionForwardArgs& args);
+Launches plan_attention_backward(const AttentionBackwardArgs& args);
 void attention_kernel_names(std::vector<std::string>& names);
 
 // Every kernel name a plan can request (the test checks each exists in the kernel library).

@@ -40,7 +40,7 @@ class ScopedEnv {
 
 TEST(MetalPlans, LaunchesEstimateTheirWorkFromTheGridByDefault) {
   Tensor out = empty({1000}, DType::Float32, Device::Metal);
-  const Launches launches = plan_random(out, /*normal=*/false, 1, 0);
+  const Launches launches = plan_random({out, /*normal=*/false, 1, 0});
   ASSERT_FALSE(launches.empty());
   for (const Dispatch& d : launches) EXPECT_EQ(d.work, grid_work(d)) << d.kernel;
 }
@@ -50,7 +50,7 @@ TEST(MetalPlans, MatmulEstimatesItsOperations) {
   for (DType t : {DType::Float32, DType::Float16, DType::Int32, DType::Int64}) {
     Tensor a = zeros({batch, m, k}, t, Device::Metal), b = zeros({batch, k, n}, t, Device::Metal);
     Tensor out = empty({batch, m, n}, t, Device::Metal);
-    const Launches launches = plan_matmul(a, b, out);
+    const Launches launches = plan_matmul({a, b, out});
     ASSERT_EQ(launches.size(), 1u);
     // Integer products run the naive kernel, counted 8 times (plan_matmul.cpp says why).
     const uint64_t factor = is_floating(t) ? 1 : 8;
@@ -70,12 +70,12 @@ TEST(MetalPlans, AttentionEstimatesItsOperationsAndBindsAFloatBufferForAnAbsentM
   const uint64_t scores = uint64_t(B * Hq * Lq * Lk);
   auto product_work = [&](uint64_t products) { return scores * (2 * products * D + 32); };  // D is a multiple of 8
 
-  const Launches forward = plan_attention_forward(q_odd, k, v, p, out, lse);
+  const Launches forward = plan_attention_forward({q_odd, k, v, p, out, lse});
   ASSERT_EQ(forward.size(), 1u);
   EXPECT_EQ(forward[0].work, product_work(2));
   Tensor dq = empty(q.shape(), DType::Float16, Device::Metal), dk = empty(k.shape(), DType::Float16, Device::Metal),
          dv = empty(v.shape(), DType::Float16, Device::Metal);
-  const Launches backward = plan_attention_backward(q_odd, k, v, out, lse, out, p, dq, dk, dv);
+  const Launches backward = plan_attention_backward({q_odd, k, v, out, lse, out, p, dq, dk, dv});
   ASSERT_EQ(backward.size(), 3u);  // delta, dQ, dK/dV
   EXPECT_EQ(backward[0].work, grid_work(backward[0]));
   EXPECT_EQ(backward[1].work, product_work(3));
