@@ -8,6 +8,10 @@
 
 #include "ops.h"
 
+namespace orchard {
+void AutogradMetaDeleter::operator()(AutogradMeta* m) const { delete m; }
+}  // namespace orchard
+
 namespace orchard::autograd {
 
 namespace {
@@ -16,7 +20,7 @@ thread_local const char* t_running_node = nullptr;  // for error messages from s
 std::atomic<uint64_t> g_sequence{0};
 
 AutogradMeta& meta(const Tensor& t) {
-  if (!t.impl()->autograd) t.impl()->autograd = std::make_unique<AutogradMeta>();
+  if (!t.impl()->autograd) t.impl()->autograd.reset(new AutogradMeta);
   return *t.impl()->autograd;
 }
 const AutogradMeta* meta_if(const Tensor& t) { return t.defined() ? t.impl()->autograd.get() : nullptr; }

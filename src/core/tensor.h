@@ -13,7 +13,11 @@
 
 namespace orchard {
 
-struct AutogradMeta;  // autograd.h
+// A tensor's autograd state (autograd.h), deleted in autograd.cpp: this layer needs nothing from it.
+struct AutogradMeta;
+struct AutogradMetaDeleter {
+  void operator()(AutogradMeta* m) const;
+};
 
 class TensorImpl : public RefCounted {
  public:
@@ -26,7 +30,7 @@ class TensorImpl : public RefCounted {
   int64_t offset;   // in elements
   DType dtype;
   bool wrapped_number = false;  // a Python scalar: promotes weakly (see promote_with_scalar)
-  std::unique_ptr<AutogradMeta> autograd;  // created on first autograd use
+  std::unique_ptr<AutogradMeta, AutogradMetaDeleter> autograd;  // created on first autograd use
 };
 
 class Tensor {
@@ -89,5 +93,9 @@ class Tensor {
  private:
   Ptr<TensorImpl> impl_;
 };
+
+// Normalises dim for a tensor that has dims to index: normalize_dim also accepts 0 and -1 for a 0-d
+// tensor (reductions and softmax take them), but a 0-d tensor has no shape()[0] to read.
+int64_t existing_dim(const Tensor& t, int64_t dim, const char* op);
 
 }  // namespace orchard
