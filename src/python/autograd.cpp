@@ -40,11 +40,8 @@ void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
       .def_prop_ro("grad_fn", [](const Tensor& t) { return node_or_none(autograd::grad_fn(t)); })
       .def_prop_ro("is_leaf", &autograd::is_leaf)
       .def("backward", [](const Tensor& t, std::optional<Tensor> gradient, bool retain_graph) {
-        nogil([&] {
-          autograd::backward({t}, {gradient.value_or(Tensor())}, retain_graph);
-          return 0;
-        });
-      }, nb::arg("gradient").none() = nb::none(), nb::arg("retain_graph") = false);
+        autograd::backward({t}, {gradient.value_or(Tensor())}, retain_graph);
+      }, nb::arg("gradient").none() = nb::none(), nb::arg("retain_graph") = false, nogil());
 
   nb::module_ ag = m.def_submodule("_autograd", "Autograd engine (see orchard.autograd)");
   ag.def("is_grad_enabled", &autograd::grad_enabled);
@@ -53,16 +50,17 @@ void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
                         bool retain_graph) {
     std::vector<Tensor> gs;
     for (const auto& g : grads) gs.push_back(g.value_or(Tensor()));
-    nogil([&] {
-      autograd::backward(roots, gs, retain_graph);
-      return 0;
-    });
-  }, nb::arg("tensors"), nb::arg("grad_tensors"), nb::arg("retain_graph") = false);
+    autograd::backward(roots, gs, retain_graph);
+  }, nb::arg("tensors"), nb::arg("grad_tensors"), nb::arg("retain_graph") = false, nogil());
   ag.def("grad", [](const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                     const std::vector<std::optional<Tensor>>& grad_outputs, bool retain_graph, bool allow_unused) {
     std::vector<Tensor> gs;
     for (const auto& g : grad_outputs) gs.push_back(g.value_or(Tensor()));
-    std::vector<Tensor> result = nogil([&] { return autograd::grad(outputs, inputs, gs, retain_graph, allow_unused); });
+    std::vector<Tensor> result;
+    {
+      nb::gil_scoped_release release;
+      result = autograd::grad(outputs, inputs, gs, retain_graph, allow_unused);
+    }
     nb::list out;
     for (const Tensor& r : result) out.append(r.defined() ? nb::cast(r) : nb::none());
     return nb::tuple(out);

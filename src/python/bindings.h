@@ -33,18 +33,22 @@ struct DeviceArg {
 };
 Device device_or(const std::optional<DeviceArg>& d, Device fallback);
 
+// A dim argument: None, an int or a sequence of ints, converted with the GIL held; an invalid one is
+// reported when used, naming the op (TypeError).
+struct DimsArg {
+  std::vector<int64_t> dims;
+  bool valid = true;
+  const std::vector<int64_t>& get(const char* op) const;
+};
+
 // Shapes given as f(2, 3), f((2, 3)) or f([2, 3]).
 Shape shape_from(const nb::args& args, const char* op);
-// dim=None | int | tuple of ints.
+// dim=None | int | tuple of ints, for bindings that hold the GIL anyway.
 std::vector<int64_t> dims_from(const nb::handle& dim, const char* op);
 
-// Runs f with the GIL released (kernels never touch Python objects). Returns what f returns,
-// references included (in-place methods return self).
-template <typename F>
-decltype(auto) nogil(F&& f) {
-  nb::gil_scoped_release release;
-  return f();
-}
+// Releases the GIL while a bound function runs (kernels never touch Python objects); nanobind
+// converts the arguments and the result with it held.
+using nogil = nb::call_guard<nb::gil_scoped_release>;
 
 void bind_types(nb::module_& m);
 void bind_tensor(nb::module_& m);
@@ -67,6 +71,15 @@ struct type_caster<orchard::python::TensorArg> {
   bool from_python(handle src, uint8_t flags, cleanup_list* cleanup) noexcept;
   static handle from_cpp(const orchard::python::TensorArg& v, rv_policy p, cleanup_list* c) noexcept {
     return make_caster<orchard::Tensor>::from_cpp(v.t, p, c);
+  }
+};
+
+template <>
+struct type_caster<orchard::python::DimsArg> {
+  NB_TYPE_CASTER(orchard::python::DimsArg, const_name("int | tuple[int, ...] | None"))
+  bool from_python(handle src, uint8_t flags, cleanup_list* cleanup) noexcept;
+  static handle from_cpp(const orchard::python::DimsArg& d, rv_policy p, cleanup_list* c) noexcept {
+    return make_caster<std::vector<int64_t>>::from_cpp(d.dims, p, c);
   }
 };
 

@@ -123,7 +123,8 @@ void bind_indexing(nb::class_<Tensor>& cls) {
       // As in NumPy and PyTorch, leading size-1 dims of the value beyond the target's are dropped.
       Tensor v = value.t;
       while (v.ndim() > view.ndim() && v.shape()[0] == 1) v = v.squeeze(0);
-      nogil([&] { return copy_(view, v); });
+      nb::gil_scoped_release release;
+      copy_(view, v);
       return;
     }
     // A single bool mask over the whole tensor: t[mask] = value.
@@ -132,7 +133,8 @@ void bind_indexing(nb::class_<Tensor>& cls) {
       Tensor mask = nb::cast<Tensor>(key);
       // A 0-d value of another device is a scalar, as in PyTorch: cast, then move it to t's device.
       Tensor v = value.t.reshape({}).to(t.dtype()).to(t.device());
-      nogil([&] { return copy_(t, where(mask, v, t)); });
+      nb::gil_scoped_release release;
+      copy_(t, where(mask, v, t));
       return;
     }
     throw IndexError("assignment with integer index tensors is not supported; "

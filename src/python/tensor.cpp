@@ -18,7 +18,7 @@ nb::tuple to_tuple(const std::vector<int64_t>& v) {
 // Reflected operators: `2 - t` is sub(2, t).
 template <BinaryOp Op>
 Tensor reflected(const Tensor& self, const TensorArg& other) {
-  return nogil([&] { return binary(Op, other.t, self); });
+  return binary(Op, other.t, self);
 }
 
 }  // namespace
@@ -81,66 +81,61 @@ void bind_tensor(nb::module_& m) {
       .def("unsqueeze", &Tensor::unsqueeze, nb::arg("dim"))
       .def("narrow", &Tensor::narrow, nb::arg("dim"), nb::arg("start"), nb::arg("length"))
       .def("select", &Tensor::select, nb::arg("dim"), nb::arg("index"))
-      .def("contiguous", [](const Tensor& t) { return nogil([&] { return t.contiguous(); }); })
-      .def("clone", [](const Tensor& t) { return nogil([&] { return t.clone(); }); })
+      .def("contiguous", &Tensor::contiguous, nogil())
+      .def("clone", &Tensor::clone, nogil())
       .def("detach", &Tensor::detach);
 
   // Conversions.
   cls.def("to", [](const Tensor& t, std::optional<DeviceArg> device, std::optional<DType> dtype) {
-        Device dev = device_or(device, t.device());
-        return nogil([&] { return t.to(dtype.value_or(t.dtype())).to(dev); });
-      }, nb::arg("device").none() = nb::none(), nb::arg("dtype").none() = nb::none())
-      .def("to", [](const Tensor& t, DType dtype) { return nogil([&] { return t.to(dtype); }); }, nb::arg("dtype"))
-      .def("cpu", [](const Tensor& t) { return nogil([&] { return t.to(Device::CPU); }); })
-      .def("float", [](const Tensor& t) { return nogil([&] { return t.to(DType::Float32); }); })
-      .def("double", [](const Tensor& t) { return nogil([&] { return t.to(DType::Float64); }); })
-      .def("half", [](const Tensor& t) { return nogil([&] { return t.to(DType::Float16); }); })
-      .def("bfloat16", [](const Tensor& t) { return nogil([&] { return t.to(DType::BFloat16); }); })
-      .def("int", [](const Tensor& t) { return nogil([&] { return t.to(DType::Int32); }); })
-      .def("long", [](const Tensor& t) { return nogil([&] { return t.to(DType::Int64); }); })
-      .def("bool", [](const Tensor& t) { return nogil([&] { return t.to(DType::Bool); }); });
+        return t.to(dtype.value_or(t.dtype())).to(device_or(device, t.device()));
+      }, nb::arg("device").none() = nb::none(), nb::arg("dtype").none() = nb::none(), nogil())
+      .def("to", [](const Tensor& t, DType dtype) { return t.to(dtype); }, nogil(), nb::arg("dtype"))
+      .def("cpu", [](const Tensor& t) { return t.to(Device::CPU); }, nogil())
+      .def("float", [](const Tensor& t) { return t.to(DType::Float32); }, nogil())
+      .def("double", [](const Tensor& t) { return t.to(DType::Float64); }, nogil())
+      .def("half", [](const Tensor& t) { return t.to(DType::Float16); }, nogil())
+      .def("bfloat16", [](const Tensor& t) { return t.to(DType::BFloat16); }, nogil())
+      .def("int", [](const Tensor& t) { return t.to(DType::Int32); }, nogil())
+      .def("long", [](const Tensor& t) { return t.to(DType::Int64); }, nogil())
+      .def("bool", [](const Tensor& t) { return t.to(DType::Bool); }, nogil());
 
   // Operators. Python scalars arrive as weakly typed 0-d tensors (TensorArg).
   auto bin = [](BinaryOp op) {
-    return [op](const Tensor& a, const TensorArg& b) { return nogil([&] { return binary(op, a, b.t); }); };
+    return [op](const Tensor& a, const TensorArg& b) { return binary(op, a, b.t); };
   };
   auto inplace = [](BinaryOp op) {
-    return [op](Tensor& a, const TensorArg& b) -> Tensor& {
-      return nogil([&]() -> Tensor& { return binary_(op, a, b.t); });
-    };
+    return [op](Tensor& a, const TensorArg& b) -> Tensor& { return binary_(op, a, b.t); };
   };
-  cls.def("__add__", bin(BinaryOp::Add)).def("__radd__", &reflected<BinaryOp::Add>)
-      .def("__sub__", bin(BinaryOp::Sub)).def("__rsub__", &reflected<BinaryOp::Sub>)
-      .def("__mul__", bin(BinaryOp::Mul)).def("__rmul__", &reflected<BinaryOp::Mul>)
-      .def("__truediv__", bin(BinaryOp::Div)).def("__rtruediv__", &reflected<BinaryOp::Div>)
-      .def("__pow__", bin(BinaryOp::Pow)).def("__rpow__", &reflected<BinaryOp::Pow>)
-      .def("__eq__", bin(BinaryOp::Eq)).def("__ne__", bin(BinaryOp::Ne))
-      .def("__lt__", bin(BinaryOp::Lt)).def("__le__", bin(BinaryOp::Le))
-      .def("__gt__", bin(BinaryOp::Gt)).def("__ge__", bin(BinaryOp::Ge))
-      .def("__and__", bin(BinaryOp::LogicalAnd)).def("__or__", bin(BinaryOp::LogicalOr))
-      .def("__iadd__", inplace(BinaryOp::Add), nb::rv_policy::none)
-      .def("__isub__", inplace(BinaryOp::Sub), nb::rv_policy::none)
-      .def("__imul__", inplace(BinaryOp::Mul), nb::rv_policy::none)
-      .def("__itruediv__", inplace(BinaryOp::Div), nb::rv_policy::none)
-      .def("__matmul__", [](const Tensor& a, const Tensor& b) { return nogil([&] { return matmul(a, b); }); })
-      .def("__rmatmul__", [](const Tensor& a, const Tensor& b) { return nogil([&] { return matmul(b, a); }); })
-      .def("__neg__", [](const Tensor& a) { return nogil([&] { return unary(UnaryOp::Neg, a); }); })
-      .def("__abs__", [](const Tensor& a) { return nogil([&] { return unary(UnaryOp::Abs, a); }); })
-      .def("__invert__", [](const Tensor& a) { return nogil([&] { return unary(UnaryOp::LogicalNot, a); }); })
+  cls.def("__add__", bin(BinaryOp::Add), nogil()).def("__radd__", &reflected<BinaryOp::Add>, nogil())
+      .def("__sub__", bin(BinaryOp::Sub), nogil()).def("__rsub__", &reflected<BinaryOp::Sub>, nogil())
+      .def("__mul__", bin(BinaryOp::Mul), nogil()).def("__rmul__", &reflected<BinaryOp::Mul>, nogil())
+      .def("__truediv__", bin(BinaryOp::Div), nogil()).def("__rtruediv__", &reflected<BinaryOp::Div>, nogil())
+      .def("__pow__", bin(BinaryOp::Pow), nogil()).def("__rpow__", &reflected<BinaryOp::Pow>, nogil())
+      .def("__eq__", bin(BinaryOp::Eq), nogil()).def("__ne__", bin(BinaryOp::Ne), nogil())
+      .def("__lt__", bin(BinaryOp::Lt), nogil()).def("__le__", bin(BinaryOp::Le), nogil())
+      .def("__gt__", bin(BinaryOp::Gt), nogil()).def("__ge__", bin(BinaryOp::Ge), nogil())
+      .def("__and__", bin(BinaryOp::LogicalAnd), nogil()).def("__or__", bin(BinaryOp::LogicalOr), nogil())
+      .def("__iadd__", inplace(BinaryOp::Add), nogil(), nb::rv_policy::none)
+      .def("__isub__", inplace(BinaryOp::Sub), nogil(), nb::rv_policy::none)
+      .def("__imul__", inplace(BinaryOp::Mul), nogil(), nb::rv_policy::none)
+      .def("__itruediv__", inplace(BinaryOp::Div), nogil(), nb::rv_policy::none)
+      .def("__matmul__", [](const Tensor& a, const Tensor& b) { return matmul(a, b); }, nogil())
+      .def("__rmatmul__", [](const Tensor& a, const Tensor& b) { return matmul(b, a); }, nogil())
+      .def("__neg__", [](const Tensor& a) { return unary(UnaryOp::Neg, a); }, nogil())
+      .def("__abs__", [](const Tensor& a) { return unary(UnaryOp::Abs, a); }, nogil())
+      .def("__invert__", [](const Tensor& a) { return unary(UnaryOp::LogicalNot, a); }, nogil())
       .def("__hash__", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.impl()); });
 
   // In-place methods return self.
-  cls.def("add_", inplace(BinaryOp::Add), nb::rv_policy::none)
-      .def("sub_", inplace(BinaryOp::Sub), nb::rv_policy::none)
-      .def("mul_", inplace(BinaryOp::Mul), nb::rv_policy::none)
-      .def("div_", inplace(BinaryOp::Div), nb::rv_policy::none)
-      .def("fill_", [](Tensor& t, double v) -> Tensor& { return nogil([&]() -> Tensor& { return fill_(t, v); }); },
+  cls.def("add_", inplace(BinaryOp::Add), nogil(), nb::rv_policy::none)
+      .def("sub_", inplace(BinaryOp::Sub), nogil(), nb::rv_policy::none)
+      .def("mul_", inplace(BinaryOp::Mul), nogil(), nb::rv_policy::none)
+      .def("div_", inplace(BinaryOp::Div), nogil(), nb::rv_policy::none)
+      .def("fill_", [](Tensor& t, double v) -> Tensor& { return fill_(t, v); }, nogil(),
            nb::rv_policy::none)
-      .def("zero_", [](Tensor& t) -> Tensor& { return nogil([&]() -> Tensor& { return fill_(t, 0.0); }); },
+      .def("zero_", [](Tensor& t) -> Tensor& { return fill_(t, 0.0); }, nogil(),
            nb::rv_policy::none)
-      .def("copy_", [](Tensor& t, const TensorArg& src) -> Tensor& {
-        return nogil([&]() -> Tensor& { return copy_(t, src.t); });
-      },
+      .def("copy_", [](Tensor& t, const TensorArg& src) -> Tensor& { return copy_(t, src.t); }, nogil(),
            nb::rv_policy::none);
 
   bind_indexing(cls);

@@ -29,6 +29,11 @@ std::vector<int64_t> dims_from(const nb::handle& dim, const char* op) {
   }
 }
 
+const std::vector<int64_t>& DimsArg::get(const char* op) const {
+  if (!valid) throw TypeError(std::string(op) + ": dim must be None, an int or a tuple of ints");
+  return dims;
+}
+
 Device device_or(const std::optional<DeviceArg>& d, Device fallback) { return d ? d->get() : fallback; }
 
 void bind_types(nb::module_& m) {
@@ -94,6 +99,19 @@ bool type_caster<orchard::python::TensorArg>::from_python(handle src, uint8_t fl
   } catch (...) {
     return false;
   }
+}
+
+// Accepts any object, so that a bad one reaches the op, which names itself in the error.
+bool type_caster<orchard::python::DimsArg>::from_python(handle src, uint8_t, cleanup_list*) noexcept {
+  try {
+    value.dims = orchard::python::dims_from(src, "");
+    value.valid = true;
+  } catch (const std::exception&) {
+    PyErr_Clear();
+    value.dims.clear();
+    value.valid = false;
+  }
+  return true;
 }
 
 bool type_caster<orchard::python::DeviceArg>::from_python(handle src, uint8_t flags, cleanup_list* cleanup) noexcept {
