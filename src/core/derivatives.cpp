@@ -50,47 +50,61 @@ BackwardFn identity(size_t inputs) {
   return [inputs](const Tensor& g) { return Grads(inputs, g); };
 }
 
+// Each case saves exactly what its formula reads, in the closure it returns.
 BackwardFn unary(UnaryOp op, const Tensor& x_in, const Tensor& out_in) {
-  bool uses_out = op == UnaryOp::Exp || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::Tanh ||
-                  op == UnaryOp::Sigmoid;
-  SavedTensor x = uses_out ? Tensor() : x_in, out = uses_out ? out_in : Tensor();
-  return [op, x, out](const Tensor& g) -> Grads {
-    switch (op) {
-      case UnaryOp::Neg: return {unary(UnaryOp::Neg, g)};
-      case UnaryOp::Abs: {
-        const Tensor& v = x.get();
-        return {mul(g, sub(mask_as(gt(v, scalar(0, v)), v), mask_as(lt(v, scalar(0, v)), v)))};
-      }
-      case UnaryOp::Relu: return {where(gt(x.get(), scalar(0, x.get())), g, scalar(0, g))};
-      case UnaryOp::Exp: return {mul(g, out.get())};
-      case UnaryOp::Log: return {div(g, x.get())};
-      case UnaryOp::Sqrt: return {div(g, mul(scalar(2, out.get()), out.get()))};
-      case UnaryOp::Rsqrt: {
-        const Tensor& y = out.get();
-        return {mul(g, mul(scalar(-0.5, y), mul(y, mul(y, y))))};
-      }
-      case UnaryOp::Tanh: {
-        const Tensor& y = out.get();
-        return {mul(g, sub(scalar(1, y), mul(y, y)))};
-      }
-      case UnaryOp::Sigmoid: {
-        const Tensor& y = out.get();
-        return {mul(g, mul(y, sub(scalar(1, y), y)))};
-      }
-      case UnaryOp::GeluExact:
-      case UnaryOp::GeluTanh:  // one fused kernel: grad * gelu'(x)
-        return {orchard::binary(op == UnaryOp::GeluTanh ? BinaryOp::GeluBackwardTanh : BinaryOp::GeluBackwardExact,
-                                g, x.get())};
-      case UnaryOp::Erf: {
-        const Tensor& v = x.get();
-        return {mul(g, mul(scalar(2 / std::sqrt(M_PI), v), unary(UnaryOp::Exp, unary(UnaryOp::Neg, mul(v, v)))))};
-      }
-      case UnaryOp::Sin: return {mul(g, unary(UnaryOp::Cos, x.get()))};
-      case UnaryOp::Cos: return {unary(UnaryOp::Neg, mul(g, unary(UnaryOp::Sin, x.get())))};
-      case UnaryOp::LogicalNot: break;
-    }
-    return {Tensor()};
+  auto of_x = [&](auto formula) {
+    return BackwardFn([x = SavedTensor(x_in), formula](const Tensor& g) { return Grads{formula(g, x.get())}; });
   };
+  auto of_out = [&](auto formula) {
+    return BackwardFn([y = SavedTensor(out_in), formula](const Tensor& g) { return Grads{formula(g, y.get())}; });
+  };
+  switch (op) {
+    case UnaryOp::Neg: return [](const Tensor& g) { return Grads{unary(UnaryOp::Neg, g)}; };
+    case UnaryOp::Abs:
+      return of_x([](const Tensor& g, const Tensor& x) {
+        return mul(g, sub(mask_as(gt(x, scalar(0, x)), x), mask_as(lt(x, scalar(0, x)), x)));
+      });
+    case UnaryOp::Relu:
+      return of_x([](const Tensor& g, const Tensor& x) { return where(gt(x, scalar(0, x)), g, scalar(0, g)); });
+    case UnaryOp::Exp: return of_out([](const Tensor& g, const Tensor& y) { return mul(g, y); });
+    case UnaryOp::Log: return of_x([](const Tensor& g, const Tensor& x) { return div(g, x); });
+    case UnaryOp::Sqrt: return of_out([](const Tensor& g, const Tensor& y) { return div(g, mul(scalar(2, y), y)); });
+    case UnaryOp::Rsqrt:
+      return of_out([](const Tensor& g, const Tensor& y) { return mul(g, mul(scalar(-0.5, y), mul(y, mul(y, y)))); });
+    case UnaryOp::Tanh:
+      return of_out([](const Tensor& g, const Tensor& y) { return mul(g, sub(scalar(1, y), mul(y, y))); });
+    case UnaryOp::Sigmoid:
+      return of_out([](const Tensor& g, const Tensor& y) { return mul(g, mul(y, sub(scalar(1, y), y))); });
+    case UnaryOp::GeluExact:
+    case UnaryOp::GeluTanh: {  // one fused kernel: grad * gelu'(x)
+      const BinaryOp backward = op == UnaryOp::GeluTanh ? BinaryOp::GeluBackwardTanh : BinaryOp::GeluBackwardExact;
+      return of_x([backward](const Tensor& g, const Tensor& x) { return orchard::binary(backward, g, x); });
+    }
+    case UnaryOp::Erf:
+      return of_x([](const Tensor& g, const Tensor& x) {
+        return mul(g, mul(scalar(2 / std::sqrt(M_PI), x), unary(UnaryOp::Exp, unary(UnaryOp::Neg, mul(x, x)))));
+      });
+    case UnaryOp::Sin: return of_x([](const Tensor& g, const Tensor& x) { return mul(g, unary(UnaryOp::Cos, x)); });
+    case UnaryOp::Cos:
+      return of_x([](const Tensor& g, const Tensor& x) { return unary(UnaryOp::Neg, mul(g, unary(UnaryOp::Sin, x))); });
+    case UnaryOp::LogicalNot: break;
+  }
+  return identity();  // never recorded: bool outputs have no gradient
+}
+
+BinarySaves binary_saves(BinaryOp op, const Needs& needs) {
+  const bool na = needs[0], nb = needs[1];
+  switch (op) {
+    case BinaryOp::Mul: return {nb, na, false};
+    case BinaryOp::Div:
+    case BinaryOp::SafeDiv: return {false, true, nb};
+    case BinaryOp::Pow: return {true, true, nb};
+    case BinaryOp::Maximum:
+    case BinaryOp::Minimum: return {true, true, false};
+    case BinaryOp::GeluBackwardExact:
+    case BinaryOp::GeluBackwardTanh: return {false, na, false};
+    default: return {false, false, false};
+  }
 }
 
 BackwardFn binary(BinaryOp op, const Tensor& a_in_arg, const Tensor& b_in_arg, const Tensor& out_in,
@@ -100,17 +114,10 @@ BackwardFn binary(BinaryOp op, const Tensor& a_in_arg, const Tensor& b_in_arg, c
   auto resident = [&](const Tensor& t) {
     return t.is_wrapped_number() && t.device() != out_in.device() ? t.to(out_in.dtype()).to(out_in.device()) : t;
   };
-  const Tensor a_in = resident(a_in_arg), b_in = resident(b_in_arg);
-  SavedTensor a, b, out;
-  switch (op) {
-    case BinaryOp::Mul: a = needs[1] ? a_in : Tensor(); b = needs[0] ? b_in : Tensor(); break;
-    case BinaryOp::Div: case BinaryOp::SafeDiv: b = b_in; out = needs[1] ? out_in : Tensor(); break;
-    case BinaryOp::Pow: a = a_in; b = b_in; out = needs[1] ? out_in : Tensor(); break;
-    case BinaryOp::Maximum: case BinaryOp::Minimum: a = a_in; b = b_in; break;
-    case BinaryOp::GeluBackwardExact: case BinaryOp::GeluBackwardTanh: b = needs[0] ? b_in : Tensor(); break;
-    default: break;
-  }
-  bool na = needs[0], nb = needs[1];
+  const BinarySaves saves = binary_saves(op, needs);
+  const SavedTensor a = saves.a ? resident(a_in_arg) : Tensor(), b = saves.b ? resident(b_in_arg) : Tensor(),
+                    out = saves.out ? out_in : Tensor();
+  const bool na = needs[0], nb = needs[1];
   // x ** c for a Python number c (always on the host): d/dx = c * x^(c-1) with c known now, so
   // the common c = 2 and c = 1 need no pow at all.
   std::optional<double> exponent;
@@ -188,32 +195,32 @@ BackwardFn reduce(ReduceOp op, const Tensor& x_in, const std::vector<int64_t>& d
       count *= shape[i];
       kept[i] = 1;
     }
-  bool uses_x = op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::Var || op == ReduceOp::LogSumExp;
-  bool uses_out = op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::LogSumExp;
-  SavedTensor x = uses_x ? x_in : Tensor(), out = uses_out ? out_in : Tensor();
-  return [=](const Tensor& g_in) -> Grads {
-    Tensor g = g_in.reshape(kept);
-    switch (op) {
-      case ReduceOp::Sum: return {g.expand(shape)};
-      case ReduceOp::Mean: return {div(g, scalar(double(count), g)).expand(shape)};
-      case ReduceOp::Max:
-      case ReduceOp::Min: {
-        // Ties share the gradient evenly (PyTorch's amax/amin).
+  switch (op) {
+    case ReduceOp::Sum: return [=](const Tensor& g) { return Grads{g.reshape(kept).expand(shape)}; };
+    case ReduceOp::Mean:
+      return [=](const Tensor& g) { return Grads{div(g.reshape(kept), scalar(double(count), g)).expand(shape)}; };
+    case ReduceOp::Max:
+    case ReduceOp::Min:
+      // Ties share the gradient evenly (PyTorch's amax/amin).
+      return [=, x = SavedTensor(x_in), out = SavedTensor(out_in)](const Tensor& g) {
         Tensor hit = mask_as(eq(x.get(), out.get().reshape(kept)), g);
-        return {mul(div(g, sum(hit, dims, true)), hit)};
-      }
-      case ReduceOp::Var: {
+        return Grads{mul(div(g.reshape(kept), sum(hit, dims, true)), hit)};
+      };
+    case ReduceOp::Var:
+      return [=, x = SavedTensor(x_in)](const Tensor& g) {
         const Tensor& v = x.get();
         Tensor centered = sub(v, mean(v, dims, true));
         double denom = std::max<double>(double(count - correction), 0.0);
-        return {mul(mul(g, scalar(2.0 / denom, g)), centered)};
-      }
-      case ReduceOp::LogSumExp:
-        return {mul(g, unary(UnaryOp::Exp, sub(x.get(), out.get().reshape(kept))))};
-      default: break;
-    }
-    return {Tensor()};
-  };
+        return Grads{mul(mul(g.reshape(kept), scalar(2.0 / denom, g)), centered)};
+      };
+    case ReduceOp::LogSumExp:
+      return [=, x = SavedTensor(x_in), out = SavedTensor(out_in)](const Tensor& g) {
+        return Grads{mul(g.reshape(kept), unary(UnaryOp::Exp, sub(x.get(), out.get().reshape(kept))))};
+      };
+    case ReduceOp::ArgMax:
+    case ReduceOp::ArgMin: break;
+  }
+  return identity();  // never recorded: integer outputs have no gradient
 }
 
 BackwardFn softmax(const Tensor& out_in, int64_t dim, bool log) {
@@ -306,6 +313,89 @@ BackwardFn cat(const std::vector<Tensor>& inputs, int64_t dim) {
       start += s;
     }
     return out;
+  };
+}
+
+// ---- views and copies ------------------------------------------------------------------------
+
+BackwardFn reshape(const Shape& in_shape) {
+  return [in_shape](const Tensor& g) { return Grads{g.reshape(in_shape)}; };
+}
+
+BackwardFn transpose(int64_t dim0, int64_t dim1) {
+  return [dim0, dim1](const Tensor& g) { return Grads{g.transpose(dim0, dim1)}; };
+}
+
+BackwardFn permute(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> inverse(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int64_t(i);
+  return [inverse](const Tensor& g) { return Grads{g.permute(inverse)}; };
+}
+
+// ---- in-place writes --------------------------------------------------------------------------
+
+BackwardFn overwrite() {
+  return [](const Tensor&) { return Grads{Tensor()}; };
+}
+
+BackwardFn copy() {
+  return [](const Tensor& g) { return Grads{Tensor(), g}; };
+}
+
+// ---- fused ops: each saves what its runtime backward reads ----------------------------------
+
+BackwardFn layer_norm(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd) {
+  return [sx = SavedTensor(x), sw = SavedTensor(weight), mean, rstd](const Tensor& g) {
+    const Tensor &xs = sx.get(), &ws = sw.get();
+    Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
+    Tensor dw = empty(ws.shape(), ws.dtype(), ws.device()), db = empty(ws.shape(), ws.dtype(), ws.device());
+    if (xs.numel() > 0) {
+      runtime_for(xs.device()).layer_norm_backward({g.to(xs.dtype()).contiguous(), xs, ws, mean, rstd, dx, dw, db});
+    } else {
+      fill_(dw, 0.0);
+      fill_(db, 0.0);
+    }
+    return Grads{dx, dw, db};
+  };
+}
+
+BackwardFn cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
+                         Reduction reduction, double count, const Shape& shape) {
+  return [sx = SavedTensor(logits), targets, lse, ignore_index, reduction, count, shape](const Tensor& g) {
+    const Tensor& xs = sx.get();
+    const int64_t rows = targets.numel();
+    Tensor per_row = g.to(DType::Float32);
+    if (reduction == Reduction::Mean) per_row = div(per_row, scalar_tensor(count, DType::Float32, g.device(), true));
+    per_row = per_row.reshape(reduction == Reduction::None ? Shape{rows} : Shape{1}).expand({rows}).contiguous();
+    Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
+    if (rows > 0) runtime_for(xs.device()).cross_entropy_backward({xs, targets, lse, per_row, ignore_index, dx});
+    return Grads{dx.reshape(shape)};
+  };
+}
+
+BackwardFn dropout(double p, uint64_t seed, uint64_t offset, DType dtype) {
+  // The same mask (same stream position) applied to the gradient: nothing saved.
+  return [p, seed, offset, dtype](const Tensor& g) {
+    return Grads{detail::apply_dropout(g.to(dtype), p, seed, offset)};
+  };
+}
+
+BackwardFn attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                     const Tensor& mask, const AttentionParams& p) {
+  return [q = SavedTensor(q), k = SavedTensor(k), v = SavedTensor(v), out = SavedTensor(out),
+          lse = SavedTensor(lse), mask = SavedTensor(mask), p](const Tensor& grad) {
+    const Tensor &qt = q.get(), &kt = k.get(), m = mask.get();
+    const Device device = qt.device();
+    AttentionParams params = p;
+    params.mask = m.defined() ? &m : nullptr;
+    const Tensor g = grad.to(qt.dtype()).contiguous();
+    Tensor dq = empty(qt.shape(), qt.dtype(), device), dk = empty(kt.shape(), qt.dtype(), device),
+           dv = empty(kt.shape(), qt.dtype(), device);
+    if (qt.numel() > 0)
+      runtime_for(device).attention_backward({qt, kt, v.get(), out.get(), lse.get(), g, params, dq, dk, dv});
+    else
+      for (Tensor* t : {&dk, &dv}) fill_(*t, 0.0);  // no query sees these keys
+    return Grads{dq, dk, dv};
   };
 }
 

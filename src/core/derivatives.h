@@ -20,6 +20,12 @@ const char* node_name(BinaryOp op);
 const char* node_name(ReduceOp op);
 
 BackwardFn unary(UnaryOp op, const Tensor& x, const Tensor& out);
+// Which of a binary op's operands and result its backward reads, given which inputs need a gradient:
+// binary() saves exactly these, and an in-place op keeps copies of them before overwriting.
+struct BinarySaves {
+  bool a, b, out;
+};
+BinarySaves binary_saves(BinaryOp op, const Needs& needs);
 BackwardFn binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, const Needs& needs);
 BackwardFn where(const Tensor& cond);
 BackwardFn identity(size_t inputs = 1);  // cast, clone, to(device), reshape-free copies
@@ -32,5 +38,23 @@ BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn gather(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn scatter_add(int64_t dim, const Tensor& index, const Shape& src_shape, const Needs& needs);
 BackwardFn cat(const std::vector<Tensor>& inputs, int64_t dim);
+
+// Views: the gradient takes the inverse view (expand and squeeze go through identity/reshape;
+// slice and select are Recorder::finish_view's).
+BackwardFn reshape(const Shape& in_shape);
+BackwardFn transpose(int64_t dim0, int64_t dim1);
+BackwardFn permute(const std::vector<int64_t>& dims);
+
+// In-place writes: the overwritten values get no gradient (fill_), or it flows to the source (copy_).
+BackwardFn overwrite();
+BackwardFn copy();
+
+// Fused ops: the runtime's backward kernel, with what it reads saved here.
+BackwardFn layer_norm(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd);
+BackwardFn cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
+                         Reduction reduction, double count, const Shape& shape);
+BackwardFn dropout(double p, uint64_t seed, uint64_t offset, DType dtype);
+BackwardFn attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                     const Tensor& mask, const AttentionParams& p);
 
 }  // namespace orchard::derivatives

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "autograd.h"
+#include "derivatives.h"
 #include "ops_common.h"
 #include "philox.h"
 
@@ -61,7 +61,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::o
   const Device device = mask ? common_device(op, {q, k, v, *mask}) : common_device(op, {q, k, v});
   ORCHARD_CHECK(dropout_p >= 0 && dropout_p < 1, ValueError, op, ": dropout_p must be in [0, 1), got ", dropout_p);
   const int64_t B = q.size(0), Hq = q.size(1), Lq = q.size(2), D = q.size(3), Hkv = k.size(1), Lk = k.size(2);
-  ORCHARD_CHECK(D >= 1 && D <= 256, ValueError, op, ": head dimension must be in 1..256, got ", D, " (",
+  ORCHARD_CHECK(D >= 1 && D <= kMaxHeadDim, ValueError, op, ": head dimension must be in 1..", kMaxHeadDim, ", got ", D, " (",
                 shapes_str(q, k, v), ")");
   ORCHARD_CHECK(k.shape() == v.shape(), ValueError, op, ": k and v must have the same shape, got ",
                 shapes_str(q, k, v));
@@ -90,23 +90,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::o
   Tensor lse = empty({B, Hq, Lq}, DType::Float32, device);
   if (out.numel() > 0) runtime_for(device).attention_forward({qc, kc, vc, p, out, lse});
 
-  return rec.finish(out, [&] {
-    return [q = autograd::SavedTensor(qc), k = autograd::SavedTensor(kc), v = autograd::SavedTensor(vc),
-            out = autograd::SavedTensor(out), lse = autograd::SavedTensor(lse),
-            mask = autograd::SavedTensor(add_mask), p, device](const Tensor& grad) {
-      const Tensor &qt = q.get(), &kt = k.get(), m = mask.get();
-      AttentionParams params = p;
-      params.mask = m.defined() ? &m : nullptr;
-      const Tensor g = grad.to(qt.dtype()).contiguous();
-      Tensor dq = empty(qt.shape(), qt.dtype(), device), dk = empty(kt.shape(), qt.dtype(), device),
-             dv = empty(kt.shape(), qt.dtype(), device);
-      if (qt.numel() > 0)
-        runtime_for(device).attention_backward({qt, kt, v.get(), out.get(), lse.get(), g, params, dq, dk, dv});
-      else
-        for (Tensor* t : {&dk, &dv}) fill_(*t, 0.0);  // no query sees these keys
-      return std::vector<Tensor>{dq, dk, dv};
-    };
-  });
+  return rec.finish(out, [&] { return derivatives::attention(qc, kc, vc, out, lse, add_mask, p); });
 }
 
 Tensor attention_dropout_mask(int64_t B, int64_t H, int64_t Lq, int64_t Lk, double dropout_p, uint64_t seed,

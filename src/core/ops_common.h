@@ -22,6 +22,9 @@ void check_writable(const Tensor& out, const char* op);
 // `src` as safe to read while `out` is written: a copy when the two overlap differently.
 Tensor unaliased(const Tensor& src, const Tensor& out);
 
+// DTypeError "<op>: <what> must be floating point, got <dtype>; convert with .to(orchard.float32)".
+void check_floating(DType dtype, const char* op, const char* what = "input dtype");
+
 void check_integer_index(const Tensor& index, const char* op);
 // What an op does with index tensor entries outside [0, size) of its dimension `dim`. Index ops
 // refuse them as PyTorch does; only Python-style keys (t[[-1]]) count negative entries from the end.
@@ -37,5 +40,9 @@ Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t 
 // {a1 @ b1, a2 @ b2}, two products of equal cost that the runtime may run side by side; records no
 // gradient (for backward formulas, which run with grad mode off).
 std::pair<Tensor, Tensor> matmul_pair(const Tensor& a1, const Tensor& b1, const Tensor& a2, const Tensor& b2);
+
+// x * keep / (1 - p) for the mask of Philox stream (seed, offset): dropout's forward, and its
+// backward on the gradient. Records no gradient.
+Tensor apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset);
 
 }  // namespace orchard::detail

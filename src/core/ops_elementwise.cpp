@@ -36,6 +36,11 @@ Tensor on_device(const Tensor& t, Device device) { return t.device() == device ?
 // not hold before the cast.
 Tensor on_device(const Tensor& t, Device device, DType dtype) { return on_device(t.to(dtype), device); }
 
+void check_floating(DType dtype, const char* op, const char* what) {
+  ORCHARD_CHECK(is_floating(dtype), DTypeError, op, ": ", what, " must be floating point, got ", dtype_name(dtype),
+                "; convert with .to(orchard.float32)");
+}
+
 void check_writable(const Tensor& out, const char* op) {
   if (out.numel() == 0) return;  // no elements, none shared (PyTorch writes to such views too)
   for (int64_t i = 0; i < out.ndim(); ++i)
@@ -189,19 +194,14 @@ Tensor& binary_(BinaryOp op, Tensor& out, const Tensor& value) {
   // in-place ops may overwrite it again: copies of the target before the op (mul's gradient for
   // `value`, pow, maximum/minimum), of `value` when it is the target itself (t.mul_(t)), and of
   // the result (div's gradient for `value`).
-  const bool recording = rec.active();
-  const bool before_needed = recording && ((op == BinaryOp::Mul && rec.needs(1)) || op == BinaryOp::Pow ||
-                                           op == BinaryOp::Maximum || op == BinaryOp::Minimum);
-  Tensor before = before_needed ? out.clone() : out;
-  Tensor value_seen = recording && value.is_alias_of(out) ? value.clone() : value;
+  const derivatives::Needs needs{rec.needs(0), rec.needs(1)};
+  const derivatives::BinarySaves saves =
+      rec.active() ? derivatives::binary_saves(op, needs) : derivatives::BinarySaves{false, false, false};
+  Tensor before = saves.a ? out.clone() : out;
+  Tensor value_seen = saves.b && value.is_alias_of(out) ? value.clone() : value;
   runtime_for(dev).binary(op, make_loop(out, {out, v}));
   out.storage()->bump_version();
-  const bool result_needed =
-      rec.needs(1) && (op == BinaryOp::Div || op == BinaryOp::SafeDiv || op == BinaryOp::Pow);
-  rec.finish(out, [&] {
-    return derivatives::binary(op, before, value_seen, result_needed ? out.clone() : out,
-                               {rec.needs(0), rec.needs(1)});
-  });
+  rec.finish(out, [&] { return derivatives::binary(op, before, value_seen, saves.out ? out.clone() : out, needs); });
   return out;
 }
 
@@ -210,7 +210,7 @@ Tensor& fill_(Tensor& out, double value) {
   check_writable(out, "fill_");
   runtime_for(out.device()).fill(make_loop(out, {}), Scalar::of(value));
   out.storage()->bump_version();
-  rec.finish(out, [] { return autograd::BackwardFn([](const Tensor&) { return std::vector<Tensor>{Tensor()}; }); });
+  rec.finish(out, [] { return derivatives::overwrite(); });
   return out;
 }
 
@@ -233,7 +233,7 @@ Tensor& copy_(Tensor& out, const Tensor& src) {
     if (!landing.same(out)) runtime_for(out.device()).copy(make_loop(out, {landing}));
   }
   out.storage()->bump_version();
-  rec.finish(out, [] { return autograd::BackwardFn([](const Tensor& g) { return std::vector<Tensor>{Tensor(), g}; }); });
+  rec.finish(out, [] { return derivatives::copy(); });
   return out;
 }
 

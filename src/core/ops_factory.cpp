@@ -61,8 +61,7 @@ Tensor arange(double start, double end, double step, DType dtype, Device device)
 
 namespace {
 Tensor random_tensor(const Shape& shape, DType dtype, Device device, bool normal) {
-  ORCHARD_CHECK(is_floating(dtype), DTypeError, normal ? "randn" : "rand",
-                ": dtype must be floating point, got ", dtype_name(dtype));
+  detail::check_floating(dtype, normal ? "randn" : "rand", "dtype");
   Tensor out = empty(shape, dtype, device);
   auto [seed, offset] = next_random_offset(uint64_t(out.numel()) * (normal ? 2 : 1));
   runtime_for(device).random({out, normal, seed, offset});

@@ -23,9 +23,7 @@ DType reduce_dtype(ReduceOp op, DType in) {
     case ReduceOp::LogSumExp: return is_floating(in) ? in : DType::Float32;
     case ReduceOp::Mean:
     case ReduceOp::Var:
-      ORCHARD_CHECK(is_floating(in), DTypeError, reduce_name(op),
-                    ": input dtype must be floating point, got ", dtype_name(in),
-                    "; convert with .to(orchard.float32)");
+      detail::check_floating(in, reduce_name(op));
       return in;
   }
   return in;
@@ -118,8 +116,7 @@ std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
 namespace {
 Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   autograd::Recorder rec(log ? "LogSoftmaxBackward" : "SoftmaxBackward", {x});
-  ORCHARD_CHECK(is_floating(x.dtype()), DTypeError, log ? "log_softmax" : "softmax",
-                ": input dtype must be floating point, got ", dtype_name(x.dtype()));
+  detail::check_floating(x.dtype(), log ? "log_softmax" : "softmax");
   if (x.ndim() == 0) {
     normalize_dim(dim, 0, log ? "log_softmax" : "softmax");  // 0 or -1, as for other 0-d reductions
     Tensor r = softmax_impl(x.reshape({1}), 0, log).reshape({});

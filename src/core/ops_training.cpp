@@ -1,33 +1,25 @@
 // Front-ends of the fused training ops: layer norm, cross-entropy, dropout and the AdamW step.
-#include "autograd.h"
+#include "derivatives.h"
 #include "ops_common.h"
 
 namespace orchard {
-
-using autograd::SavedTensor;
 
 namespace {
 void check_float_like(const char* op, const Tensor& x, const Tensor& other, const char* name) {
   ORCHARD_CHECK(other.dtype() == x.dtype(), DTypeError, op, ": ", name, " has dtype ", dtype_name(other.dtype()),
                 " but the input has ", dtype_name(x.dtype()), "; they must match");
 }
+}  // namespace
 
-void check_floating(const char* op, const Tensor& x) {
-  ORCHARD_CHECK(is_floating(x.dtype()), DTypeError, op, ": input dtype must be floating point, got ",
-                dtype_name(x.dtype()));
-}
-
-// x * keep / (1 - p) for the mask of stream (seed, offset): dropout's forward and its backward.
-Tensor apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset) {
+Tensor detail::apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset) {
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   if (out.numel() > 0) runtime_for(x.device()).dropout({x.contiguous(), out, p, seed, offset});
   return out;
 }
-}  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   autograd::Recorder rec("LayerNormBackward", {x, weight, bias});
-  check_floating("layer_norm", x);
+  detail::check_floating(x.dtype(), "layer_norm");
   check_float_like("layer_norm", x, weight, "weight");
   check_float_like("layer_norm", x, bias, "bias");
   const int64_t k = weight.ndim();
@@ -42,26 +34,12 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor y = empty(x.shape(), x.dtype(), dev);
   Tensor mean = empty({rows}, DType::Float32, dev), rstd = empty({rows}, DType::Float32, dev);
   if (y.numel() > 0) runtime_for(dev).layer_norm_forward({xc, wc, bc, float(eps), y, mean, rstd});
-  return rec.finish(y, [&] {
-    return autograd::BackwardFn([sx = SavedTensor(xc), sw = SavedTensor(wc), mean, rstd](const Tensor& g) {
-      const Tensor &xs = sx.get(), &ws = sw.get();
-      Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
-      Tensor dw = empty(ws.shape(), ws.dtype(), ws.device()), db = empty(ws.shape(), ws.dtype(), ws.device());
-      if (xs.numel() > 0)
-        runtime_for(xs.device()).layer_norm_backward({g.to(xs.dtype()).contiguous(), xs, ws, mean, rstd, dx, dw, db});
-      else {
-        fill_(dw, 0.0);
-        fill_(db, 0.0);
-      }
-      return std::vector<Tensor>{dx, dw, db};
-    });
-  });
+  return rec.finish(y, [&] { return derivatives::layer_norm(xc, wc, mean, rstd); });
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Reduction reduction) {
   autograd::Recorder rec("CrossEntropyBackward", {logits});
-  ORCHARD_CHECK(is_floating(logits.dtype()), DTypeError, "cross_entropy: logits must be floating point, got ",
-                dtype_name(logits.dtype()));
+  detail::check_floating(logits.dtype(), "cross_entropy", "logits");
   detail::check_integer_index(targets, "cross_entropy");
   ORCHARD_CHECK((logits.ndim() == 2 && targets.ndim() == 1 && targets.shape()[0] == logits.shape()[0]) ||
                     (logits.ndim() == 1 && targets.ndim() == 0),
@@ -83,33 +61,20 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                                               : div(sum(losses), scalar_tensor(count, DType::Float32, dev, true));
   out = out.to(logits.dtype());
   return rec.finish(out, [&] {
-    return autograd::BackwardFn([sx = SavedTensor(x), t, lse, ignore_index, reduction, count, rows,
-                                 shape = logits.shape()](const Tensor& g) {
-      const Tensor& xs = sx.get();
-      Tensor per_row = g.to(DType::Float32);
-      if (reduction == Reduction::Mean) per_row = div(per_row, scalar_tensor(count, DType::Float32, g.device(), true));
-      per_row = per_row.reshape(reduction == Reduction::None ? Shape{rows} : Shape{1}).expand({rows}).contiguous();
-      Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
-      if (rows > 0) runtime_for(xs.device()).cross_entropy_backward({xs, t, lse, per_row, ignore_index, dx});
-      return std::vector<Tensor>{dx.reshape(shape)};
-    });
+    return derivatives::cross_entropy(x, t, lse, ignore_index, reduction, count, logits.shape());
   });
 }
 
 Tensor dropout(const Tensor& x, double p, bool training) {
   ORCHARD_CHECK(p >= 0 && p <= 1, ValueError, "dropout: p must be in [0, 1], got ", p);
-  check_floating("dropout", x);
+  detail::check_floating(x.dtype(), "dropout");
   if (!training || p == 0) return x;
   // p that rounds to 1 in float (as the kernels see it) would keep nothing anyway.
   if (float(p) == 1.0f) return mul(x, scalar_tensor(0.0, DType::Float64, Device::CPU, true));
   autograd::Recorder rec("DropoutBackward", {x});
   const auto [seed, offset] = next_random_offset(uint64_t(x.numel()));
-  Tensor out = apply_dropout(x, p, seed, offset);
-  return rec.finish(out, [&, seed = seed, offset = offset] {
-    return autograd::BackwardFn([p, seed, offset, dtype = x.dtype()](const Tensor& g) {
-      return std::vector<Tensor>{apply_dropout(g.to(dtype), p, seed, offset)};
-    });
-  });
+  Tensor out = detail::apply_dropout(x, p, seed, offset);
+  return rec.finish(out, [&, seed = seed, offset = offset] { return derivatives::dropout(p, seed, offset, x.dtype()); });
 }
 
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWParams& p) {

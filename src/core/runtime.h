@@ -41,6 +41,9 @@ enum class BinaryOp : uint8_t {
 };
 enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, ArgMax, ArgMin, Var, LogSumExp };
 
+// The largest attention head dimension the kernels of every runtime take.
+inline constexpr int64_t kMaxHeadDim = 256;
+
 // FlashAttention over q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D] (Hq a multiple of Hkv: grouped-query),
 // all contiguous and of one float dtype; out [B, Hq, Lq, D] in that dtype, lse [B, Hq, Lq] float32.
 struct AttentionParams {

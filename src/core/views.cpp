@@ -3,7 +3,7 @@
 // core's lowest layer, depends on nothing above it.
 #include <algorithm>
 
-#include "autograd.h"
+#include "derivatives.h"
 #include "errors.h"
 #include "ops.h"
 
@@ -83,16 +83,7 @@ bool view_strides(const Shape& from, const Strides& st, const Shape& to, Strides
 }
 }  // namespace
 
-namespace {
 using autograd::Recorder;
-using Grads = std::vector<Tensor>;
-
-autograd::BackwardFn pass_through();
-
-autograd::BackwardFn reshape_back(const Shape& in_shape) {
-  return [in_shape](const Tensor& g) { return Grads{g.reshape(in_shape)}; };
-}
-}  // namespace
 
 Tensor Tensor::view(Shape shape) const {
   Recorder rec("ViewBackward", {*this});
@@ -103,14 +94,14 @@ Tensor Tensor::view(Shape shape) const {
     ORCHARD_CHECK(view_strides(this->shape(), strides(), shape, st), ValueError, "view: tensor of shape ",
                   shape_str(this->shape()), " with strides ", shape_str(strides()),
                   " cannot be viewed as ", shape_str(shape), " without a copy; use reshape()");
-  return rec.finish(as_strided(shape, st, offset()), [&] { return reshape_back(this->shape()); });
+  return rec.finish(as_strided(shape, st, offset()), [&] { return derivatives::reshape(this->shape()); });
 }
 
 Tensor Tensor::reshape(Shape shape) const {
   Recorder rec("ReshapeBackward", {*this});
   shape = infer_shape(std::move(shape), numel(), this->shape());
   Strides st;
-  auto back = [&] { return reshape_back(this->shape()); };
+  auto back = [&] { return derivatives::reshape(this->shape()); };
   if (numel() == 0) return rec.finish(as_strided(shape, contiguous_strides(shape), offset()), back);
   if (view_strides(this->shape(), strides(), shape, st)) return rec.finish(as_strided(shape, st, offset()), back);
   return rec.finish(contiguous().view(shape), back);
@@ -137,16 +128,14 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
   if (ndim() == 0) {
     normalize_dim(dim0, 0, "transpose");
     normalize_dim(dim1, 0, "transpose");
-    return rec.finish(as_strided(shape(), strides(), offset()), pass_through);
+    return rec.finish(as_strided(shape(), strides(), offset()), [] { return derivatives::identity(); });
   }
   int64_t a = normalize_dim(dim0, ndim(), "transpose"), b = normalize_dim(dim1, ndim(), "transpose");
   Shape sh = shape();
   Strides st = strides();
   std::swap(sh[a], sh[b]);
   std::swap(st[a], st[b]);
-  return rec.finish(as_strided(sh, st, offset()), [a, b] {
-    return [a, b](const Tensor& g) { return Grads{g.transpose(a, b)}; };
-  });
+  return rec.finish(as_strided(sh, st, offset()), [a, b] { return derivatives::transpose(a, b); });
 }
 
 Tensor Tensor::permute(std::vector<int64_t> dims) const {
@@ -164,11 +153,7 @@ Tensor Tensor::permute(std::vector<int64_t> dims) const {
     st[i] = strides()[d];
     dims[i] = d;
   }
-  return rec.finish(as_strided(sh, st, offset()), [&dims] {
-    std::vector<int64_t> inverse(dims.size());
-    for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = int64_t(i);
-    return [inverse](const Tensor& g) { return Grads{g.permute(inverse)}; };
-  });
+  return rec.finish(as_strided(sh, st, offset()), [&dims] { return derivatives::permute(dims); });
 }
 
 Tensor Tensor::expand(Shape target) const {
@@ -192,7 +177,7 @@ Tensor Tensor::expand(Shape target) const {
   }
   checked_numel(target);  // ValueError when the expanded element count overflows
   // Node::apply sums the gradient back to this tensor's shape.
-  return rec.finish(as_strided(target, st, offset()), pass_through);
+  return rec.finish(as_strided(target, st, offset()), [] { return derivatives::identity(); });
 }
 
 Tensor Tensor::squeeze() const {
@@ -201,19 +186,19 @@ Tensor Tensor::squeeze() const {
   Strides st;
   for (int64_t i = 0; i < ndim(); ++i)
     if (shape()[i] != 1) { sh.push_back(shape()[i]); st.push_back(strides()[i]); }
-  return rec.finish(as_strided(sh, st, offset()), [&] { return reshape_back(shape()); });
+  return rec.finish(as_strided(sh, st, offset()), [&] { return derivatives::reshape(shape()); });
 }
 
 Tensor Tensor::squeeze(int64_t dim) const {
   Recorder rec("SqueezeBackward", {*this});
-  if (ndim() == 0) { normalize_dim(dim, 0, "squeeze"); return rec.finish(as_strided({}, {}, offset()), pass_through); }
+  if (ndim() == 0) { normalize_dim(dim, 0, "squeeze"); return rec.finish(as_strided({}, {}, offset()), [] { return derivatives::identity(); }); }
   int64_t d = normalize_dim(dim, ndim(), "squeeze");
-  if (shape()[d] != 1) return rec.finish(as_strided(shape(), strides(), offset()), pass_through);
+  if (shape()[d] != 1) return rec.finish(as_strided(shape(), strides(), offset()), [] { return derivatives::identity(); });
   Shape sh = shape();
   Strides st = strides();
   sh.erase(sh.begin() + d);
   st.erase(st.begin() + d);
-  return rec.finish(as_strided(sh, st, offset()), [&] { return reshape_back(shape()); });
+  return rec.finish(as_strided(sh, st, offset()), [&] { return derivatives::reshape(shape()); });
 }
 
 Tensor Tensor::unsqueeze(int64_t dim) const {
@@ -224,7 +209,7 @@ Tensor Tensor::unsqueeze(int64_t dim) const {
   int64_t stride = d < ndim() ? strides()[d] * shape()[d] : 1;
   sh.insert(sh.begin() + d, 1);
   st.insert(st.begin() + d, stride);
-  return rec.finish(as_strided(sh, st, offset()), [&] { return reshape_back(shape()); });
+  return rec.finish(as_strided(sh, st, offset()), [&] { return derivatives::reshape(shape()); });
 }
 
 Tensor Tensor::slice(int64_t dim, int64_t start, int64_t stop, int64_t step) const {
@@ -272,17 +257,11 @@ Tensor Tensor::narrow(int64_t dim, int64_t start, int64_t length) const {
   return slice(d, start, start + length, 1);
 }
 
-namespace {
-autograd::BackwardFn pass_through() {
-  return [](const Tensor& g) { return Grads{g}; };
-}
-}  // namespace
-
 Tensor Tensor::clone() const {
   Recorder rec("CloneBackward", {*this});
   Tensor out = empty(shape(), dtype(), device());
   copy_(out, *this);
-  return rec.finish(out, pass_through);
+  return rec.finish(out, [] { return derivatives::identity(); });
 }
 
 Tensor Tensor::to(DType dtype) const { return dtype == this->dtype() ? *this : cast(*this, dtype); }
@@ -292,7 +271,7 @@ Tensor Tensor::to(Device device) const {
   Recorder rec("ToDeviceBackward", {*this});  // Node::apply moves the gradient back
   Tensor out = empty(shape(), dtype(), device);
   copy_(out, *this);
-  return rec.finish(out, pass_through);
+  return rec.finish(out, [] { return derivatives::identity(); });
 }
 
 }  // namespace orchard

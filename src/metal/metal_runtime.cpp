@@ -41,7 +41,7 @@ class MetalRuntime final : public Runtime {
   }
 
   Device device() const override { return Device::Metal; }
-  bool supports(DType t) const override { return t != DType::Float64; }
+  bool supports(DType t) const override { return is_metal_dtype(t); }
   void* allocate(size_t nbytes) override { return blocks().allocate(nbytes); }
   void deallocate(void* ptr, size_t nbytes) override { blocks().deallocate(ptr, nbytes); }
   void release_cached_memory() override {

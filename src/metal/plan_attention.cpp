@@ -90,12 +90,12 @@ constexpr bool all_fit() {
   return true;
 }
 static_assert(all_fit(), "an attention tier exceeds 32 KiB of threadgroup memory or its block shapes");
-static_assert(kTiers[sizeof(kTiers) / sizeof(kTiers[0]) - 1].dt == 256, "the last tier must cover head dim 256");
+static_assert(kTiers[sizeof(kTiers) / sizeof(kTiers[0]) - 1].dt == kMaxHeadDim, "the last tier must cover kMaxHeadDim");
 
 const Tier& tier_for(int64_t head_dim) {
   for (const Tier& t : kTiers)
     if (head_dim <= int64_t(t.dt)) return t;
-  throw RuntimeError("metal: attention head dimension " + std::to_string(head_dim) + " is above 256");
+  throw RuntimeError("metal: attention head dimension " + std::to_string(head_dim) + " is above kMaxHeadDim");
 }
 
 const DType kAttentionDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};

@@ -78,8 +78,6 @@ bool has_binary(BinaryOp op, DType t) {
   }
 }
 
-const DType kMetalDTypes[] = {DType::Bool, DType::Int32, DType::Int64, DType::Float16, DType::BFloat16, DType::Float32};
-
 std::string suffix(bool contiguous) { return contiguous ? "_c" : "_s"; }
 
 std::string copy_kernel(DType to, DType from, bool contiguous) {

@@ -19,8 +19,6 @@ namespace {
 
 constexpr uint32_t kThreads = 256;
 
-const DType kMetalDTypes[] = {DType::Bool, DType::Int32, DType::Int64, DType::Float16, DType::BFloat16, DType::Float32};
-
 std::string kernel(const char* op, DType t) { return std::string("index_") + op + "_" + dtype_name(t); }
 
 // A loop over `shape` addressing two contiguous tensors: operand 0 the full tensor (gather's src,

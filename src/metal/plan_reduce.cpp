@@ -77,13 +77,12 @@ const char* reduce_name(ReduceOp op) {
 
 constexpr ReduceOp kReduceOps[] = {ReduceOp::Sum,    ReduceOp::Mean,   ReduceOp::Max, ReduceOp::Min,
                                    ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Var, ReduceOp::LogSumExp};
-const DType kMetalDTypes[] = {DType::Bool, DType::Int32, DType::Int64, DType::Float16, DType::BFloat16, DType::Float32};
 const DType kMetalFloats[] = {DType::Float16, DType::BFloat16, DType::Float32};
 
 // The (op, input dtype) pairs metal/reduce.metal instantiates, matching what src/core requests:
 // integer sums arrive as int64, mean/var/logsumexp as floats, the extremes and arg ops in any dtype.
 bool has_reduce(ReduceOp op, DType t) {
-  if (t == DType::Float64) return false;
+  if (!is_metal_dtype(t)) return false;
   switch (op) {
     case ReduceOp::Sum: return is_floating(t) || t == DType::Int64;
     case ReduceOp::Mean:
@@ -213,7 +212,7 @@ Launches plan_reduce(const ReduceArgs& args) {
 Launches plan_softmax(const SoftmaxArgs& args) {
   const auto& [in, out, log] = args;
   const DType t = in.dtype();
-  ORCHARD_CHECK(is_floating(t) && t != DType::Float64, RuntimeError, "metal: no softmax kernel for ", dtype_name(t));
+  ORCHARD_CHECK(is_floating(t) && is_metal_dtype(t), RuntimeError, "metal: no softmax kernel for ", dtype_name(t));
   if (in.numel() == 0) return {};
   const int64_t cols = in.shape().empty() ? 1 : in.shape().back();
   const int64_t rows = in.numel() / cols;

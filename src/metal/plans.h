@@ -57,8 +57,15 @@ void attention_kernel_names(std::vector<std::string>& names);
 // Every kernel name a plan can request (the test checks each exists in the kernel library).
 std::vector<std::string> planned_kernel_names();
 
-// The float dtypes the kernels are instantiated for (Metal has no float64).
+// The dtypes Metal tensors may have (Metal has no float64), and the float ones among them.
+inline constexpr DType kMetalDTypes[] = {DType::Bool,    DType::Int32,    DType::Int64,
+                                         DType::Float16, DType::BFloat16, DType::Float32};
 inline constexpr DType kFloatDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
+inline constexpr bool is_metal_dtype(DType t) {
+  for (DType m : kMetalDTypes)
+    if (m == t) return true;
+  return false;
+}
 inline void check_float_dtype(DType t, const char* op) {
   ORCHARD_CHECK(t == DType::Float16 || t == DType::BFloat16 || t == DType::Float32, RuntimeError, "metal: no ", op,
                 " kernel for ", dtype_name(t));
