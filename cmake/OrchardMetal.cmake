@@ -16,7 +16,9 @@ set(_codegen ${CMAKE_CURRENT_SOURCE_DIR}/tools/metal_codegen.py)
 set(_generated ${CMAKE_CURRENT_BINARY_DIR}/metal_generated)
 file(MAKE_DIRECTORY ${_generated})
 file(GLOB ORCHARD_METAL_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/metal/*.metal)
+# The headers the kernels include: their own, and the op table they share with src/core.
 file(GLOB ORCHARD_METAL_KERNEL_HEADERS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/metal/*.h)
+list(APPEND ORCHARD_METAL_KERNEL_HEADERS ${CMAKE_CURRENT_SOURCE_DIR}/src/core/op_table.h)
 
 add_custom_command(OUTPUT ${_generated}/library_source.cpp
   COMMAND Python3::Interpreter ${_codegen} library ${_generated}/library_source.cpp ${CMAKE_CURRENT_SOURCE_DIR}/metal

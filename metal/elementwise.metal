@@ -2,6 +2,7 @@
 // forms: `_c` for contiguous operands (a flat index) and `_s` for strided ones (broadcast inputs have
 // stride 0), addressed through a StridedLoop. One thread per element; the plans keep launches under
 // 2^32 elements.
+#include "../src/core/op_table.h"
 #include "common.h"
 #include "params.h"
 
@@ -75,9 +76,6 @@ struct LogicalNot { bool operator()(bool x) const { return !x; } };
 // abs and relu leave a bool as it is. Each host name needs an instantiation of its own (one
 // explicit instantiation carries one [[host_name]], and Metal's compiler rejects a second of the
 // same specialization), so each op has its own type.
-struct Identity { bool operator()(bool x) const { return x; } };
-struct BoolAbs : Identity {};
-struct BoolRelu : Identity {};
 struct Exp { float operator()(float x) const { return exp(x); } };
 struct Log { float operator()(float x) const { return log(x); } };
 struct Sqrt { float operator()(float x) const { return sqrt(x); } };
@@ -106,24 +104,18 @@ template <typename T, typename Op>
   out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = T(Op()(x));
 }
 
-#define ORCHARD_UNARY(op, Op, name, T)                        \
+// The kernels of one table row (src/core/op_table.h) for each dtype its inputs column admits: M(E,
+// op, dtype name, type) for every dtype of the column.
+#define ORCHARD_DTYPES_Bool(M, E, op) M(E, op, bool, bool)
+#define ORCHARD_DTYPES_Float(M, E, op) M(E, op, float16, half) M(E, op, bfloat16, bfloat) M(E, op, float32, float)
+#define ORCHARD_DTYPES_Number(M, E, op) M(E, op, int32, int32_t) M(E, op, int64, int64_t) ORCHARD_DTYPES_Float(M, E, op)
+#define ORCHARD_DTYPES_Any(M, E, op) ORCHARD_DTYPES_Bool(M, E, op) ORCHARD_DTYPES_Number(M, E, op)
+
+#define ORCHARD_UNARY(Op, op, name, T)                        \
   ORCHARD_KERNEL("unary_" #op "_" #name "_c", unary_c, T, Op) \
   ORCHARD_KERNEL("unary_" #op "_" #name "_s", unary_s, T, Op)
-#define ORCHARD_UNARY_INT(name, T) \
-  ORCHARD_UNARY(neg, Neg, name, T) ORCHARD_UNARY(abs, Abs, name, T) ORCHARD_UNARY(relu, Relu, name, T)
-#define ORCHARD_UNARY_FLOAT(name, T)                                                                      \
-  ORCHARD_UNARY_INT(name, T)                                                                              \
-  ORCHARD_UNARY(exp, Exp, name, T) ORCHARD_UNARY(log, Log, name, T) ORCHARD_UNARY(sqrt, Sqrt, name, T)    \
-  ORCHARD_UNARY(rsqrt, Rsqrt, name, T) ORCHARD_UNARY(tanh, Tanh, name, T)                                 \
-  ORCHARD_UNARY(sigmoid, Sigmoid, name, T) ORCHARD_UNARY(gelu, GeluExact, name, T)                        \
-  ORCHARD_UNARY(gelu_tanh, GeluTanh, name, T) ORCHARD_UNARY(sin, Sin, name, T)                            \
-  ORCHARD_UNARY(cos, Cos, name, T) ORCHARD_UNARY(erf, Erf, name, T)
-ORCHARD_UNARY(logical_not, LogicalNot, bool, bool)
-ORCHARD_UNARY(abs, BoolAbs, bool, bool)
-ORCHARD_UNARY(relu, BoolRelu, bool, bool)
-ORCHARD_UNARY_INT(int32, int32_t)
-ORCHARD_UNARY_INT(int64, int64_t)
-ORCHARD_FOR_EACH_FLOAT(ORCHARD_UNARY_FLOAT)
+#define ORCHARD_UNARY_ROW(E, op, Node, inputs) ORCHARD_DTYPES_##inputs(ORCHARD_UNARY, E, op)
+ORCHARD_UNARY_OPS(ORCHARD_UNARY_ROW)
 
 // ---- binary ----------------------------------------------------------------------------------
 
@@ -161,8 +153,10 @@ struct Div { template <typename C> C operator()(C a, C b) const { return a / b; 
 struct SafeDiv { template <typename C> C operator()(C a, C b) const { return b == C(0) ? C(0) : a / b; } };
 struct Maximum { template <typename C> C operator()(C a, C b) const { return nan_max(a, b); } };
 struct Minimum { template <typename C> C operator()(C a, C b) const { return nan_min(a, b); } };
-struct IntPow { template <typename C> C operator()(C a, C b) const { return integer_pow(a, b); } };
-struct FloatPow { float operator()(float a, float b) const { return float_pow(a, b); } };
+struct Pow {
+  template <typename C> C operator()(C a, C b) const { return integer_pow(a, b); }
+  float operator()(float a, float b) const { return float_pow(a, b); }
+};
 // Gelu's backward, fused: (grad, x) -> grad * gelu'(x). Exact: Phi(x) + x phi(x); tanh form
 // differentiated term by term through the forward's t = tanh(k (x + c x^3)).
 struct GeluBackwardExact {
@@ -204,34 +198,13 @@ template <typename Out, typename T, typename Op>
   out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = Out(Op()(x, y));
 }
 
-#define ORCHARD_BINARY(op, Op, name, Out, T)                          \
+#define ORCHARD_BINARY(Op, op, name, Out, T)                          \
   ORCHARD_KERNEL("binary_" #op "_" #name "_c", binary_c, Out, T, Op)  \
   ORCHARD_KERNEL("binary_" #op "_" #name "_s", binary_s, Out, T, Op)
-#define ORCHARD_BINARY_LOGIC(name, T)                                                              \
-  ORCHARD_BINARY(eq, Eq, name, bool, T) ORCHARD_BINARY(ne, Ne, name, bool, T)                      \
-  ORCHARD_BINARY(lt, Lt, name, bool, T) ORCHARD_BINARY(le, Le, name, bool, T)                      \
-  ORCHARD_BINARY(gt, Gt, name, bool, T) ORCHARD_BINARY(ge, Ge, name, bool, T)                      \
-  ORCHARD_BINARY(logical_and, LogicalAnd, name, bool, T) ORCHARD_BINARY(logical_or, LogicalOr, name, bool, T) \
-  ORCHARD_BINARY(maximum, Maximum, name, T, T) ORCHARD_BINARY(minimum, Minimum, name, T, T)
-#define ORCHARD_BINARY_NUMBER(name, T) \
-  ORCHARD_BINARY_LOGIC(name, T) ORCHARD_BINARY(add, Add, name, T, T) ORCHARD_BINARY(mul, Mul, name, T, T)
-#define ORCHARD_BINARY_INT(name, T) \
-  ORCHARD_BINARY_NUMBER(name, T) ORCHARD_BINARY(sub, Sub, name, T, T) ORCHARD_BINARY(pow, IntPow, name, T, T)
-// Division always has a float result (the front-end promotes integers).
-#define ORCHARD_BINARY_FLOAT(name, T)                                                              \
-  ORCHARD_BINARY_NUMBER(name, T) ORCHARD_BINARY(sub, Sub, name, T, T) ORCHARD_BINARY(pow, FloatPow, name, T, T) \
-  ORCHARD_BINARY(div, Div, name, T, T) ORCHARD_BINARY(safe_div, SafeDiv, name, T, T)                        \
-  ORCHARD_BINARY(gelu_backward, GeluBackwardExact, name, T, T)                                             \
-  ORCHARD_BINARY(gelu_tanh_backward, GeluBackwardTanh, name, T, T)
-// On bool, + is logical or and * logical and (PyTorch's bool arithmetic): own types, as BoolAbs.
-struct BoolAdd : LogicalOr {};
-struct BoolMul : LogicalAnd {};
-ORCHARD_BINARY_LOGIC(bool, bool)
-ORCHARD_BINARY(add, BoolAdd, bool, bool, bool)
-ORCHARD_BINARY(mul, BoolMul, bool, bool, bool)
-ORCHARD_BINARY_INT(int32, int32_t)
-ORCHARD_BINARY_INT(int64, int64_t)
-ORCHARD_FOR_EACH_FLOAT(ORCHARD_BINARY_FLOAT)
+#define ORCHARD_BINARY_Same(Op, op, name, T) ORCHARD_BINARY(Op, op, name, T, T)
+#define ORCHARD_BINARY_Bool(Op, op, name, T) ORCHARD_BINARY(Op, op, name, bool, T)
+#define ORCHARD_BINARY_ROW(E, op, Node, inputs, output) ORCHARD_DTYPES_##inputs(ORCHARD_BINARY_##output, E, op)
+ORCHARD_BINARY_OPS(ORCHARD_BINARY_ROW)
 
 // ---- where -----------------------------------------------------------------------------------
 

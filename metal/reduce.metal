@@ -432,7 +432,7 @@ template <typename T, bool kLog>
   ORCHARD_KERNEL("reduce_" #op "_" #name "_row", reduce_row, T, orchard_reduce::Op<T>)             \
   ORCHARD_KERNEL("reduce_" #op "_" #name "_split", reduce_split, T, orchard_reduce::Op<T>)
 #define ORCHARD_REDUCE_ANY(name, T)                                                                \
-  ORCHARD_REDUCE(max, MaxOp, name, T) ORCHARD_REDUCE(min, MinOp, name, T)                          \
+  ORCHARD_REDUCE(amax, MaxOp, name, T) ORCHARD_REDUCE(amin, MinOp, name, T)                        \
   ORCHARD_REDUCE(argmax, ArgMaxOp, name, T) ORCHARD_REDUCE(argmin, ArgMinOp, name, T)
 #define ORCHARD_SOFTMAX(name, T)                                                                   \
   ORCHARD_KERNEL("reduce_softmax_" #name "_thread", reduce_softmax_thread, T, false)               \

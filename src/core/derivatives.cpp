@@ -23,29 +23,6 @@ Tensor mask_as(const Tensor& cond, const Tensor& like) { return cast(cond, like.
 
 }  // namespace
 
-const char* node_name(UnaryOp op) {
-  static const char* names[] = {"NegBackward", "AbsBackward", "ExpBackward", "LogBackward", "SqrtBackward",
-                                "RsqrtBackward", "TanhBackward", "SigmoidBackward", "ReluBackward",
-                                "GeluBackward", "GeluBackward", "SinBackward", "CosBackward",
-                                "LogicalNotBackward", "ErfBackward"};
-  return names[int(op)];
-}
-
-const char* node_name(BinaryOp op) {
-  static const char* names[] = {"AddBackward", "SubBackward", "MulBackward", "DivBackward", "PowBackward",
-                                "MaximumBackward", "MinimumBackward", "SafeDivBackward", "GeluBackwardBackward",
-                                "GeluBackwardBackward", "EqBackward",
-                                "NeBackward", "LtBackward", "LeBackward", "GtBackward", "GeBackward",
-                                "LogicalAndBackward", "LogicalOrBackward"};
-  return names[int(op)];
-}
-
-const char* node_name(ReduceOp op) {
-  static const char* names[] = {"SumBackward", "MeanBackward", "AmaxBackward", "AminBackward", "ArgmaxBackward",
-                                "ArgminBackward", "VarBackward", "LogsumexpBackward"};
-  return names[int(op)];
-}
-
 BackwardFn identity(size_t inputs) {
   return [inputs](const Tensor& g) { return Grads(inputs, g); };
 }

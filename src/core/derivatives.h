@@ -14,10 +14,6 @@ namespace orchard::derivatives {
 using autograd::BackwardFn;
 using Needs = std::vector<bool>;
 
-// Node names, as PyTorch spells them ("ExpBackward").
-const char* node_name(UnaryOp op);
-const char* node_name(BinaryOp op);
-const char* node_name(ReduceOp op);
 
 BackwardFn unary(UnaryOp op, const Tensor& x, const Tensor& out);
 // Which of a binary op's operands and result its backward reads, given which inputs need a gradient:

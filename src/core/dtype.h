@@ -15,8 +15,8 @@ constexpr int kNumDTypes = 7;
 
 size_t itemsize(DType t);
 const char* dtype_name(DType t);  // "float32", as NumPy and PyTorch spell it
-inline bool is_floating(DType t) { return t >= DType::Float16; }
-inline bool is_integral(DType t) { return t == DType::Int32 || t == DType::Int64; }
+constexpr bool is_floating(DType t) { return t >= DType::Float16; }
+constexpr bool is_integral(DType t) { return t == DType::Int32 || t == DType::Int64; }
 
 // NumPy/PyTorch promotion of two tensors: bool < integers < floats; within a kind the wider wins;
 // float16 with bfloat16 gives float32.

@@ -61,26 +61,19 @@ using namespace detail;
 
 namespace {
 
-bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
-
-const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "safe_div",
-                                "gelu_backward", "gelu_tanh_backward", "eq", "ne", "lt", "le", "gt", "ge",
-                                "logical_and", "logical_or"};
-  return names[int(op)];
-}
-
-// The dtype a binary op computes in, given the promoted input dtype.
-DType compute_dtype(BinaryOp op, DType promoted) {
-  if ((op == BinaryOp::Div || op == BinaryOp::SafeDiv) && !is_floating(promoted)) return DType::Float32;
-  if (op == BinaryOp::LogicalAnd || op == BinaryOp::LogicalOr) return DType::Bool;
-  if (promoted == DType::Bool && (op == BinaryOp::Sub || op == BinaryOp::Pow))
-    throw DTypeError(std::string(binary_name(op)) + ": not supported for bool tensors; convert with .to(int64) or use logical ops");
-  return promoted;
-}
-
-bool is_float_unary(UnaryOp op) {
-  return op != UnaryOp::Neg && op != UnaryOp::Abs && op != UnaryOp::Relu && op != UnaryOp::LogicalNot;
+// The dtype an elementwise op computes in, given its (promoted) input dtype: what its table row's
+// inputs column says (op_table.h).
+DType compute_dtype(OpInputs inputs, DType t, const char* op) {
+  switch (inputs) {
+    case OpInputs::Float: return is_floating(t) ? t : DType::Float32;
+    case OpInputs::Bool: return DType::Bool;
+    case OpInputs::Number:
+      ORCHARD_CHECK(t != DType::Bool, DTypeError, op, ": not supported for bool tensors; use logical_not(), "
+                    "logical_and() or logical_or(), or convert with .to(orchard.int64)");
+      return t;
+    case OpInputs::Any: break;
+  }
+  return t;
 }
 
 }  // namespace
@@ -93,12 +86,8 @@ Tensor cast(const Tensor& x, DType dtype) {
 }
 
 Tensor unary(UnaryOp op, const Tensor& x) {
-  autograd::Recorder rec(derivatives::node_name(op), {x});
-  DType dt = x.dtype();
-  if (is_float_unary(op) && !is_floating(dt)) dt = DType::Float32;
-  ORCHARD_CHECK(!(op == UnaryOp::Neg && dt == DType::Bool), DTypeError,
-                "neg: not supported for bool tensors; use logical_not()");
-  if (op == UnaryOp::LogicalNot) dt = DType::Bool;
+  autograd::Recorder rec(node_name(op), {x});
+  const DType dt = compute_dtype(op_inputs(op), x.dtype(), op_name(op));
   Tensor in = x.to(dt);
   Tensor out = empty(x.shape(), dt, x.device());
   runtime_for(x.device()).unary(op, make_loop(out, {in}));
@@ -106,11 +95,11 @@ Tensor unary(UnaryOp op, const Tensor& x) {
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  autograd::Recorder rec(derivatives::node_name(op), {a, b});
-  Device dev = common_device(binary_name(op), {a, b});
-  DType dt = compute_dtype(op, result_type(a, b));
+  autograd::Recorder rec(node_name(op), {a, b});
+  Device dev = common_device(op_name(op), {a, b});
+  DType dt = compute_dtype(op_inputs(op), result_type(a, b), op_name(op));
   Shape shape = broadcast_shapes(a.shape(), b.shape());
-  Tensor out = empty(shape, is_comparison(op) || op >= BinaryOp::LogicalAnd ? DType::Bool : dt, dev);
+  Tensor out = empty(shape, op_output(op) == OpOutput::Bool ? DType::Bool : dt, dev);
   Tensor ca = on_device(a, dev, dt), cb = on_device(b, dev, dt);
   runtime_for(dev).binary(op, make_loop(out, {ca, cb}));
   return rec.finish(out, [&] { return derivatives::binary(op, a, b, out, {rec.needs(0), rec.needs(1)}); });
@@ -178,15 +167,15 @@ Tensor gelu(const Tensor& x, bool tanh_approximation) {
 }
 
 Tensor& binary_(BinaryOp op, Tensor& out, const Tensor& value) {
-  ORCHARD_CHECK(!is_comparison(op), ValueError, binary_name(op), "_: comparisons have no in-place form");
-  autograd::Recorder rec(derivatives::node_name(op), {out, value}, &out);
-  check_writable(out, binary_name(op));
-  Device dev = common_device(binary_name(op), {out, value});
-  DType dt = compute_dtype(op, result_type(out, value));
-  ORCHARD_CHECK(can_cast(dt, out.dtype()), DTypeError, binary_name(op), "_: result type ",
+  ORCHARD_CHECK(op_output(op) == OpOutput::Same, ValueError, op_name(op), "_: comparisons have no in-place form");
+  autograd::Recorder rec(node_name(op), {out, value}, &out);
+  check_writable(out, op_name(op));
+  Device dev = common_device(op_name(op), {out, value});
+  DType dt = compute_dtype(op_inputs(op), result_type(out, value), op_name(op));
+  ORCHARD_CHECK(can_cast(dt, out.dtype()), DTypeError, op_name(op), "_: result type ",
                 dtype_name(dt), " cannot be stored in the ", dtype_name(out.dtype()),
                 " tensor being updated in place");
-  ORCHARD_CHECK(broadcast_shapes(out.shape(), value.shape()) == out.shape(), ValueError, binary_name(op),
+  ORCHARD_CHECK(broadcast_shapes(out.shape(), value.shape()) == out.shape(), ValueError, op_name(op),
                 "_: value of shape ", shape_str(value.shape()), " cannot be broadcast to the shape ",
                 shape_str(out.shape()), " of the tensor updated in place");
   Tensor v = unaliased(on_device(value, dev, out.dtype()), out);

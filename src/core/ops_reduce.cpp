@@ -8,11 +8,6 @@ namespace orchard {
 
 namespace {
 
-const char* reduce_name(ReduceOp op) {
-  static const char* names[] = {"sum", "mean", "amax", "amin", "argmax", "argmin", "var", "logsumexp"};
-  return names[int(op)];
-}
-
 DType reduce_dtype(ReduceOp op, DType in) {
   switch (op) {
     case ReduceOp::Sum: return is_floating(in) ? in : DType::Int64;
@@ -23,7 +18,7 @@ DType reduce_dtype(ReduceOp op, DType in) {
     case ReduceOp::LogSumExp: return is_floating(in) ? in : DType::Float32;
     case ReduceOp::Mean:
     case ReduceOp::Var:
-      detail::check_floating(in, reduce_name(op));
+      detail::check_floating(in, op_name(op));
       return in;
   }
   return in;
@@ -33,8 +28,8 @@ DType reduce_dtype(ReduceOp op, DType in) {
 
 Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim,
               int64_t correction) {
-  autograd::Recorder rec(derivatives::node_name(op), {x});
-  std::vector<int64_t> dims = normalize_dims(dims_in, x.ndim(), reduce_name(op));
+  autograd::Recorder rec(node_name(op), {x});
+  std::vector<int64_t> dims = normalize_dims(dims_in, x.ndim(), op_name(op));
   if (dims.empty() || x.ndim() == 0) {
     dims.clear();
     for (int64_t i = 0; i < x.ndim(); ++i) dims.push_back(i);
@@ -50,7 +45,7 @@ Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims_in,
     else { out_shape.push_back(x.shape()[i]); kept_shape.push_back(x.shape()[i]); }
   }
   bool needs_elements = op == ReduceOp::Max || op == ReduceOp::Min || op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
-  ORCHARD_CHECK(!(needs_elements && r == 0), ValueError, reduce_name(op),
+  ORCHARD_CHECK(!(needs_elements && r == 0), ValueError, op_name(op),
                 "(): cannot reduce over a dimension of size 0 (input shape ", shape_str(x.shape()),
                 "); the result has no identity");
 

@@ -9,6 +9,7 @@
 
 #include "device.h"
 #include "dtype.h"
+#include "op_table.h"
 #include "shape.h"
 #include "tensor.h"
 
@@ -30,16 +31,54 @@ struct ElementwiseLoop {
   int64_t numel() const;
 };
 
-enum class UnaryOp : uint8_t {
-  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluExact, GeluTanh, Sin, Cos, LogicalNot, Erf,
-};
-enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum, SafeDiv,
-  GeluBackwardExact, GeluBackwardTanh,  // (grad, x) -> grad * gelu'(x); float dtypes only
-  Eq, Ne, Lt, Le, Gt, Ge,  // comparisons write bool
-  LogicalAnd, LogicalOr,
-};
-enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, ArgMax, ArgMin, Var, LogSumExp };
+// The elementwise ops and what their rows in op_table.h say of them.
+enum class OpInputs : uint8_t { Any, Number, Float, Bool };
+enum class OpOutput : uint8_t { Same, Bool };
+
+#define ORCHARD_OP_ENUMERATOR(E, ...) E,
+enum class UnaryOp : uint8_t { ORCHARD_UNARY_OPS(ORCHARD_OP_ENUMERATOR) };
+enum class BinaryOp : uint8_t { ORCHARD_BINARY_OPS(ORCHARD_OP_ENUMERATOR) };
+enum class ReduceOp : uint8_t { ORCHARD_REDUCE_OPS(ORCHARD_OP_ENUMERATOR) };
+#undef ORCHARD_OP_ENUMERATOR
+
+#define ORCHARD_OP_NAME(E, name, ...) case Op::E: return #name;
+#define ORCHARD_OP_NODE(E, name, Node, ...) case Op::E: return #Node "Backward";
+#define ORCHARD_OP_INPUTS(E, name, Node, inputs, ...) case Op::E: return OpInputs::inputs;
+#define ORCHARD_OP_OUTPUT(E, name, Node, inputs, output) case Op::E: return OpOutput::output;
+#define ORCHARD_OP_COLUMN(Op_, Result, function, TABLE, COLUMN) \
+  constexpr Result function(Op_ op) {                          \
+    using Op = Op_;                                             \
+    using R = Result;                                           \
+    switch (op) { TABLE(COLUMN) }                               \
+    return R();                                                 \
+  }
+ORCHARD_OP_COLUMN(UnaryOp, const char*, op_name, ORCHARD_UNARY_OPS, ORCHARD_OP_NAME)
+ORCHARD_OP_COLUMN(BinaryOp, const char*, op_name, ORCHARD_BINARY_OPS, ORCHARD_OP_NAME)
+ORCHARD_OP_COLUMN(UnaryOp, const char*, node_name, ORCHARD_UNARY_OPS, ORCHARD_OP_NODE)
+ORCHARD_OP_COLUMN(BinaryOp, const char*, node_name, ORCHARD_BINARY_OPS, ORCHARD_OP_NODE)
+ORCHARD_OP_COLUMN(ReduceOp, const char*, op_name, ORCHARD_REDUCE_OPS, ORCHARD_OP_NAME)
+ORCHARD_OP_COLUMN(ReduceOp, const char*, node_name, ORCHARD_REDUCE_OPS, ORCHARD_OP_NODE)
+ORCHARD_OP_COLUMN(UnaryOp, OpInputs, op_inputs, ORCHARD_UNARY_OPS, ORCHARD_OP_INPUTS)
+ORCHARD_OP_COLUMN(BinaryOp, OpInputs, op_inputs, ORCHARD_BINARY_OPS, ORCHARD_OP_INPUTS)
+ORCHARD_OP_COLUMN(BinaryOp, OpOutput, op_output, ORCHARD_BINARY_OPS, ORCHARD_OP_OUTPUT)
+#undef ORCHARD_OP_COLUMN
+#undef ORCHARD_OP_OUTPUT
+#undef ORCHARD_OP_INPUTS
+#undef ORCHARD_OP_NODE
+#undef ORCHARD_OP_NAME
+
+// Whether an op's kernels take inputs of dtype t.
+constexpr bool accepts(OpInputs inputs, DType t) {
+  switch (inputs) {
+    case OpInputs::Any: return true;
+    case OpInputs::Number: return t != DType::Bool;
+    case OpInputs::Float: return is_floating(t);
+    case OpInputs::Bool: return t == DType::Bool;
+  }
+  return false;
+}
+template <typename Op> constexpr bool op_accepts(Op op, DType t) { return accepts(op_inputs(op), t); }
+
 
 // The largest attention head dimension the kernels of every runtime take.
 inline constexpr int64_t kMaxHeadDim = 256;

@@ -102,39 +102,36 @@ inline C gelu_tanh_grad(C x) {
   return s + C(2 * kGeluK) * x * s * (C(1) - s) * (C(1) + C(3 * kGeluC) * x * x);
 }
 
+// One functor per row of ORCHARD_UNARY_OPS (op_table.h), named after its enumerator; C is the
+// compute type (float for the 16-bit floats).
+struct Neg { template <typename C> C operator()(C x) const { return C(-wrapping_t<C>(x)); } };
+struct Abs { template <typename C> C operator()(C x) const { return x < C(0) ? C(-wrapping_t<C>(x)) : x; } };
+struct Relu { template <typename C> C operator()(C x) const { return x > C(0) ? x : (x != x ? x : C(0)); } };
+struct LogicalNot { bool operator()(bool x) const { return !x; } };
+struct Exp { template <typename C> C operator()(C x) const { return vexp(x); } };
+struct Log { template <typename C> C operator()(C x) const { return std::log(x); } };
+struct Sqrt { template <typename C> C operator()(C x) const { return std::sqrt(x); } };
+struct Rsqrt { template <typename C> C operator()(C x) const { return C(1) / std::sqrt(x); } };
+struct Tanh { template <typename C> C operator()(C x) const { return vtanh(x); } };
+struct Sigmoid { template <typename C> C operator()(C x) const { return vsigmoid(x); } };
+struct GeluExact { template <typename C> C operator()(C x) const { return gelu_exact(x); } };
+struct GeluTanh { template <typename C> C operator()(C x) const { return gelu_tanh(x); } };
+struct Erf { template <typename C> C operator()(C x) const { return std::erf(x); } };
+struct Sin { template <typename C> C operator()(C x) const { return std::sin(x); } };
+struct Cos { template <typename C> C operator()(C x) const { return std::cos(x); } };
+
+// Runs the functor of each table row for the dtypes its inputs column admits.
 template <typename T>
 void unary_typed(UnaryOp op, const ElementwiseLoop& loop) {
   using C = compute_t<T>;
-  using W = wrapping_t<C>;
-  auto run = [&](auto f) { map1<T, T>(loop, [f](T x) { return T(f(C(x))); }); };
-  if constexpr (std::is_same_v<T, bool>) {
-    switch (op) {
-      case UnaryOp::LogicalNot: return run([](bool x) { return !x; });
-      default: return run([](bool x) { return x; });  // abs, relu: identity on bool
-    }
-  } else {
-    switch (op) {
-      case UnaryOp::Neg: return run([](C x) { return C(-W(x)); });
-      case UnaryOp::Abs: return run([](C x) { return x < 0 ? C(-W(x)) : x; });
-      case UnaryOp::Relu: return run([](C x) { return x > 0 ? x : (x != x ? x : C(0)); });
-      default: break;
-    }
-    if constexpr (std::is_floating_point_v<C>) {
-      switch (op) {
-        case UnaryOp::Exp: return run([](C x) { return vexp(x); });
-        case UnaryOp::Log: return run([](C x) { return std::log(x); });
-        case UnaryOp::Sqrt: return run([](C x) { return std::sqrt(x); });
-        case UnaryOp::Rsqrt: return run([](C x) { return C(1) / std::sqrt(x); });
-        case UnaryOp::Tanh: return run([](C x) { return vtanh(x); });
-        case UnaryOp::Sigmoid: return run([](C x) { return vsigmoid(x); });
-        case UnaryOp::GeluExact: return run([](C x) { return gelu_exact(x); });
-        case UnaryOp::GeluTanh: return run([](C x) { return gelu_tanh(x); });
-        case UnaryOp::Erf: return run([](C x) { return std::erf(x); });
-        case UnaryOp::Sin: return run([](C x) { return std::sin(x); });
-        case UnaryOp::Cos: return run([](C x) { return std::cos(x); });
-        default: break;
-      }
-    }
+  switch (op) {
+#define ORCHARD_CPU_UNARY(E, name, Node, inputs)                                   \
+    case UnaryOp::E:                                                               \
+      if constexpr (accepts(OpInputs::inputs, dtype_of<T>::value))                 \
+        return map1<T, T>(loop, [](T x) { return T(E()(C(x))); });                 \
+      break;
+    ORCHARD_UNARY_OPS(ORCHARD_CPU_UNARY)
+#undef ORCHARD_CPU_UNARY
   }
   throw RuntimeError("internal error: unary op not implemented for this dtype");
 }
@@ -150,44 +147,46 @@ inline C ipow(C base, C exp) {
   return C(result);
 }
 
+// One functor per row of ORCHARD_BINARY_OPS. Integer +, -, * wrap around, computed in the unsigned type.
+struct Add { template <typename C> C operator()(C a, C b) const { return C(wrapping_t<C>(a) + wrapping_t<C>(b)); } };
+struct Sub { template <typename C> C operator()(C a, C b) const { return C(wrapping_t<C>(a) - wrapping_t<C>(b)); } };
+struct Mul { template <typename C> C operator()(C a, C b) const { return C(wrapping_t<C>(a) * wrapping_t<C>(b)); } };
+struct Div { template <typename C> C operator()(C a, C b) const { return a / b; } };
+struct SafeDiv { template <typename C> C operator()(C a, C b) const { return b == C(0) ? C(0) : a / b; } };
+struct Pow {
+  template <typename C> C operator()(C a, C b) const {
+    if constexpr (std::is_floating_point_v<C>) return b == C(2) ? a * a : std::pow(a, b);
+    else return ipow(a, b);
+  }
+};
+// NaN propagates; of two equal values the first wins (maximum(-0.0, 0.0) is -0.0, as in PyTorch and
+// metal/common.h's nan_max).
+struct Maximum { template <typename C> C operator()(C a, C b) const { return (a >= b || a != a) ? a : b; } };
+struct Minimum { template <typename C> C operator()(C a, C b) const { return (a <= b || a != a) ? a : b; } };
+struct GeluBackwardExact { template <typename C> C operator()(C g, C x) const { return g * gelu_exact_grad(x); } };
+struct GeluBackwardTanh { template <typename C> C operator()(C g, C x) const { return g * gelu_tanh_grad(x); } };
+struct Eq { template <typename C> bool operator()(C a, C b) const { return a == b; } };
+struct Ne { template <typename C> bool operator()(C a, C b) const { return a != b; } };
+struct Lt { template <typename C> bool operator()(C a, C b) const { return a < b; } };
+struct Le { template <typename C> bool operator()(C a, C b) const { return a <= b; } };
+struct Gt { template <typename C> bool operator()(C a, C b) const { return a > b; } };
+struct Ge { template <typename C> bool operator()(C a, C b) const { return a >= b; } };
+struct LogicalAnd { bool operator()(bool a, bool b) const { return a && b; } };
+struct LogicalOr { bool operator()(bool a, bool b) const { return a || b; } };
+
 template <typename T>
 void binary_typed(BinaryOp op, const ElementwiseLoop& loop) {
   using C = compute_t<T>;
-  using W = wrapping_t<C>;
-  auto arith = [&](auto f) { map2<T, T>(loop, [f](T a, T b) { return T(f(C(a), C(b))); }); };
-  auto compare = [&](auto f) { map2<bool, T>(loop, [f](T a, T b) { return bool(f(C(a), C(b))); }); };
   switch (op) {
-    case BinaryOp::Add: return arith([](C a, C b) { return C(W(a) + W(b)); });
-    case BinaryOp::Mul: return arith([](C a, C b) { return C(W(a) * W(b)); });
-    case BinaryOp::Maximum: return arith([](C a, C b) { return (a > b || a != a) ? a : b; });
-    case BinaryOp::Minimum: return arith([](C a, C b) { return (a < b || a != a) ? a : b; });
-    case BinaryOp::Eq: return compare([](C a, C b) { return a == b; });
-    case BinaryOp::Ne: return compare([](C a, C b) { return a != b; });
-    case BinaryOp::Lt: return compare([](C a, C b) { return a < b; });
-    case BinaryOp::Le: return compare([](C a, C b) { return a <= b; });
-    case BinaryOp::Gt: return compare([](C a, C b) { return a > b; });
-    case BinaryOp::Ge: return compare([](C a, C b) { return a >= b; });
-    case BinaryOp::LogicalAnd: return compare([](C a, C b) { return a && b; });
-    case BinaryOp::LogicalOr: return compare([](C a, C b) { return a || b; });
-    default: break;
-  }
-  if constexpr (!std::is_same_v<T, bool>) {
-    switch (op) {
-      case BinaryOp::Sub: return arith([](C a, C b) { return C(W(a) - W(b)); });
-      case BinaryOp::Div: return arith([](C a, C b) { return a / b; });
-      case BinaryOp::SafeDiv: return arith([](C a, C b) { return b == C(0) ? C(0) : a / b; });
-      case BinaryOp::Pow:
-        if constexpr (std::is_floating_point_v<C>) return arith([](C a, C b) { return b == C(2) ? a * a : std::pow(a, b); });
-        else return arith([](C a, C b) { return ipow(a, b); });
-      default: break;
-    }
-  }
-  if constexpr (std::is_floating_point_v<C>) {
-    switch (op) {
-      case BinaryOp::GeluBackwardExact: return arith([](C g, C x) { return g * gelu_exact_grad(x); });
-      case BinaryOp::GeluBackwardTanh: return arith([](C g, C x) { return g * gelu_tanh_grad(x); });
-      default: break;
-    }
+#define ORCHARD_CPU_BINARY(E, name, Node, inputs, output)                                          \
+    case BinaryOp::E:                                                                              \
+      if constexpr (accepts(OpInputs::inputs, dtype_of<T>::value)) {                               \
+        using Out = std::conditional_t<OpOutput::output == OpOutput::Bool, bool, T>;               \
+        return map2<Out, T>(loop, [](T a, T b) { return Out(E()(C(a), C(b))); });                  \
+      }                                                                                            \
+      break;
+    ORCHARD_BINARY_OPS(ORCHARD_CPU_BINARY)
+#undef ORCHARD_CPU_BINARY
   }
   throw RuntimeError("internal error: binary op not implemented for this dtype");
 }

@@ -14,70 +14,6 @@ namespace {
 
 constexpr uint32_t kThreads = 256;
 
-const char* unary_name(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Neg: return "neg";
-    case UnaryOp::Abs: return "abs";
-    case UnaryOp::Exp: return "exp";
-    case UnaryOp::Log: return "log";
-    case UnaryOp::Sqrt: return "sqrt";
-    case UnaryOp::Rsqrt: return "rsqrt";
-    case UnaryOp::Tanh: return "tanh";
-    case UnaryOp::Sigmoid: return "sigmoid";
-    case UnaryOp::Relu: return "relu";
-    case UnaryOp::GeluExact: return "gelu";
-    case UnaryOp::GeluTanh: return "gelu_tanh";
-    case UnaryOp::Sin: return "sin";
-    case UnaryOp::Cos: return "cos";
-    case UnaryOp::LogicalNot: return "logical_not";
-    case UnaryOp::Erf: return "erf";
-  }
-  return "?";
-}
-
-const char* binary_name(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
-    case BinaryOp::Pow: return "pow";
-    case BinaryOp::Maximum: return "maximum";
-    case BinaryOp::Minimum: return "minimum";
-    case BinaryOp::SafeDiv: return "safe_div";
-    case BinaryOp::GeluBackwardExact: return "gelu_backward";
-    case BinaryOp::GeluBackwardTanh: return "gelu_tanh_backward";
-    case BinaryOp::Eq: return "eq";
-    case BinaryOp::Ne: return "ne";
-    case BinaryOp::Lt: return "lt";
-    case BinaryOp::Le: return "le";
-    case BinaryOp::Gt: return "gt";
-    case BinaryOp::Ge: return "ge";
-    case BinaryOp::LogicalAnd: return "logical_and";
-    case BinaryOp::LogicalOr: return "logical_or";
-  }
-  return "?";
-}
-
-// The (op, dtype) pairs metal/elementwise.metal instantiates, matching what src/core requests.
-bool has_unary(UnaryOp op, DType t) {
-  if (t == DType::Bool) return op == UnaryOp::LogicalNot || op == UnaryOp::Abs || op == UnaryOp::Relu;
-  if (is_integral(t)) return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu;
-  return op != UnaryOp::LogicalNot;
-}
-
-bool has_binary(BinaryOp op, DType t) {
-  switch (op) {
-    case BinaryOp::Sub:
-    case BinaryOp::Pow: return t != DType::Bool;
-    case BinaryOp::Div:
-    case BinaryOp::SafeDiv:
-    case BinaryOp::GeluBackwardExact:
-    case BinaryOp::GeluBackwardTanh: return is_floating(t);
-    default: return true;
-  }
-}
-
 std::string suffix(bool contiguous) { return contiguous ? "_c" : "_s"; }
 
 std::string copy_kernel(DType to, DType from, bool contiguous) {
@@ -85,10 +21,10 @@ std::string copy_kernel(DType to, DType from, bool contiguous) {
 }
 std::string fill_kernel(DType t, bool contiguous) { return std::string("fill_") + dtype_name(t) + suffix(contiguous); }
 std::string unary_kernel(UnaryOp op, DType t, bool contiguous) {
-  return std::string("unary_") + unary_name(op) + "_" + dtype_name(t) + suffix(contiguous);
+  return std::string("unary_") + op_name(op) + "_" + dtype_name(t) + suffix(contiguous);
 }
 std::string binary_kernel(BinaryOp op, DType t, bool contiguous) {
-  return std::string("binary_") + binary_name(op) + "_" + dtype_name(t) + suffix(contiguous);
+  return std::string("binary_") + op_name(op) + "_" + dtype_name(t) + suffix(contiguous);
 }
 std::string where_kernel(DType t) { return std::string("where_") + dtype_name(t) + "_s"; }
 
@@ -153,13 +89,13 @@ Launches plan_fill(const ElementwiseLoop& loop, Scalar value) {
 
 Launches plan_unary(UnaryOp op, const ElementwiseLoop& loop) {
   const DType t = loop.operands[0].dtype;
-  ORCHARD_CHECK(has_unary(op, t), RuntimeError, "metal: no ", unary_name(op), " kernel for ", dtype_name(t));
+  ORCHARD_CHECK(op_accepts(op, t), RuntimeError, "metal: no ", op_name(op), " kernel for ", dtype_name(t));
   return plan(loop, [&](bool c) { return unary_kernel(op, t, c); });
 }
 
 Launches plan_binary(BinaryOp op, const ElementwiseLoop& loop) {
   const DType t = loop.operands[1].dtype;
-  ORCHARD_CHECK(has_binary(op, t), RuntimeError, "metal: no ", binary_name(op), " kernel for ", dtype_name(t));
+  ORCHARD_CHECK(op_accepts(op, t), RuntimeError, "metal: no ", op_name(op), " kernel for ", dtype_name(t));
   return plan(loop, [&](bool c) { return binary_kernel(op, t, c); });
 }
 
@@ -174,10 +110,14 @@ void elementwise_kernel_names(std::vector<std::string>& names) {
     for (DType to : kMetalDTypes) {
       names.push_back(fill_kernel(to, c));
       for (DType from : kMetalDTypes) names.push_back(copy_kernel(to, from, c));
-      for (int op = 0; op <= int(UnaryOp::Erf); ++op)
-        if (has_unary(UnaryOp(op), to)) names.push_back(unary_kernel(UnaryOp(op), to, c));
-      for (int op = 0; op <= int(BinaryOp::LogicalOr); ++op)
-        if (has_binary(BinaryOp(op), to)) names.push_back(binary_kernel(BinaryOp(op), to, c));
+#define ORCHARD_UNARY_NAME(E, ...) \
+  if (op_accepts(UnaryOp::E, to)) names.push_back(unary_kernel(UnaryOp::E, to, c));
+#define ORCHARD_BINARY_NAME(E, ...) \
+  if (op_accepts(BinaryOp::E, to)) names.push_back(binary_kernel(BinaryOp::E, to, c));
+      ORCHARD_UNARY_OPS(ORCHARD_UNARY_NAME)
+      ORCHARD_BINARY_OPS(ORCHARD_BINARY_NAME)
+#undef ORCHARD_BINARY_NAME
+#undef ORCHARD_UNARY_NAME
     }
   }
   for (DType t : kMetalDTypes) names.push_back(where_kernel(t));

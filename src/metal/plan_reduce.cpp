@@ -61,23 +61,9 @@ const char* variant_name(Variant v) {
   return "?";
 }
 
-const char* reduce_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::ArgMax: return "argmax";
-    case ReduceOp::ArgMin: return "argmin";
-    case ReduceOp::Var: return "var";
-    case ReduceOp::LogSumExp: return "logsumexp";
-  }
-  return "?";
-}
-
-constexpr ReduceOp kReduceOps[] = {ReduceOp::Sum,    ReduceOp::Mean,   ReduceOp::Max, ReduceOp::Min,
-                                   ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Var, ReduceOp::LogSumExp};
-const DType kMetalFloats[] = {DType::Float16, DType::BFloat16, DType::Float32};
+#define ORCHARD_REDUCE_ENUMERATOR(E, ...) ReduceOp::E,
+constexpr ReduceOp kReduceOps[] = {ORCHARD_REDUCE_OPS(ORCHARD_REDUCE_ENUMERATOR)};
+#undef ORCHARD_REDUCE_ENUMERATOR
 
 // The (op, input dtype) pairs metal/reduce.metal instantiates, matching what src/core requests:
 // integer sums arrive as int64, mean/var/logsumexp as floats, the extremes and arg ops in any dtype.
@@ -93,7 +79,7 @@ bool has_reduce(ReduceOp op, DType t) {
 }
 
 std::string reduce_kernel(ReduceOp op, DType t, Variant v) {
-  return std::string("reduce_") + reduce_name(op) + "_" + dtype_name(t) + "_" + variant_name(v);
+  return std::string("reduce_") + op_name(op) + "_" + dtype_name(t) + "_" + variant_name(v);
 }
 std::string softmax_kernel(bool log, DType t, Variant v) {
   return std::string(log ? "reduce_log_softmax_" : "reduce_softmax_") + dtype_name(t) + "_" + variant_name(v);
@@ -201,7 +187,7 @@ Launches plan_layout(const Layout& layout, const std::string& kernel, const Tens
 Launches plan_reduce(const ReduceArgs& args) {
   const auto& [op, in, out, outer, reduced, inner, correction] = args;
   const DType t = in.dtype();
-  ORCHARD_CHECK(has_reduce(op, t), RuntimeError, "metal: no ", reduce_name(op), " kernel for ", dtype_name(t));
+  ORCHARD_CHECK(has_reduce(op, t), RuntimeError, "metal: no ", op_name(op), " kernel for ", dtype_name(t));
   Layout layout = reduce_layout(outer, reduced, inner);
   layout.params.reduced = reduced;
   layout.params.inner = inner;
@@ -229,7 +215,7 @@ void reduce_kernel_names(std::vector<std::string>& names) {
       if (has_reduce(op, t))
         for (Variant v : {Variant::Thread, Variant::Row, Variant::Split}) names.push_back(reduce_kernel(op, t, v));
   for (bool log : {false, true})
-    for (DType t : kMetalFloats)
+    for (DType t : kFloatDTypes)
       for (Variant v : {Variant::Thread, Variant::Row}) names.push_back(softmax_kernel(log, t, v));
 }
 
