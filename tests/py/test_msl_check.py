@@ -32,7 +32,8 @@ def kernels_with(tmp_path, family, old="", new=""):
     for header in (ROOT / "metal").glob("*.h"):
         shutil.copy(header, kernels)
     (tmp_path / "src" / "core").mkdir(parents=True)
-    shutil.copy(ROOT / "src" / "core" / "philox.h", tmp_path / "src" / "core")  # included as ../src/core
+    for shared in ("philox.h", "op_table.h"):  # included as ../src/core
+        shutil.copy(ROOT / "src" / "core" / shared, tmp_path / "src" / "core")
     text = (ROOT / "metal" / family).read_text()
     assert text.count(old) >= 1, f"{old!r} is not in {family} any more: update the planted mistake"
     (kernels / family).write_text(text.replace(old, new, 1))
