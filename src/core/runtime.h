@@ -44,7 +44,7 @@ enum class ReduceOp : uint8_t { ORCHARD_REDUCE_OPS(ORCHARD_OP_ENUMERATOR) };
 #define ORCHARD_OP_NAME(E, name, ...) case Op::E: return #name;
 #define ORCHARD_OP_NODE(E, name, Node, ...) case Op::E: return #Node "Backward";
 #define ORCHARD_OP_INPUTS(E, name, Node, inputs, ...) case Op::E: return OpInputs::inputs;
-#define ORCHARD_OP_OUTPUT(E, name, Node, inputs, output) case Op::E: return OpOutput::output;
+#define ORCHARD_OP_OUTPUT(E, name, Node, inputs, output, ...) case Op::E: return OpOutput::output;
 #define ORCHARD_OP_COLUMN(Op_, Result, function, TABLE, COLUMN) \
   constexpr Result function(Op_ op) {                          \
     using Op = Op_;                                             \
@@ -234,6 +234,16 @@ struct AdamWStepArgs {
   const Tensor& exp_avg_sq;
   const AdamWParams& p;
 };
+
+// The primitives that take one argument struct, as X(name, Args): the runtimes declare their
+// overrides (and the Metal runtime its plans) from this list.
+#define ORCHARD_RUNTIME_PRIMITIVES(X)                                                            \
+  X(random, RandomArgs) X(dropout, DropoutArgs) X(reduce, ReduceArgs) X(softmax, SoftmaxArgs)    \
+  X(matmul, MatmulArgs) X(index_select, IndexSelectArgs) X(gather, GatherArgs)                   \
+  X(scatter_add, GatherArgs) X(attention_forward, AttentionForwardArgs)                          \
+  X(attention_backward, AttentionBackwardArgs) X(layer_norm_forward, LayerNormForwardArgs)       \
+  X(layer_norm_backward, LayerNormBackwardArgs) X(cross_entropy_forward, CrossEntropyForwardArgs) \
+  X(cross_entropy_backward, CrossEntropyBackwardArgs) X(adamw_step, AdamWStepArgs)
 
 class Runtime {
  public:

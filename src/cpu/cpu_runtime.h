@@ -20,23 +20,11 @@ class CpuRuntime final : public Runtime {
   void unary(UnaryOp op, const ElementwiseLoop& loop) override;
   void binary(BinaryOp op, const ElementwiseLoop& loop) override;
   void where(const ElementwiseLoop& loop) override;
-  void random(const RandomArgs& a) override;
-  void dropout(const DropoutArgs& a) override;
-  void reduce(const ReduceArgs& a) override;
-  void softmax(const SoftmaxArgs& a) override;
-  void matmul(const MatmulArgs& a) override;
+#define ORCHARD_CPU_PRIMITIVE(name, Args) void name(const Args& a) override;
+  ORCHARD_RUNTIME_PRIMITIVES(ORCHARD_CPU_PRIMITIVE)
+#undef ORCHARD_CPU_PRIMITIVE
   void matmul_accumulate(const MatmulArgs& a) override;
   void matmul_pair(const MatmulArgs& first, const MatmulArgs& second) override;
-  void index_select(const IndexSelectArgs& a) override;
-  void gather(const GatherArgs& a) override;
-  void scatter_add(const GatherArgs& a) override;
-  void attention_forward(const AttentionForwardArgs& a) override;
-  void attention_backward(const AttentionBackwardArgs& a) override;
-  void layer_norm_forward(const LayerNormForwardArgs& a) override;
-  void layer_norm_backward(const LayerNormBackwardArgs& a) override;
-  void cross_entropy_forward(const CrossEntropyForwardArgs& a) override;
-  void cross_entropy_backward(const CrossEntropyBackwardArgs& a) override;
-  void adamw_step(const AdamWStepArgs& a) override;
 };
 
 }  // namespace orchard::cpu

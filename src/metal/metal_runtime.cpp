@@ -67,23 +67,10 @@ class MetalRuntime final : public Runtime {
   void unary(UnaryOp op, const ElementwiseLoop& loop) override { run(plan_unary(op, loop)); }
   void binary(BinaryOp op, const ElementwiseLoop& loop) override { run(plan_binary(op, loop)); }
   void where(const ElementwiseLoop& loop) override { run(plan_where(loop)); }
-  void random(const RandomArgs& a) override { run(plan_random(a)); }
-  void dropout(const DropoutArgs& a) override { run(plan_dropout(a)); }
-
-  void reduce(const ReduceArgs& a) override { run(plan_reduce(a)); }
-  void softmax(const SoftmaxArgs& a) override { run(plan_softmax(a)); }
-  void matmul(const MatmulArgs& a) override { run(plan_matmul(a)); }
-  void index_select(const IndexSelectArgs& a) override { run(plan_index_select(a)); }
-  void gather(const GatherArgs& a) override { run(plan_gather(a)); }
-  void scatter_add(const GatherArgs& a) override { run(plan_scatter_add(a)); }
-
-  void attention_forward(const AttentionForwardArgs& a) override { run(plan_attention_forward(a)); }
-  void attention_backward(const AttentionBackwardArgs& a) override { run(plan_attention_backward(a)); }
-  void layer_norm_forward(const LayerNormForwardArgs& a) override { run(plan_layer_norm_forward(a)); }
-  void layer_norm_backward(const LayerNormBackwardArgs& a) override { run(plan_layer_norm_backward(a)); }
-  void cross_entropy_forward(const CrossEntropyForwardArgs& a) override { run(plan_cross_entropy_forward(a)); }
-  void cross_entropy_backward(const CrossEntropyBackwardArgs& a) override { run(plan_cross_entropy_backward(a)); }
-  void adamw_step(const AdamWStepArgs& a) override { run(plan_adamw_step(a)); }
+#define ORCHARD_METAL_PRIMITIVE(name, Args) \
+  void name(const Args& a) override { run(plan_##name(a)); }
+  ORCHARD_RUNTIME_PRIMITIVES(ORCHARD_METAL_PRIMITIVE)
+#undef ORCHARD_METAL_PRIMITIVE
 
  private:
   void run(const Launches& launches) {

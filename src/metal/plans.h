@@ -21,37 +21,30 @@ Launches plan_binary(BinaryOp op, const ElementwiseLoop& loop);
 Launches plan_where(const ElementwiseLoop& loop);
 void elementwise_kernel_names(std::vector<std::string>& names);
 
+// plan_<name> for every primitive of ORCHARD_RUNTIME_PRIMITIVES (runtime.h), in the plan file of its
+// family: plan_random.cpp (random, dropout), plan_reduce.cpp (reduce, softmax), plan_matmul.cpp,
+// plan_index.cpp (index_select, gather, scatter_add), plan_training.cpp (layer norm, cross-entropy,
+// AdamW), plan_attention.cpp.
+#define ORCHARD_PLAN(name, Args) Launches plan_##name(const Args& args);
+ORCHARD_RUNTIME_PRIMITIVES(ORCHARD_PLAN)
+#undef ORCHARD_PLAN
+
 // plan_random.cpp
-Launches plan_random(const RandomArgs& args);
-Launches plan_dropout(const DropoutArgs& args);
 void random_kernel_names(std::vector<std::string>& names);
 
 // plan_reduce.cpp
-Launches plan_reduce(const ReduceArgs& args);
-Launches plan_softmax(const SoftmaxArgs& args);
 void reduce_kernel_names(std::vector<std::string>& names);
 
 // plan_matmul.cpp
-Launches plan_matmul(const MatmulArgs& args);
 void matmul_kernel_names(std::vector<std::string>& names);
 
 // plan_index.cpp
-Launches plan_index_select(const IndexSelectArgs& args);
-Launches plan_gather(const GatherArgs& args);
-Launches plan_scatter_add(const GatherArgs& args);
 void index_kernel_names(std::vector<std::string>& names);
 
 // plan_training.cpp
-Launches plan_layer_norm_forward(const LayerNormForwardArgs& args);
-Launches plan_layer_norm_backward(const LayerNormBackwardArgs& args);
-Launches plan_cross_entropy_forward(const CrossEntropyForwardArgs& args);
-Launches plan_cross_entropy_backward(const CrossEntropyBackwardArgs& args);
-Launches plan_adamw_step(const AdamWStepArgs& args);
 void training_kernel_names(std::vector<std::string>& names);
 
 // plan_attention.cpp
-Launches plan_attention_forward(const AttentionForwardArgs& args);
-Launches plan_attention_backward(const AttentionBackwardArgs& args);
 void attention_kernel_names(std::vector<std::string>& names);
 
 // Every kernel name a plan can request (the test checks each exists in the kernel library).
