@@ -114,7 +114,7 @@ template <typename T, typename Op>
 #define ORCHARD_UNARY(Op, op, name, T)                        \
   ORCHARD_KERNEL("unary_" #op "_" #name "_c", unary_c, T, Op) \
   ORCHARD_KERNEL("unary_" #op "_" #name "_s", unary_s, T, Op)
-#define ORCHARD_UNARY_ROW(E, op, Node, inputs) ORCHARD_DTYPES_##inputs(ORCHARD_UNARY, E, op)
+#define ORCHARD_UNARY_ROW(E, op, Node, inputs, ...) ORCHARD_DTYPES_##inputs(ORCHARD_UNARY, E, op)
 ORCHARD_UNARY_OPS(ORCHARD_UNARY_ROW)
 
 // ---- binary ----------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ template <typename Out, typename T, typename Op>
   ORCHARD_KERNEL("binary_" #op "_" #name "_s", binary_s, Out, T, Op)
 #define ORCHARD_BINARY_Same(Op, op, name, T) ORCHARD_BINARY(Op, op, name, T, T)
 #define ORCHARD_BINARY_Bool(Op, op, name, T) ORCHARD_BINARY(Op, op, name, bool, T)
-#define ORCHARD_BINARY_ROW(E, op, Node, inputs, output) ORCHARD_DTYPES_##inputs(ORCHARD_BINARY_##output, E, op)
+#define ORCHARD_BINARY_ROW(E, op, Node, inputs, output, ...) ORCHARD_DTYPES_##inputs(ORCHARD_BINARY_##output, E, op)
 ORCHARD_BINARY_OPS(ORCHARD_BINARY_ROW)
 
 // ---- where -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from ._core import (
     full, manual_seed, ones, promote_types, rand, randn, stack, synchronize, where, zeros,
 )
 from ._core import (  # noqa: F401  (functions that are also Tensor methods)
-    abs, add, addmm, amax, amin, argmax, argmin, clamp, cos, div, eq, exp, gather, ge, gelu, gt,
+    abs, add, addmm, amax, amin, argmax, argmin, clamp, cos, div, eq, erf, exp, gather, ge, gelu, gt,
     index_select, le, log, log_softmax, logical_and, logical_not, logical_or, logsumexp, lt,
     matmul, max, maximum, mean, min, minimum, mul, ne, neg, pow, relu, rsqrt, safe_div,
     scatter_add, sigmoid, sin, softmax, split, sqrt, sub, sum, tanh, tril, triu, var,

@@ -125,7 +125,7 @@ template <typename T>
 void unary_typed(UnaryOp op, const ElementwiseLoop& loop) {
   using C = compute_t<T>;
   switch (op) {
-#define ORCHARD_CPU_UNARY(E, name, Node, inputs)                                   \
+#define ORCHARD_CPU_UNARY(E, name, Node, inputs, ...)                                 \
     case UnaryOp::E:                                                               \
       if constexpr (accepts(OpInputs::inputs, dtype_of<T>::value))                 \
         return map1<T, T>(loop, [](T x) { return T(E()(C(x))); });                 \
@@ -178,7 +178,7 @@ template <typename T>
 void binary_typed(BinaryOp op, const ElementwiseLoop& loop) {
   using C = compute_t<T>;
   switch (op) {
-#define ORCHARD_CPU_BINARY(E, name, Node, inputs, output)                                          \
+#define ORCHARD_CPU_BINARY(E, name, Node, inputs, output, ...)                                      \
     case BinaryOp::E:                                                                              \
       if constexpr (accepts(OpInputs::inputs, dtype_of<T>::value)) {                               \
         using Out = std::conditional_t<OpOutput::output == OpOutput::Bool, bool, T>;               \

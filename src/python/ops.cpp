@@ -96,19 +96,13 @@ void bind_ops(nb::module_& m) {
   m.def("manual_seed", [](int64_t seed) { manual_seed(uint64_t(seed)); }, arg("seed"),
         "Seeds Orchard's Philox generator (every device draws from it).");
 
-  // Elementwise.
-  both(m, cls, "neg", "-input, elementwise.", &unary_fn<UnaryOp::Neg>);
-  both(m, cls, "abs", "|input|, elementwise.", &unary_fn<UnaryOp::Abs>);
-  both(m, cls, "exp", "e ** input, elementwise.", &unary_fn<UnaryOp::Exp>);
-  both(m, cls, "log", "Natural logarithm, elementwise.", &unary_fn<UnaryOp::Log>);
-  both(m, cls, "sqrt", "Square root, elementwise.", &unary_fn<UnaryOp::Sqrt>);
-  both(m, cls, "rsqrt", "1 / sqrt(input), elementwise.", &unary_fn<UnaryOp::Rsqrt>);
-  both(m, cls, "tanh", "Hyperbolic tangent, elementwise.", &unary_fn<UnaryOp::Tanh>);
-  both(m, cls, "sigmoid", "1 / (1 + e ** -input), elementwise.", &unary_fn<UnaryOp::Sigmoid>);
-  both(m, cls, "relu", "max(input, 0), elementwise (NaN stays NaN).", &unary_fn<UnaryOp::Relu>);
-  both(m, cls, "sin", "Sine, elementwise.", &unary_fn<UnaryOp::Sin>);
-  both(m, cls, "cos", "Cosine, elementwise.", &unary_fn<UnaryOp::Cos>);
-  both(m, cls, "logical_not", "not input, elementwise, as bool.", &unary_fn<UnaryOp::LogicalNot>);
+  // Elementwise ops, from their rows in src/core/op_table.h; gelu's two rows are one function, and
+  // add and sub take alpha (below).
+#define ORCHARD_BIND_UNARY(E, name, Node, inputs, doc)                                  \
+  if (UnaryOp::E != UnaryOp::GeluExact && UnaryOp::E != UnaryOp::GeluTanh)              \
+    both(m, cls, #name, "Elementwise: " doc ".", &unary_fn<UnaryOp::E>);
+  ORCHARD_UNARY_OPS(ORCHARD_BIND_UNARY)
+#undef ORCHARD_BIND_UNARY
   both(m, cls, "gelu", "GELU, exact (approximate='none') or its tanh form (approximate='tanh').",
        [](const Tensor& x, const std::string& approximate) {
          if (approximate != "none" && approximate != "tanh")
@@ -122,20 +116,12 @@ void bind_ops(nb::module_& m) {
   both(m, cls, "sub", "input - alpha * other, broadcast.", [](const Tensor& a, const TensorArg& b, double alpha) {
     return sub(a, b.t, alpha);
   }, arg("other"), nb::kw_only(), arg("alpha") = 1.0);
-  both(m, cls, "mul", "input * other, broadcast.", &binary_fn<BinaryOp::Mul>, arg("other"));
-  both(m, cls, "div", "input / other, broadcast (true division).", &binary_fn<BinaryOp::Div>, arg("other"));
-  both(m, cls, "pow", "input ** other, broadcast.", &binary_fn<BinaryOp::Pow>, arg("other"));
-  both(m, cls, "maximum", "Elementwise maximum, NaN propagating.", &binary_fn<BinaryOp::Maximum>, arg("other"));
-  both(m, cls, "minimum", "Elementwise minimum, NaN propagating.", &binary_fn<BinaryOp::Minimum>, arg("other"));
-  both(m, cls, "safe_div", "input / other, 0 where other == 0.", &binary_fn<BinaryOp::SafeDiv>, arg("other"));
-  both(m, cls, "eq", "input == other, as bool.", &binary_fn<BinaryOp::Eq>, arg("other"));
-  both(m, cls, "ne", "input != other, as bool.", &binary_fn<BinaryOp::Ne>, arg("other"));
-  both(m, cls, "lt", "input < other, as bool.", &binary_fn<BinaryOp::Lt>, arg("other"));
-  both(m, cls, "le", "input <= other, as bool.", &binary_fn<BinaryOp::Le>, arg("other"));
-  both(m, cls, "gt", "input > other, as bool.", &binary_fn<BinaryOp::Gt>, arg("other"));
-  both(m, cls, "ge", "input >= other, as bool.", &binary_fn<BinaryOp::Ge>, arg("other"));
-  both(m, cls, "logical_and", "input and other, as bool.", &binary_fn<BinaryOp::LogicalAnd>, arg("other"));
-  both(m, cls, "logical_or", "input or other, as bool.", &binary_fn<BinaryOp::LogicalOr>, arg("other"));
+#define ORCHARD_BIND_BINARY(E, name, Node, inputs, output, doc)                                          \
+  if (BinaryOp::E != BinaryOp::Add && BinaryOp::E != BinaryOp::Sub && BinaryOp::E != BinaryOp::GeluBackwardExact && \
+      BinaryOp::E != BinaryOp::GeluBackwardTanh)                                                            \
+    both(m, cls, #name, "Elementwise, broadcast: " doc ".", &binary_fn<BinaryOp::E>, arg("other"));
+  ORCHARD_BINARY_OPS(ORCHARD_BIND_BINARY)
+#undef ORCHARD_BIND_BINARY
   m.def("where", [](const Tensor& cond, const TensorArg& a, const TensorArg& b) { return where(cond, a.t, b.t); },
         arg("condition"), arg("input"), arg("other"), nogil(), "input where condition, else other.");
   cls.def("where", [](const Tensor& self, const Tensor& cond, const TensorArg& other) {
@@ -147,18 +133,12 @@ void bind_ops(nb::module_& m) {
        }, arg("min").none() = nb::none(), arg("max").none() = nb::none());
 
   // Reductions.
-  both(m, cls, "sum", "Sum over dim (every dim when None).", [](const Tensor& x, const DimsArg& dim, bool keepdim) {
-    return sum(x, dim.get("sum"), keepdim);
-  }, arg("dim").none() = nb::none(), arg("keepdim") = false);
-  both(m, cls, "mean", "Mean over dim (every dim when None).", [](const Tensor& x, const DimsArg& dim, bool keepdim) {
-    return mean(x, dim.get("mean"), keepdim);
-  }, arg("dim").none() = nb::none(), arg("keepdim") = false);
-  both(m, cls, "amax", "Maximum over dim (every dim when None).", [](const Tensor& x, const DimsArg& dim, bool keepdim) {
-    return amax(x, dim.get("amax"), keepdim);
-  }, arg("dim").none() = nb::none(), arg("keepdim") = false);
-  both(m, cls, "amin", "Minimum over dim (every dim when None).", [](const Tensor& x, const DimsArg& dim, bool keepdim) {
-    return amin(x, dim.get("amin"), keepdim);
-  }, arg("dim").none() = nb::none(), arg("keepdim") = false);
+  for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min}) {
+    const char* name = op_name(op);
+    both(m, cls, name, "The reduction over dim (every dim when None).",
+         [op, name](const Tensor& x, const DimsArg& dim, bool keepdim) { return reduce(op, x, dim.get(name), keepdim); },
+         arg("dim").none() = nb::none(), arg("keepdim") = false);
+  }
   // max/min hold the GIL to build their named tuple, so they are defined apart from both().
   for (bool is_max : {true, false}) {
     const char* name = is_max ? "max" : "min";

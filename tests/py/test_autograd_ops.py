@@ -137,6 +137,7 @@ UNARY = {
     "gelu_tanh": (lambda x: x.gelu(approximate="tanh"), "any"),
     "sin": (lambda x: x.sin(), "any"),
     "cos": (lambda x: x.cos(), "any"),
+    "erf": (lambda x: x.erf(), "any"),
     "module_fn": (lambda x: oc.sigmoid(oc.tanh(x)), "any"),
 }
 SHAPES = [(), (4,), (2, 3), (2, 1, 3)]

@@ -54,6 +54,7 @@ UNARY = {
     "sigmoid": lambda L, x: x.sigmoid(),
     "sin": lambda L, x: x.sin(),
     "cos": lambda L, x: x.cos(),
+    "erf": lambda L, x: x.erf(),
     "exp_tanh": lambda L, x: x.tanh().exp(),
     "gelu": lambda L, x: gelu(L, x),
     "gelu_tanh": lambda L, x: gelu(L, x, "tanh"),

@@ -35,8 +35,9 @@ UNARY = {
     "sin": (np.sin, (-6, 6)),
     "cos": (np.cos, (-6, 6)),
     "gelu": (lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))), (-5, 5)),
+    "erf": (_erf, (-4, 4)),
 }
-FLOAT_RESULT_UNARY = ["exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos"]
+FLOAT_RESULT_UNARY = ["exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos", "erf"]
 
 
 @given(op=st.sampled_from(sorted(UNARY)), shape=shapes(), dtype=float_dtypes, layout=layouts, seed=seeds)
