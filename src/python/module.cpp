@@ -18,18 +18,17 @@ void register_exceptions(nb::module_& m) {
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
-    } catch (const DTypeError& e) {
-      PyErr_SetString(g_dtype_error, e.what());
-    } catch (const ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
-    } catch (const IndexError& e) {
-      PyErr_SetString(PyExc_IndexError, e.what());
-    } catch (const TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const OutOfMemoryError& e) {
-      PyErr_SetString(PyExc_MemoryError, e.what());
-    } catch (const RuntimeError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
+    } catch (const std::runtime_error& e) {
+      // The most derived kind first (DTypeError is a TypeError); other exceptions go to nanobind.
+      PyObject* type = dynamic_cast<const DTypeError*>(&e)         ? g_dtype_error
+                       : dynamic_cast<const ValueError*>(&e)       ? PyExc_ValueError
+                       : dynamic_cast<const IndexError*>(&e)       ? PyExc_IndexError
+                       : dynamic_cast<const TypeError*>(&e)        ? PyExc_TypeError
+                       : dynamic_cast<const OutOfMemoryError*>(&e) ? PyExc_MemoryError
+                       : dynamic_cast<const RuntimeError*>(&e)     ? PyExc_RuntimeError
+                                                                   : nullptr;
+      if (!type) throw;
+      PyErr_SetString(type, e.what());
     }
   });
 }
