@@ -68,8 +68,9 @@ def wait_for_a_save(rng, out):
     """Until the run begins a save, then a few milliseconds (writing, flushing, renaming)."""
     leftovers = incomplete(out)
     deadline = time.monotonic() + 60
-    while not incomplete(out) - leftovers:
-        assert time.monotonic() < deadline, "the trainer began no save within 60 s"
+    # A save missed by the polling (a loaded machine) lets this kill land elsewhere; the test
+    # still requires a quarter of all kills to land during a save.
+    while not incomplete(out) - leftovers and time.monotonic() < deadline:
         time.sleep(0.0005)
     time.sleep(rng.uniform(0.0, 0.005))
 
