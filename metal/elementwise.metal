@@ -69,7 +69,10 @@ inline float erf_f32(float x) {
 
 struct Neg { template <typename C> C operator()(C x) const { return C(-typename Wrapping<C>::type(x)); } };
 struct Abs {
-  template <typename C> C operator()(C x) const { return x < C(0) ? C(-typename Wrapping<C>::type(x)) : x; }
+  template <typename C> C operator()(C x) const {  // 0 - x: |-0| is +0
+    typedef typename Wrapping<C>::type W;
+    return x <= C(0) ? C(W(0) - W(x)) : x;
+  }
 };
 struct Relu { template <typename C> C operator()(C x) const { return x > C(0) ? x : (x != x ? x : C(0)); } };
 struct LogicalNot { bool operator()(bool x) const { return !x; } };
@@ -85,9 +88,16 @@ struct Sigmoid { float operator()(float x) const { return 1.0f / (1.0f + exp(-x)
 struct Sin { float operator()(float x) const { return sin(x); } };
 struct Cos { float operator()(float x) const { return cos(x); } };
 struct Erf { float operator()(float x) const { return erf_f32(x); } };
-struct GeluExact { float operator()(float x) const { return 0.5f * x * (1.0f + erf_f32(x * 0.7071067811865476f)); } };
+// gelu(-inf) is its limit -0, where the formulas give -inf * 0 = NaN.
+struct GeluExact {
+  float operator()(float x) const {
+    return x == -INFINITY ? -0.0f : 0.5f * x * (1.0f + erf_f32(x * 0.7071067811865476f));
+  }
+};
 struct GeluTanh {
-  float operator()(float x) const { return 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x))); }
+  float operator()(float x) const {
+    return x == -INFINITY ? -0.0f : 0.5f * x * (1.0f + tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  }
 };
 
 template <typename T, typename Op>

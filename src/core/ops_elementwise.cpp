@@ -120,7 +120,8 @@ Tensor scaled(const char* op, const Tensor& a, const Tensor& b, double alpha) {
     return scalar_tensor(v, t, Device::CPU, true);
   }
   const DType t = boolean ? DType::Bool : whole ? DType::Int64 : DType::Float64;
-  return mul(b, scalar_tensor(alpha, t, Device::CPU, true));  // a host scalar
+  // A fractional alpha scales b in the common dtype (float16 + int * 0.5 stays float16).
+  return mul(whole ? b : b.to(result_type(a, b)), scalar_tensor(alpha, t, Device::CPU, true));  // a host scalar
 }
 }  // namespace
 

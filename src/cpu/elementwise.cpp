@@ -2,6 +2,7 @@
 // contiguous and broadcast-scalar cases written as plain counted loops so GCC/Clang vectorise them.
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "cpu_runtime.h"
@@ -71,9 +72,15 @@ constexpr double kGeluK = 0.7978845608028654;  // sqrt(2 / pi)
 constexpr double kGeluC = 0.044715;
 constexpr double kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
 
+// gelu(-inf) is its limit -0, where both formulas give -inf * 0 = NaN.
+template <typename C>
+inline bool is_minus_inf(C x) {
+  return x == -std::numeric_limits<C>::infinity();
+}
+
 template <typename C>
 inline C gelu_exact(C x) {
-  return C(0.5) * x * (C(1) + std::erf(x * C(kInvSqrt2)));
+  return is_minus_inf(x) ? C(-0.0) : C(0.5) * x * (C(1) + std::erf(x * C(kInvSqrt2)));
 }
 
 // 0.5 (1 + tanh(u)) as sigmoid(2u): one exp and one division, cheaper than tanh's two branches,
@@ -85,7 +92,7 @@ inline C gelu_tanh_gate(C x) {
 
 template <typename C>
 inline C gelu_tanh(C x) {
-  return x * gelu_tanh_gate(x);
+  return is_minus_inf(x) ? C(-0.0) : x * gelu_tanh_gate(x);
 }
 
 // d/dx gelu: Phi(x) + x phi(x).
@@ -105,7 +112,10 @@ inline C gelu_tanh_grad(C x) {
 // One functor per row of ORCHARD_UNARY_OPS (op_table.h), named after its enumerator; C is the
 // compute type (float for the 16-bit floats).
 struct Neg { template <typename C> C operator()(C x) const { return C(-wrapping_t<C>(x)); } };
-struct Abs { template <typename C> C operator()(C x) const { return x < C(0) ? C(-wrapping_t<C>(x)) : x; } };
+// 0 - x: |-0| is +0.
+struct Abs {
+  template <typename C> C operator()(C x) const { return x <= C(0) ? C(wrapping_t<C>(0) - wrapping_t<C>(x)) : x; }
+};
 struct Relu { template <typename C> C operator()(C x) const { return x > C(0) ? x : (x != x ? x : C(0)); } };
 struct LogicalNot { bool operator()(bool x) const { return !x; } };
 struct Exp { template <typename C> C operator()(C x) const { return vexp(x); } };

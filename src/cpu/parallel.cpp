@@ -68,10 +68,10 @@ class Pool {
       n_ = n;
       chunk_ = chunk;
       chunks_ = (n + chunk - 1) / chunk;
-      next_ = 0;
-      pending_ = chunks_;
+      pending_.store(chunks_, std::memory_order_relaxed);
       error_ = nullptr;
-      generation_.fetch_add(1, std::memory_order_release);  // publishes the fields to spinning workers
+      unclaimed_.store(chunks_, std::memory_order_release);  // opens the job: publishes the fields above
+      generation_.fetch_add(1, std::memory_order_release);   // calls the workers
     }
     wake_.notify_all();
     drain();
@@ -85,18 +85,25 @@ class Pool {
   }
 
  private:
+  // Runs chunks of the open job until none is left to claim. A thread reads the job's fields only
+  // after claiming one of its chunks: the job cannot end (and `run` cannot write the next job's
+  // fields) while that chunk is pending, and the claim's acquire sees the fields `run` published
+  // before opening the job. A thread that arrives late, after the job's last chunk was claimed,
+  // finds nothing to claim and touches nothing else; if the next job is already open, it helps with
+  // that one, whose fields it then reads under the same guarantee.
   void drain() {
     t_in_region = true;
     for (;;) {
-      int64_t c = next_.fetch_add(1);
-      if (c >= chunks_) break;
+      const int64_t left = unclaimed_.fetch_sub(1, std::memory_order_acquire);
+      if (left <= 0) break;  // (the next job's store of unclaimed_ overwrites what this took below 0)
+      const int64_t c = chunks_ - left;
       try {
         (*fn_)(c * chunk_, std::min(n_, (c + 1) * chunk_));
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!error_) error_ = std::current_exception();
       }
-      if (pending_.fetch_sub(1) == 1) {
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();
       }
@@ -133,7 +140,8 @@ class Pool {
   std::condition_variable wake_, done_;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1, chunks_ = 0;
-  std::atomic<int64_t> next_{0}, pending_{0};
+  std::atomic<int64_t> unclaimed_{0};  // chunks of the open job not yet claimed; <= 0: none open
+  std::atomic<int64_t> pending_{0};    // chunks of the open job not yet finished
   std::exception_ptr error_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> stopping_{false};

@@ -71,8 +71,8 @@ inline float tanh_f32(float x) {
   std::memcpy(&xb, &x, 4);
   std::memcpy(&sb, &small, 4);
   std::memcpy(&bb, &big, 4);
-  bb |= xb & 0x80000000u;
-  uint32_t yb = (sb & use_small) | (bb & ~use_small);
+  // x's sign on either result: big is >= 0, and small is +0 for x = -0 (x + x z p = -0 + +0).
+  uint32_t yb = ((sb & use_small) | (bb & ~use_small)) | (xb & 0x80000000u);
   float y;
   std::memcpy(&y, &yb, 4);
   return y;

@@ -9,6 +9,7 @@ rounded to the result dtype; PyTorch is the reference for dtypes (type promotion
 NumPy's semantics differ from PyTorch's.
 """
 import functools
+import math
 import os
 import random
 import sys
@@ -268,6 +269,18 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None, exact=None,
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
                                rtol=r if rtol is None else rtol, atol=a if atol is None else atol,
                                equal_nan=True, err_msg=msg)
+
+
+# ---- mathematical references -------------------------------------------------------------------
+
+def gelu_reference(x):
+    """gelu(x) = x Phi(x) in float64, with its limits at the infinities (+inf, and -0 at -inf, where
+    x Phi(x) would be -inf * 0). PyTorch is no reference there: its vector kernels give NaN for +inf
+    (and inf for 3e38 in float32), its scalar path +inf."""
+    x = np.asarray(x, dtype=np.float64)
+    phi = 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(-x / math.sqrt(2))
+    with np.errstate(invalid="ignore"):
+        return np.where(x == -np.inf, -0.0, x * phi)
 
 
 # ---- hypothesis strategies -------------------------------------------------------------------

@@ -12,9 +12,10 @@ import pytest
 import orchard as oc
 from orchard import nn, optim
 
-# Under AddressSanitizer freed memory sits in a quarantine and the resident size means nothing; the
-# live-storage checks still run (`bash .ci/run sanitize`, which also runs fewer steps).
-SANITIZED = "asan" in os.environ.get("LD_PRELOAD", "")
+# Under AddressSanitizer freed memory sits in a quarantine, and ThreadSanitizer's shadow memory and
+# allocator grow on their own: the resident size means nothing; the live-storage checks still run
+# (`bash .ci/run sanitize tsan`, which also runs fewer steps).
+SANITIZED = any(runtime in os.environ.get("LD_PRELOAD", "") for runtime in ("asan", "tsan"))
 # The emulated Metal device runs a step ~100x slower: fewer steps there, for its runtime's caches.
 STEPS = {"cpu": 600 if SANITIZED else 3000, "metal": 12 if SANITIZED else 24}
 WARMUP = {"cpu": 300, "metal": 6}

@@ -3,8 +3,10 @@
   +-1e4, and agree with PyTorch computed in float64;
 - fully masked attention rows give a defined result: 0 in the output and in every gradient, rows
   beside them untouched (docs/ARCHITECTURE.md, "Numerical edge cases");
-- NaN (and Inf) propagate as in PyTorch through elementwise ops, clamp (NaN bounds too), reductions,
-  max/argmax, softmax, matmul, cross-entropy, layer norm and attention, also over rows long enough
+- elementwise ops and clamp (NaN bounds too) give special values (NaN, +-inf, +-0, the largest and
+  the smallest normal values) what mathematics gives them (IEEE 754, C99), not PyTorch;
+- NaN (and Inf) propagate as in PyTorch through reductions, max/argmax, softmax, matmul,
+  cross-entropy, layer norm and attention, also over rows long enough
   for the Metal kernels whose threads combine partial results. (MSL's own max/min/fmax/simd_max
   drop NaN on floats; the emulated device computes them so, and the kernels propagate NaN
   explicitly: metal/common.h.)
@@ -17,7 +19,7 @@ import torch
 
 import orchard as oc
 import orchard.nn.functional as F
-from conftest import FLOAT_DTYPES, TOLERANCE, TORCH_DTYPE, require
+from conftest import FLOAT_DTYPES, TOLERANCE, TORCH_DTYPE, gelu_reference, require, round_to
 
 NAN, INF = math.nan, math.inf
 HALF_PLUS = [oc.float16, oc.bfloat16, oc.float32]  # the dtypes attention takes
@@ -172,38 +174,83 @@ def test_nan_in_a_visible_key_or_value_reaches_the_rows_that_see_it(device, caus
 SPECIALS = np.array([[NAN, 1.0, -2.0, INF], [0.5, -INF, NAN, 0.0], [3.0, 2.0, 1.0, -1.0], [-0.0, NAN, NAN, NAN]],
                     dtype=np.float32)
 
-ELEMENTWISE = {
-    "exp": lambda L, x, y: L.exp(x), "log": lambda L, x, y: L.log(x), "sqrt": lambda L, x, y: L.sqrt(x),
-    "tanh": lambda L, x, y: L.tanh(x), "sigmoid": lambda L, x, y: L.sigmoid(x), "relu": lambda L, x, y: L.relu(x),
-    "abs": lambda L, x, y: L.abs(x), "neg": lambda L, x, y: L.neg(x), "sin": lambda L, x, y: L.sin(x),
-    "gelu": lambda L, x, y: (oc.gelu(x) if L is oc else torch.nn.functional.gelu(x)),
-    "add": lambda L, x, y: L.add(x, y), "mul": lambda L, x, y: L.mul(x, y), "div": lambda L, x, y: L.div(x, y),
-    "pow": lambda L, x, y: L.pow(x, y), "maximum": lambda L, x, y: L.maximum(x, y),
-    "minimum": lambda L, x, y: L.minimum(x, y), "eq": lambda L, x, y: L.eq(x, y), "lt": lambda L, x, y: L.lt(x, y),
-    "ne": lambda L, x, y: L.ne(x, y), "where": lambda L, x, y: L.where(x > 0, x, y),
-    "clamp": lambda L, x, y: L.clamp(x, min=-1.0, max=1.0),
-    "clamp_nan_bound": lambda L, x, y: L.clamp(x, min=y),
-    "clamp_nan_max_bound": lambda L, x, y: L.clamp(x, max=y),
-    "clamp_nan_bounds": lambda L, x, y: L.clamp(x, min=y, max=y + 1),
-    "pow_of_one": lambda L, x, y: L.pow(x * 0 + 1, y),
-    "pow_to_zero": lambda L, x, y: L.pow(x, y * 0),
+# Elementwise ops on special values, against mathematics: IEEE 754 for arithmetic and comparisons,
+# C99 Annex F for the elementary functions (the float64 NumPy functions below follow both on every
+# platform), and the limits of the composed functions (sigmoid(-inf) = 0, gelu(-inf) = -0). Not
+# against PyTorch: its answers differ between its scalar and vector kernels (gelu(+inf) is +inf in
+# one, NaN in the other), and so between processors.
+ELEMENTWISE = {  # op: (Orchard, the mathematical value in float64)
+    "exp": (lambda x, y: oc.exp(x), lambda x, y: np.exp(x)),
+    "log": (lambda x, y: oc.log(x), lambda x, y: np.log(x)),
+    "sqrt": (lambda x, y: oc.sqrt(x), lambda x, y: np.sqrt(x)),
+    "tanh": (lambda x, y: oc.tanh(x), lambda x, y: np.tanh(x)),
+    "sigmoid": (lambda x, y: oc.sigmoid(x), lambda x, y: 1 / (1 + np.exp(-x))),
+    "relu": (lambda x, y: oc.relu(x), lambda x, y: np.where(x > 0, x, np.where(np.isnan(x), x, 0.0))),
+    "abs": (lambda x, y: oc.abs(x), lambda x, y: np.abs(x)),
+    "neg": (lambda x, y: oc.neg(x), lambda x, y: -x),
+    "sin": (lambda x, y: oc.sin(x), lambda x, y: np.sin(x)),
+    "gelu": (lambda x, y: oc.gelu(x), lambda x, y: gelu_reference(x)),
+    "add": (lambda x, y: oc.add(x, y), lambda x, y: x + y),
+    "mul": (lambda x, y: oc.mul(x, y), lambda x, y: x * y),
+    "div": (lambda x, y: oc.div(x, y), lambda x, y: x / y),
+    "pow": (lambda x, y: oc.pow(x, y), lambda x, y: np.power(x, y)),
+    "maximum": (lambda x, y: oc.maximum(x, y), lambda x, y: np.maximum(x, y)),  # NaN wins, as IEEE 754-2019's
+    "minimum": (lambda x, y: oc.minimum(x, y), lambda x, y: np.minimum(x, y)),
+    "eq": (lambda x, y: oc.eq(x, y), lambda x, y: x == y),
+    "lt": (lambda x, y: oc.lt(x, y), lambda x, y: x < y),
+    "ne": (lambda x, y: oc.ne(x, y), lambda x, y: x != y),
+    "where": (lambda x, y: oc.where(x > 0, x, y), lambda x, y: np.where(x > 0, x, y)),
+    "clamp": (lambda x, y: oc.clamp(x, min=-1.0, max=1.0), lambda x, y: np.minimum(np.maximum(x, -1.0), 1.0)),
+    "clamp_nan_bound": (lambda x, y: oc.clamp(x, min=y), lambda x, y: np.maximum(x, y)),
+    "clamp_nan_max_bound": (lambda x, y: oc.clamp(x, max=y), lambda x, y: np.minimum(x, y)),
+    "clamp_nan_bounds": (lambda x, y: oc.clamp(x, min=y, max=y + 1), lambda x, y: np.minimum(np.maximum(x, y), y + 1)),
+    "pow_of_one": (lambda x, y: oc.pow(x * 0 + 1, y), lambda x, y: np.power(x * 0 + 1, y)),  # 1 ** NaN is 1
+    "pow_to_zero": (lambda x, y: oc.pow(x, y * 0), lambda x, y: np.power(x, y * 0)),  # NaN ** 0 is 1
 }
+# Where IEEE 754 and C99 give a zero its sign (-0 * 3 = -0, sqrt(-0) = -0, exp(-inf) = +0); relu,
+# maximum, minimum, clamp and gelu leave it open.
+SIGNED_ZEROS = {"exp", "log", "sqrt", "tanh", "sigmoid", "abs", "neg", "sin", "add", "mul", "div", "pow", "where",
+                "pow_of_one", "pow_to_zero"}
+COMPARISONS = {"eq", "lt", "ne"}
+
+
+def special_values(dtype):
+    """NaN, +-inf, +-0, +-the largest finite value, +-the smallest normal one and a few plain numbers,
+    exactly representable in `dtype`."""
+    info = torch.finfo(TORCH_DTYPE[dtype])
+    return np.array([NAN, INF, -INF, 0.0, -0.0, info.max, -info.max, info.tiny, -info.tiny,
+                     1.0, -1.0, 0.5, -2.0, 3.0])
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("op", list(ELEMENTWISE))
-def test_nan_and_inf_propagate_through_elementwise_ops_as_in_torch(device, dtype, op):
+def test_special_values_through_elementwise_ops_follow_mathematics(device, dtype, op):
+    """Every pair of special values: NaN exactly where mathematics gives NaN, infinities with their
+    sign, zeros with their sign where it is defined, the rest within the dtype's tolerance."""
     require(device, dtype)
-    x_np, y_np = SPECIALS, np.roll(SPECIALS, 1, axis=1)
+    vals = special_values(dtype)
+    x_np, y_np = np.repeat(vals, vals.size), np.tile(vals, vals.size)  # every (x, y) pair
     x, y = (oc.tensor(a, dtype=dtype, device=device) for a in (x_np, y_np))
-    tx, ty = (torch.tensor(a).to(TORCH_DTYPE[dtype]) for a in (x_np, y_np))
-    got, want = ELEMENTWISE[op](oc, x, y), ELEMENTWISE[op](torch, tx, ty)
-    assert got.dtype == {v: k for k, v in TORCH_DTYPE.items()}[want.dtype]
-    g, w = values(got), tvalues(want)
-    np.testing.assert_array_equal(np.isnan(g), np.isnan(w), err_msg=f"{op}: NaN positions")
-    np.testing.assert_array_equal(np.isinf(g), np.isinf(w), err_msg=f"{op}: Inf positions")
+    orchard_op, math_op = ELEMENTWISE[op]
+    got = orchard_op(x, y)
+    assert got.dtype == (oc.bool if op in COMPARISONS else dtype)
+    g = values(got)
+    with np.errstate(all="ignore"):  # overflow to inf, 0 * inf, ... are what is checked
+        w = math_op(x_np, y_np)
+        w = w.astype(np.float64) if op in COMPARISONS else round_to(w, dtype).astype(np.float64)
+
+    def check(bad, what):
+        assert not bad.any(), f"{op} {what} at (x, y) = " + ", ".join(
+            f"({a}, {b}): {c} not {d}" for a, b, c, d in zip(x_np[bad], y_np[bad], g[bad], w[bad]))
+
+    check(np.isnan(g) != np.isnan(w), "NaN")
+    inf = np.isinf(g) | np.isinf(w)
+    check(inf & (g != w), "infinity")
+    if op in SIGNED_ZEROS:
+        check((w == 0) & (g == 0) & (np.signbit(g) != np.signbit(w)), "sign of zero")
     ok = np.isfinite(w)
-    np.testing.assert_allclose(g[ok], w[ok], rtol=TOLERANCE[dtype][0] * 2, atol=TOLERANCE[dtype][1])
+    np.testing.assert_allclose(g[ok], w[ok], rtol=TOLERANCE[dtype][0] * 2, atol=TOLERANCE[dtype][1],
+                               err_msg=f"{op} of {list(zip(x_np[ok], y_np[ok]))}")
 
 
 REDUCTIONS = {
