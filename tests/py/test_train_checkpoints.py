@@ -19,7 +19,9 @@ from orchard.models import GPT2
 from orchard.training import checkpoint
 
 KILLS = 18  # a third while starting up, a third in the first steps, a third while a save is under way
-STEPS = 60
+# Enough that no run can finish within the longest wait before its kill (0.8 s of startup, or 1.5 s
+# of training) on a fast, quiet machine: a step with its save takes a few milliseconds.
+STEPS = 600
 
 
 def trainer(out, corpus):
@@ -66,11 +68,13 @@ def wait_for_a_moment_of_training(rng, out):
 
 def wait_for_a_save(rng, out):
     """Until the run begins a save, then a few milliseconds (writing, flushing, renaming)."""
-    leftovers = incomplete(out)
+    leftovers, step = incomplete(out), newest_step(out)
     deadline = time.monotonic() + 60
-    # A save missed by the polling (a loaded machine) lets this kill land elsewhere; the test
-    # still requires a quarter of all kills to land during a save.
-    while not incomplete(out) - leftovers and time.monotonic() < deadline:
+    # A save the polling missed (a loaded machine) shows as a newer checkpoint: then the kill lands
+    # in the next step instead, before the run can finish. The test still requires a quarter of all
+    # kills to land during a save.
+    while not incomplete(out) - leftovers and newest_step(out) == step:
+        assert time.monotonic() < deadline, "the trainer began no save within 60 s"
         time.sleep(0.0005)
     time.sleep(rng.uniform(0.0, 0.005))
 
