@@ -113,7 +113,7 @@ struct Scalar {
 
 // Uniform [0, 1) or standard normal from the Philox stream keyed by (seed, offset + index).
 struct RandomArgs {
-  const Tensor& out;
+  const Tensor &out;
   bool normal;
   uint64_t seed, offset;
 };
@@ -121,8 +121,7 @@ struct RandomArgs {
 // in[i] / (1 - p) where number offset + i of the Philox stream keyed by seed is at least
 // dropout_threshold(p) (philox.h), else in[i] * 0. The backward is the same call on the gradient.
 struct DropoutArgs {
-  const Tensor& in;
-  const Tensor& out;
+  const Tensor &in, &out;
   double p;
   uint64_t seed, offset;
 };
@@ -130,108 +129,71 @@ struct DropoutArgs {
 // `correction` is used by Var only.
 struct ReduceArgs {
   ReduceOp op;
-  const Tensor& in;
-  const Tensor& out;
+  const Tensor &in, &out;
   int64_t outer, reduced, inner, correction;
 };
 // Softmax (or log-softmax) over the last dim of a contiguous [rows, cols] input into contiguous out.
 struct SoftmaxArgs {
-  const Tensor& in;
-  const Tensor& out;
+  const Tensor &in, &out;
   bool log;
 };
 // out[b] (+)= a[b] @ b[b] for contiguous-or-transposed matrices: a is [batch, M, K], b is
 // [batch, K, N], out is contiguous [batch, M, N]. Inputs have unit stride in one of their last two
 // dims; a batch stride of 0 broadcasts.
 struct MatmulArgs {
-  const Tensor& a;
-  const Tensor& b;
-  const Tensor& out;
+  const Tensor &a, &b, &out;
 };
 // out = src.index_select(dim, index) for contiguous src/out viewed as [outer, n, inner].
 struct IndexSelectArgs {
-  const Tensor& src;
-  const Tensor& index;
-  const Tensor& out;
+  const Tensor &src, &index, &out;
   int64_t outer, inner;
 };
 // out = src gathered along dim (PyTorch gather), or its adjoint out.scatter_add_(dim, index, src).
 // All operands contiguous; index has the shape of the gathered values (out for gather, src for
 // scatter_add).
 struct GatherArgs {
-  const Tensor& src;
-  const Tensor& index;
-  const Tensor& out;
+  const Tensor &src, &index, &out;
   int64_t dim;
 };
 // FlashAttention forward: saves only the row log-sum-exp.
 struct AttentionForwardArgs {
-  const Tensor& q;
-  const Tensor& k;
-  const Tensor& v;
+  const Tensor &q, &k, &v;
   const AttentionParams& p;
-  const Tensor& out;
-  const Tensor& lse;
+  const Tensor &out, &lse;
 };
 // FlashAttention's fused backward: recomputes P from q, k and lse; D = rowsum(dout * out). dq, dk,
 // dv have the shapes and dtypes of q, k, v.
 struct AttentionBackwardArgs {
-  const Tensor& q;
-  const Tensor& k;
-  const Tensor& v;
-  const Tensor& out;
-  const Tensor& lse;
-  const Tensor& dout;
+  const Tensor &q, &k, &v, &out, &lse, &dout;
   const AttentionParams& p;
-  const Tensor& dq;
-  const Tensor& dk;
-  const Tensor& dv;
+  const Tensor &dq, &dk, &dv;
 };
 // Layer norm over the trailing dims weight covers, x viewed as [rows, n = weight.numel()]:
 // y = (x - mean) * rstd * weight + bias; mean and rstd float32 [rows].
 struct LayerNormForwardArgs {
-  const Tensor& x;
-  const Tensor& weight;
-  const Tensor& bias;
+  const Tensor &x, &weight, &bias;
   float eps;
-  const Tensor& y;
-  const Tensor& mean;
-  const Tensor& rstd;
+  const Tensor &y, &mean, &rstd;
 };
 struct LayerNormBackwardArgs {
-  const Tensor& dy;
-  const Tensor& x;
-  const Tensor& weight;
-  const Tensor& mean;
-  const Tensor& rstd;
-  const Tensor& dx;
-  const Tensor& dweight;
-  const Tensor& dbias;
+  const Tensor &dy, &x, &weight, &mean, &rstd, &dx, &dweight, &dbias;
 };
 // Cross-entropy of logits [rows, classes] against int64 targets [rows] (already range-checked):
 // per-row loss and log-sum-exp (float32); rows whose target is ignore_index get loss 0.
 struct CrossEntropyForwardArgs {
-  const Tensor& logits;
-  const Tensor& targets;
+  const Tensor &logits, &targets;
   int64_t ignore_index;
-  const Tensor& losses;
-  const Tensor& lse;
+  const Tensor &losses, &lse;
 };
 // dlogits = grad_losses[row] * (softmax(logits) - onehot(target)), zero for ignored rows.
 struct CrossEntropyBackwardArgs {
-  const Tensor& logits;
-  const Tensor& targets;
-  const Tensor& lse;
-  const Tensor& grad_losses;
+  const Tensor &logits, &targets, &lse, &grad_losses;
   int64_t ignore_index;
-  const Tensor& dlogits;
+  const Tensor &dlogits;
 };
 // One AdamW step in place on a float parameter and its float32 moments (PyTorch's update rule).
 struct AdamWStepArgs {
-  const Tensor& param;
-  const Tensor& grad;
-  const Tensor& exp_avg;
-  const Tensor& exp_avg_sq;
+  const Tensor &param, &grad, &exp_avg, &exp_avg_sq;
   const AdamWParams& p;
 };
 
@@ -264,33 +226,18 @@ class Runtime {
   virtual void unary(UnaryOp op, const ElementwiseLoop& loop) = 0;
   virtual void binary(BinaryOp op, const ElementwiseLoop& loop) = 0;
   virtual void where(const ElementwiseLoop& loop) = 0;
-  virtual void random(const RandomArgs& a) = 0;
-  virtual void dropout(const DropoutArgs& a) = 0;
 
-  virtual void reduce(const ReduceArgs& a) = 0;
-  virtual void softmax(const SoftmaxArgs& a) = 0;
-
-  virtual void matmul(const MatmulArgs& a) = 0;
+  // One per primitive of ORCHARD_RUNTIME_PRIMITIVES; each struct above says what it computes.
+  // Training kernels are fused so each is one pass over memory (inputs contiguous, statistics float32).
+#define ORCHARD_PURE_PRIMITIVE(name, Args) virtual void name(const Args& a) = 0;
+  ORCHARD_RUNTIME_PRIMITIVES(ORCHARD_PURE_PRIMITIVE)
+#undef ORCHARD_PURE_PRIMITIVE
   // out += a @ b. The default computes the product apart and adds it; a runtime that accumulates in
   // place (BLAS's beta = 1) saves that pass and the temporary.
   virtual void matmul_accumulate(const MatmulArgs& a);
   // Two independent products of the same cost (the gradients of one product); a runtime may run
   // them side by side.
   virtual void matmul_pair(const MatmulArgs& first, const MatmulArgs& second);
-
-  virtual void index_select(const IndexSelectArgs& a) = 0;
-  virtual void gather(const GatherArgs& a) = 0;
-  virtual void scatter_add(const GatherArgs& a) = 0;
-
-  virtual void attention_forward(const AttentionForwardArgs& a) = 0;
-  virtual void attention_backward(const AttentionBackwardArgs& a) = 0;
-
-  // Training kernels, fused so each is one pass over memory. Inputs contiguous; statistics float32.
-  virtual void layer_norm_forward(const LayerNormForwardArgs& a) = 0;
-  virtual void layer_norm_backward(const LayerNormBackwardArgs& a) = 0;
-  virtual void cross_entropy_forward(const CrossEntropyForwardArgs& a) = 0;
-  virtual void cross_entropy_backward(const CrossEntropyBackwardArgs& a) = 0;
-  virtual void adamw_step(const AdamWStepArgs& a) = 0;
 
   // Waits until queued work is done (a no-op for synchronous runtimes).
   virtual void synchronize() {}
