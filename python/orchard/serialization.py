@@ -14,7 +14,6 @@ import os
 from collections import OrderedDict
 
 import numpy as np
-import safetensors
 
 from . import _core
 from ._core import Tensor, dtype
@@ -176,6 +175,9 @@ def _read_header(data, source):
 
 def _read_tensors(data, source):
     """{name: (dtype, shape, bytes)} as safetensors checks them (sizes and offsets inside the file)."""
+    # Imported here, not with the package: building the package imports it (for the type stubs) in an
+    # environment that has only the build requirements.
+    import safetensors
     try:
         entries = safetensors.deserialize(data)
     except Exception as e:  # SafetensorError and, in some versions, plain exceptions from the Rust side
