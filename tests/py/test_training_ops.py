@@ -171,7 +171,7 @@ def test_adamw_optimizer_16bit_params_keep_float32_moments(device, dtype):
         denom = np.sqrt(v) / np.float32(np.sqrt(1 - 0.99**step)) + np.float32(1e-6)
         ref = ref * np.float32(1 - 1e-2 * 0.05) - np.float32(1e-2 / (1 - 0.9**step)) * m / denom
         ref = np.asarray(to_torch(ref, dtype).float().numpy())
-    state = opt.state[id(p)]
+    state = opt.state[p]
     assert state["exp_avg"].dtype == oc.float32 and state["exp_avg"].device == device
     r, a = TOLERANCE[dtype]
     assert_close(state["exp_avg"], m, oc.float32, rtol=1e-6, atol=1e-7, device=device)

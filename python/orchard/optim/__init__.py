@@ -1,7 +1,7 @@
-"""Optimizers and learning-rate schedules."""
+"""Optimizers and learning-rate schedules, following torch.optim."""
 from . import lr_scheduler
-from .adamw import AdamW
+from .adam import Adam, AdamW
 from .optimizer import Optimizer
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "AdamW", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
