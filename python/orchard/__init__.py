@@ -19,6 +19,7 @@ from ._core import (  # noqa: F401  (functions that are also Tensor methods)
 from ._tensor import arange, tensor, empty_like, zeros_like, ones_like, full_like, rand_like, randn_like
 from . import autograd, metal, nn, optim, profile
 from .serialization import load, save
+from . import amp  # mixed precision: GradScaler (orchard.amp)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 
 bool = dtype.bool
