@@ -264,3 +264,34 @@ def test_zero_grad_and_closure():
     loss = opt.step(closure)
     assert loss.item() == pytest.approx(float((before ** 2).sum()), rel=1e-6)
     np.testing.assert_allclose(ours[0].detach().numpy(), before * 0.8, rtol=1e-6)
+
+
+class SignSGD(optim.Optimizer):
+    """An optimizer written as PyTorch's documentation shows: its own step(), state read via self.state[p]."""
+
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        with oc.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    state["count"] = state.get("count", 0) + 1
+                    state["last"] = p.grad.clone()
+                    p.sub_(oc.tensor(np.sign(p.grad.cpu().numpy()), device=p.device) * group["lr"])
+
+
+def test_a_user_defined_optimizer_saves_and_loads_its_state(device):
+    ours, theirs = pair(device)
+    opt = SignSGD(ours)
+    set_grads(ours, theirs, 1)
+    opt.step()
+    saved = opt.state_dict()
+    assert saved["state"][0]["count"] == 1 and saved["param_groups"] == [{"lr": 0.01, "params": [0, 1, 2]}]
+    fresh = SignSGD(ours, lr=0.5)
+    saved["state"][1]["last"] = theirs[1].grad  # a PyTorch tensor moves to the parameter's device
+    fresh.load_state_dict(saved)
+    assert fresh.param_groups[0]["lr"] == 0.01 and fresh.state[ours[2]]["count"] == 1
+    assert fresh.state[ours[1]]["last"].device == device
+    np.testing.assert_array_equal(fresh.state[ours[1]]["last"].cpu().numpy(), theirs[1].grad.numpy())

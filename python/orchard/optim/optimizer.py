@@ -169,8 +169,9 @@ class Optimizer:
 
     def _state_layout(self, p, group):
         """{key: dtype} of a stepped parameter's state (every entry shaped as p, on p's device), with
-        "step" for the step count."""
-        raise NotImplementedError
+        "step" for the step count; None where unknown (an optimizer written outside Orchard, whose state
+        loads as PyTorch loads any: unchecked, tensors moved to the parameter)."""
+        return None
 
     def _init_state(self, p, group):
         """A fresh state of zeros, laid out as _state_layout says."""
@@ -233,6 +234,8 @@ class Optimizer:
     def _loaded_state(self, saved, p, group, index):
         """One parameter's loaded state, checked against and converted to the layout this optimizer keeps."""
         layout = self._state_layout(p, group)
+        if layout is None:
+            return {key: self._moved(value, p, key) for key, value in saved.items()}
         if set(saved) != set(layout):
             missing, extra = sorted(set(layout) - set(saved)), sorted(set(saved) - set(layout))
             raise ValueError(f"loaded state of parameter {index} has keys {sorted(saved)}, expected "
@@ -250,3 +253,14 @@ class Optimizer:
                 raise ValueError(f"{what}: shape {tuple(value.shape)}, expected the parameter's {tuple(p.shape)}")
             state[key] = value.to(dtype=dt, device=p.device)
         return state
+
+    @staticmethod
+    def _moved(value, p, key):
+        """PyTorch's rule for state it knows nothing about: tensors go to the parameter's device, and to its
+        dtype when it is floating point; "step" and other values stay as they are."""
+        if not (isinstance(value, (Tensor, np.ndarray)) or hasattr(value, "__dlpack__")):
+            return value
+        value = _as_tensor(value, f"loaded state {key!r}")
+        if key == _STEP:
+            return value
+        return value.to(dtype=p.dtype if p.is_floating_point() else value.dtype, device=p.device)
