@@ -180,6 +180,7 @@ def test_load_state_dict_says_what_differs():
         assert optimizer.state_dict()["param_groups"] == before["param_groups"]  # left unchanged
 
     fails({"state": {}}, "keys 'state' and 'param_groups'")
+    fails({"state": {}, "param_groups": [{"lr": 0.1}]}, "must be a dict with .params.")
     fails({**good, "param_groups": good["param_groups"] * 2}, "2 parameter groups, this optimizer has 1")
     short = [{**good["param_groups"][0], "params": [0, 1]}]
     fails({"state": {}, "param_groups": short}, r"hold \[2\] parameters, this optimizer's hold \[3\]")
@@ -295,3 +296,10 @@ def test_a_user_defined_optimizer_saves_and_loads_its_state(device):
     assert fresh.param_groups[0]["lr"] == 0.01 and fresh.state[ours[2]]["count"] == 1
     assert fresh.state[ours[1]]["last"].device == device
     np.testing.assert_array_equal(fresh.state[ours[1]]["last"].cpu().numpy(), theirs[1].grad.numpy())
+
+
+def test_named_parameters_as_torch():
+    model, tmodel = oc.nn.Linear(2, 3), torch.nn.Linear(2, 3)
+    opt, topt = optim.SGD(model.named_parameters(), lr=0.1), torch.optim.SGD(tmodel.named_parameters(), lr=0.1)
+    assert opt.state_dict() == topt.state_dict()
+    assert opt.param_groups[0]["params"] == list(model.parameters())

@@ -202,6 +202,8 @@ class Optimizer:
             got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ValueError(f"optimizer state dict: expected a dict with keys 'state' and 'param_groups', got {got}")
         saved_groups = state_dict["param_groups"]
+        if not all(isinstance(g, dict) and "params" in g for g in saved_groups):
+            raise ValueError("optimizer state dict: every parameter group must be a dict with 'params'")
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "
                              f"this optimizer has {len(self.param_groups)}")
