@@ -28,6 +28,11 @@ SCHEDULES = {
     "SequentialLR three": lambda m, opt: m.SequentialLR(opt, [m.ConstantLR(opt, 0.5, total_iters=3),
                                                                m.ExponentialLR(opt, 0.8),
                                                                m.StepLR(opt, 3, 0.5)], milestones=[4, 12]),
+    "MultiplicativeLR": lambda m, opt: m.MultiplicativeLR(opt, lambda e: 0.9 if e % 2 else 1.05),
+    "PolynomialLR": lambda m, opt: m.PolynomialLR(opt, total_iters=17, power=2.0),
+    "CosineAnnealingWarmRestarts": lambda m, opt: m.CosineAnnealingWarmRestarts(opt, T_0=4, T_mult=2, eta_min=1e-3),
+    "ChainedScheduler": lambda m, opt: m.ChainedScheduler([m.ConstantLR(opt, 0.5, total_iters=4),
+                                                           m.ExponentialLR(opt, 0.9)]),
     "OneCycleLR cos": lambda m, opt: m.OneCycleLR(opt, max_lr=[0.5, 0.2], total_steps=STEPS + 1),
     "OneCycleLR linear three_phase": lambda m, opt: m.OneCycleLR(
         opt, max_lr=0.4, epochs=4, steps_per_epoch=8, pct_start=0.25, anneal_strategy="linear", three_phase=True,
@@ -83,7 +88,7 @@ def test_schedule_matches_torch(name, kind):
     np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-12, atol=0)
     np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12, atol=0)
     assert getattr(sched, "base_lrs", None) == getattr(tsched, "base_lrs", None)
-    assert sched.last_epoch == tsched.last_epoch
+    assert getattr(sched, "last_epoch", None) == getattr(tsched, "last_epoch", None)
     assert [g.get("initial_lr") for g in opt.param_groups] == [g.get("initial_lr") for g in topt.param_groups]
     state, tstate = sched.state_dict(), tsched.state_dict()
     flags = {"_get_lr_called_within_step"}  # PyTorch's guard for a warning Orchard does not give
@@ -143,6 +148,10 @@ def test_step_with_epoch_uses_the_closed_form_and_warns():
     (lambda m, o: m.OneCycleLR(o, max_lr=0.1, total_steps=10, anneal_strategy="exp"), ValueError, "anneal_strategy"),
     (lambda m, o: m.OneCycleLR(o, max_lr=0.1, total_steps=10, pct_start=1), ValueError, "pct_start"),
     (lambda m, o: m.SequentialLR(o, [m.StepLR(o, 2)], milestones=[3]), ValueError, "one more than the number"),
+    (lambda m, o: m.ChainedScheduler([m.StepLR(o, 2), m.ReduceLROnPlateau(o)]), ValueError, "ReduceLROnPlateau"),
+    (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=0), ValueError, "positive integer T_0"),
+    (lambda m, o: m.ReduceLROnPlateau(o, factor=1.0), ValueError, "Factor should be"),
+    (lambda m, o: m.ReduceLROnPlateau(o, mode="up"), ValueError, "mode up is unknown"),
 ])
 def test_invalid_arguments_raise_as_torch(make, error, match):
     opt, topt = optimizers("SGD")
@@ -168,3 +177,29 @@ def test_one_cycle_needs_momentum_to_cycle_it():
     with pytest.raises(ValueError, match="momentum or beta1"):
         lr_scheduler.OneCycleLR(Plain([oc.zeros(1).requires_grad_()]), max_lr=0.1, total_steps=5)
 
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mode="max", threshold_mode="abs", threshold=0.1, patience=1, cooldown=2,
+                                         factor=0.5, min_lr=[0.02, 0.001])])
+def test_reduce_lr_on_plateau_matches_torch(kw):
+    opt, topt = optimizers("SGD")
+    sched, tsched = lr_scheduler.ReduceLROnPlateau(opt, **kw), torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)
+    metrics = [5.0, 4.0, 4.0, 3.99, 4.2, 4.1, 3.0, 3.0, 3.1, 3.2, 3.3, 2.0, 2.5, 2.6, 2.7, 2.8] * 2
+    for metric in metrics:
+        sched.step(metric)
+        tsched.step(metric)
+        assert sched.get_last_lr() == tsched.get_last_lr()
+    assert {k: v for k, v in sched.state_dict().items()} == \
+        {k: v for k, v in tsched.state_dict().items() if k != "_get_lr_called_within_step"}
+
+
+def test_warm_restarts_at_fractional_epochs_match_torch():
+    opt, topt = optimizers("SGD")
+    sched = lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3, T_mult=2)
+    tsched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(topt, T_0=3, T_mult=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in [0.5, 1.25, 2.9, 3.0, 7.5, 9.1, 22.0, 1.0]:
+            sched.step(epoch)
+            tsched.step(epoch)
+            assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr(), rel=1e-12)
