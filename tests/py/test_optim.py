@@ -185,6 +185,8 @@ def test_load_state_dict_says_what_differs():
     short = [{**good["param_groups"][0], "params": [0, 1]}]
     fails({"state": {}, "param_groups": short}, r"hold \[2\] parameters, this optimizer's hold \[3\]")
     fails({**good, "state": {**good["state"], 7: {}}}, "state for parameter 7")
+    opt.load_state_dict({**good, "state": {**good["state"], 2: {}}})  # an entry read before any step
+    assert opt.state[ours[2]] == {}
     missing = {**good, "state": {0: {k: v for k, v in good["state"][0].items() if k != "exp_avg_sq"}}}
     fails(missing, r"missing \['exp_avg_sq'\]")
     sgd_state = {**good, "state": {0: {"momentum_buffer": oc.zeros(4, 3)}}}

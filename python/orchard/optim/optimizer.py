@@ -236,6 +236,8 @@ class Optimizer:
     def _loaded_state(self, saved, p, group, index):
         """One parameter's loaded state, checked against and converted to the layout this optimizer keeps."""
         layout = self._state_layout(p, group)
+        if not saved:  # a parameter not stepped yet whose entry was read (state is a defaultdict in PyTorch)
+            return {}
         if layout is None:
             return {key: self._moved(value, p, key) for key, value in saved.items()}
         if set(saved) != set(layout):
