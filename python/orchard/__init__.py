@@ -21,6 +21,11 @@ from . import autograd, metal, nn, optim, profile
 from .serialization import load, save
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 
+# PyTorch's names over the core (factories' keywords, Tensor conveniences).
+from ._factories import empty, full, get_default_dtype, ones, rand, randn, set_default_dtype, zeros
+from ._python_ops import all, any, chunk, mean, sum
+from ._tensor import is_floating_point, is_tensor, numel
+
 bool = dtype.bool
 int32 = dtype.int32
 int64 = dtype.int64
