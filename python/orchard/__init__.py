@@ -24,6 +24,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 # PyTorch's names over the core (factories' keywords, Tensor conveniences, torch.cuda/backends/compile, utils.data).
 from ._factories import empty, full, get_default_dtype, ones, rand, randn, set_default_dtype, zeros
 from ._python_ops import all, any, chunk, mean, sum
+from ._einsum import einsum
 from ._tensor import is_floating_point, is_tensor, numel
 from .autograd import inference_mode
 from .backends import get_float32_matmul_precision, set_float32_matmul_precision
