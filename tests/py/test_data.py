@@ -10,31 +10,10 @@ import torch.utils.data as tud
 
 import orchard as oc
 import orchard.utils.data as oud
-from conftest import FROM_TORCH, to_numpy
+from test_serialization import assert_same as same  # the same structure, dtypes and values
 from orchard.utils.data.dataloader import DataLoader as DataLoaderFromSubmodule
 
 Point = collections.namedtuple("Point", ["x", "y"])
-
-
-def same(got, want, where="batch"):
-    """Whether an Orchard structure matches a PyTorch one: container types, tensors' dtypes, shapes and values."""
-    if isinstance(want, torch.Tensor):
-        assert isinstance(got, oc.Tensor), f"{where}: {type(got).__name__}, expected a tensor"
-        assert got.dtype == FROM_TORCH[want.dtype], f"{where}: dtype {got.dtype!r}, expected {want.dtype}"
-        np.testing.assert_array_equal(to_numpy(got), want.float().numpy() if want.dtype == torch.bfloat16
-                                      else want.numpy(), err_msg=where)
-        return
-    assert type(got) is type(want), f"{where}: {type(got).__name__}, expected {type(want).__name__}"
-    if isinstance(want, dict):
-        assert list(got) == list(want), where
-        for k in want:
-            same(got[k], want[k], f"{where}[{k!r}]")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
-            same(g, w, f"{where}[{i}]")
-    else:
-        assert got == want, where
 
 
 def both(make):
@@ -285,26 +264,24 @@ def test_argument_errors_as_pytorch(kwargs):
         oud.DataLoader(Squares(4), **kwargs)
 
 
-class Stream(oud.IterableDataset):
+class _Shares:
     """0..n-1, each worker yielding its share (every num_workers-th item)."""
 
     def __init__(self, n):
         self.n = n
 
     def __iter__(self):
-        info = oud.get_worker_info()
+        info = self.worker_info()
         start, step = (0, 1) if info is None else (info.id, info.num_workers)
         return iter(range(start, self.n, step))
 
 
-class TorchStream(tud.IterableDataset):
-    def __init__(self, n):
-        self.n = n
+class Stream(_Shares, oud.IterableDataset):
+    worker_info = staticmethod(oud.get_worker_info)
 
-    def __iter__(self):
-        info = tud.get_worker_info()
-        start, step = (0, 1) if info is None else (info.id, info.num_workers)
-        return iter(range(start, self.n, step))
+
+class TorchStream(_Shares, tud.IterableDataset):
+    worker_info = staticmethod(tud.get_worker_info)
 
     def __len__(self):
         return self.n
