@@ -29,7 +29,7 @@ from ._tensor import is_floating_point, is_tensor, numel
 from .autograd import inference_mode
 from .backends import get_float32_matmul_precision, set_float32_matmul_precision
 from ._compile import compile
-from . import backends, cuda, utils
+from . import backends, cuda, distributed, utils
 
 bool = dtype.bool
 int32 = dtype.int32

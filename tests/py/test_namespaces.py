@@ -115,3 +115,8 @@ def test_inference_mode_records_no_graph(usage):
     assert not y.requires_grad and oc.is_grad_enabled()
     with oc.inference_mode(False):
         assert (x * 2).requires_grad
+
+
+def test_distributed_reports_no_process_group():
+    assert oc.distributed.is_available() is False and oc.distributed.is_initialized() is False
+    assert torch.distributed.is_initialized() is False  # PyTorch's answer in a single process
