@@ -1,7 +1,6 @@
 """What runs inside a DataLoader's worker process: the loop that reads samples and collates them, and what it
 sends back (batches, pickled in the worker; errors with their traceback text)."""
 import os
-import pickle
 import queue
 import random
 import sys
@@ -10,6 +9,7 @@ import traceback
 import numpy as np
 
 from ... import _core
+from ._transport import pack, picklable
 
 __all__ = ["WorkerInfo", "get_worker_info"]
 
@@ -48,7 +48,7 @@ class ExceptionWrapper:
 
     def __init__(self, where):
         exc_type, exc, _ = sys.exc_info()
-        self.exc_type = exc_type if _picklable(exc_type) else RuntimeError
+        self.exc_type = exc_type if picklable(exc_type) else RuntimeError
         self.message = f"Caught {exc_type.__name__} {where}.\nOriginal " + "".join(traceback.format_exc())
 
     def reraise(self):
@@ -59,14 +59,6 @@ class ExceptionWrapper:
         if error is None:
             raise RuntimeError(self.message)
         raise error
-
-
-def _picklable(obj):
-    try:
-        pickle.dumps(obj)
-        return True
-    except Exception:  # noqa: BLE001 - any failure means: send something else
-        return False
 
 
 class IterableEnd:
@@ -148,7 +140,7 @@ def _answer(fetcher, what, restart):
     try:
         if restart:
             fetcher.restart()
-        return pickle.dumps(fetcher.fetch(what), protocol=pickle.HIGHEST_PROTOCOL)
+        return pack(fetcher.fetch(what))
     except StopIteration:
         return IterableEnd()
     except Exception:  # noqa: BLE001 - every error goes to the main process

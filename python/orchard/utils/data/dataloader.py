@@ -2,11 +2,11 @@
 num_workers > 0, in worker processes that return them in order."""
 import itertools
 import multiprocessing
-import pickle
 import queue
 import time
 
 from . import _draws
+from ._transport import unpack
 from ._worker import ExceptionWrapper, IterableEnd, _Fetcher, get_worker_info, worker_loop
 from .collate import default_collate, default_convert
 from .dataset import IterableDataset
@@ -243,7 +243,7 @@ class _MultiProcessIter:
                 if not self.loader.persistent_workers:
                     self._finish()
                 answer.reraise()
-            return pickle.loads(answer)
+            return unpack(answer)
         raise StopIteration
 
     def _receive(self):
