@@ -22,6 +22,16 @@ from .serialization import load, save
 from . import amp  # mixed precision: GradScaler (orchard.amp)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 
+# PyTorch's names over the core (factories' keywords, Tensor conveniences, torch.cuda/backends/compile, utils.data).
+from ._factories import empty, full, get_default_dtype, ones, rand, randn, set_default_dtype, zeros
+from ._python_ops import all, any, chunk, mean, sum
+from ._einsum import einsum
+from ._tensor import is_floating_point, is_tensor, numel
+from .autograd import inference_mode
+from .backends import get_float32_matmul_precision, set_float32_matmul_precision
+from ._compile import compile
+from . import backends, cuda, distributed, utils
+
 bool = dtype.bool
 int32 = dtype.int32
 int64 = dtype.int64

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _core, _factories
 from ._core import Tensor, dtype
 
 _NUMPY_TO_DTYPE = {
@@ -52,7 +52,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return t.requires_grad_() if requires_grad else t
 
 
-def arange(start, end=None, step=1, *, dtype=None, device=None):
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
     for name, v in (("start", start), ("end", end), ("step", step)):
@@ -61,7 +61,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None):
     if dtype is None:
         is_int = builtins.all(isinstance(v, numbers.Integral) for v in (start, end, step))
         dtype = _core.dtype.int64 if is_int else _core.dtype.float32
-    return _core._arange(float(start), float(end), float(step), dtype, device)
+    return _factories.finish(_core._arange(float(start), float(end), float(step), dtype, device), requires_grad)
 
 
 def _check_tensor(t, name):
@@ -70,24 +70,20 @@ def _check_tensor(t, name):
 
 
 def _like(factory):
-    def like(t, *args, dtype=None, device=None):
+    def like(t, *args, dtype=None, device=None, requires_grad=False, layout=None, memory_format=None):
+        del layout, memory_format  # one layout; results are contiguous
         _check_tensor(t, like.__name__)
-        return factory(*args, t.shape, dtype=dtype or t.dtype, device=device or t.device)
+        return factory(t.shape, *args, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
     like.__name__ = factory.__name__ + "_like"
     return like
 
 
-
-empty_like = _like(lambda shape, **kw: _core.empty(*shape, **kw))
-zeros_like = _like(lambda shape, **kw: _core.zeros(*shape, **kw))
-ones_like = _like(lambda shape, **kw: _core.ones(*shape, **kw))
-rand_like = _like(lambda shape, **kw: _core.rand(*shape, **kw))
-randn_like = _like(lambda shape, **kw: _core.randn(*shape, **kw))
-
-
-def full_like(t, fill_value, *, dtype=None, device=None):
-    _check_tensor(t, "full_like")
-    return _core.full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
+empty_like = _like(_factories.empty)
+zeros_like = _like(_factories.zeros)
+ones_like = _like(_factories.ones)
+rand_like = _like(_factories.rand)
+randn_like = _like(_factories.randn)
+full_like = _like(_factories.full)
 
 
 def _host_array(t):
@@ -154,3 +150,98 @@ Tensor.__index__ = _index
 # NumPy scalars and arrays defer to Tensor's reflected operators (np.float64(2) * t is a Tensor).
 Tensor.__array_priority__ = 1000
 Tensor.__iter__ = _iter
+
+
+# ---- PyTorch's Tensor conveniences, over the methods above and the core's -------------------------------------
+
+_core_to = Tensor.to
+
+
+def _to(self, *args, non_blocking=False, copy=False, memory_format=None, **kwargs):
+    """PyTorch's three forms: to(dtype), to(device=None, dtype=None) and to(other) (other's dtype and device),
+    each with non_blocking= (transfers are ordered on the device's queue anyway) and copy= (a new tensor even
+    when nothing changes)."""
+    del non_blocking, memory_format
+    device, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    if kwargs:
+        raise TypeError(f"to() got an unexpected keyword argument {next(iter(kwargs))!r}")
+    if len(args) > 2:
+        raise TypeError(f"to() takes at most 2 positional arguments (a device and a dtype), got {len(args)}")
+    for i, arg in enumerate(args):
+        if isinstance(arg, Tensor):
+            if len(args) > 1:
+                raise TypeError("to(other): a tensor must be the only positional argument")
+            device, dt = arg.device, arg.dtype
+        elif isinstance(arg, dtype):
+            dt = arg
+        elif arg is None or isinstance(arg, (str, _core.device)):
+            if i > 0:
+                raise TypeError("to(): the device comes before the dtype")
+            device = arg
+        else:
+            raise TypeError(f"to(): expected a device, a dtype or a tensor, got {type(arg).__name__}")
+    out = _core_to(self, device=device, dtype=dt)
+    return out.clone() if copy and out.is_alias_of(self) else out
+
+
+def _new_factory(factory):
+    def new(self, *size, dtype=None, device=None, requires_grad=False, **kwargs):
+        return factory(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad,
+                       **kwargs)
+    new.__name__ = "new_" + factory.__name__
+    new.__doc__ = f"{factory.__name__}(size), with this tensor's dtype and device unless given."
+    return new
+
+
+def _new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+    """tensor(data) with this tensor's dtype and device unless given."""
+    return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+
+def _set_data(self, value):
+    """`t.data = value` copies value into t, outside autograd. (PyTorch rebinds t to value's storage; Orchard
+    copies, so the shape, dtype and device must match.)"""
+    _check_tensor(value, "Tensor.data")
+    if (value.shape, value.dtype, value.device) != (self.shape, self.dtype, self.device):
+        raise RuntimeError(f"Tensor.data = value: Orchard copies value into the tensor, so it must match its shape, "
+                           f"dtype and device {self.shape}, {self.dtype!r}, {self.device}; got {value.shape}, "
+                           f"{value.dtype!r}, {value.device}")
+    self.detach().copy_(value)
+
+
+def _format(self, spec):
+    """A 0-d tensor formats as its Python number (f"{loss:.4f}"); other tensors take no format spec, as in
+    PyTorch."""
+    if self.ndim == 0:
+        return format(self.item(), spec)
+    return object.__format__(self, spec)
+
+
+Tensor.to = _to
+Tensor.new_empty = _new_factory(_factories.empty)
+Tensor.new_zeros = _new_factory(_factories.zeros)
+Tensor.new_ones = _new_factory(_factories.ones)
+Tensor.new_full = _new_factory(_factories.full)
+Tensor.new_tensor = _new_tensor
+Tensor.data = property(lambda self: self.detach(), _set_data, doc="The tensor, detached from autograd.")
+Tensor.nelement = lambda self: self.numel()
+Tensor.type_as = lambda self, other: _to(self, other.dtype)
+Tensor.pin_memory = lambda self: self  # CPU and Apple GPU share memory: nothing to pin
+Tensor.is_cuda = property(lambda self: False, doc="False: Orchard has no CUDA device.")
+Tensor.is_cpu = property(lambda self: self.device == "cpu")
+Tensor.is_mps = property(lambda self: self.device == "metal", doc="On the Metal device (PyTorch's 'mps').")
+Tensor.__format__ = _format
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def numel(input):
+    _check_tensor(input, "numel")
+    return input.numel()
+
+
+def is_floating_point(input):
+    _check_tensor(input, "is_floating_point")
+    return input.is_floating_point()

@@ -79,6 +79,23 @@ class set_grad_enabled(_GradMode):
         return self
 
 
+class inference_mode(_GradMode):
+    """PyTorch's inference mode, which for Orchard is no_grad (there are no view or version counter costs to
+    save): `with orchard.inference_mode():`, `@orchard.inference_mode()`, `@orchard.inference_mode`, and
+    inference_mode(False) to record as usual."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # used bare as a decorator
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__(not mode)
+
+    def _recreate_cm(self):
+        return _GradMode(self.enabled)
+
+
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
@@ -135,4 +152,4 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3):
 
 
 __all__ = ["backward", "grad", "gradcheck", "no_grad", "enable_grad", "set_grad_enabled",
-           "is_grad_enabled"]
+           "is_grad_enabled", "inference_mode"]

@@ -8,6 +8,7 @@ so loading a file someone else made can only ever build data.
 Tensors also pickle through their bytes (for copy.deepcopy and worker processes); `load` never
 unpickles.
 """
+import copy
 import json
 import math
 import os
@@ -67,7 +68,21 @@ def _reduce_tensor(t):
     return _rebuild_tensor, (arr.tobytes(), _DTYPES[t.dtype][0], tuple(t.shape), str(t.device), t.requires_grad)
 
 
+def _deepcopy_tensor(t, memo):
+    """A copy through the tensor's data, with a copy of its .grad, as PyTorch's; only leaves, as in PyTorch (a
+    copy of an intermediate result would lose its graph)."""
+    if t.grad_fn is not None:
+        raise RuntimeError("Only tensors created explicitly by the user (graph leaves) support deepcopy; "
+                           "copy t.detach() instead")
+    rebuild, args = _reduce_tensor(t)
+    out = memo[id(t)] = rebuild(*args)
+    if t.grad is not None:
+        out.grad = copy.deepcopy(t.grad, memo)
+    return out
+
+
 Tensor.__reduce__ = _reduce_tensor
+Tensor.__deepcopy__ = _deepcopy_tensor
 
 
 # ---- save -------------------------------------------------------------------------------------------------------
@@ -192,24 +207,37 @@ def _read_tensors(data, source):
     return tensors
 
 
-def _device_map(map_location):
-    """A function from a saved device name to the device a tensor loads on."""
+def _placement(map_location):
+    """A function that moves a loaded tensor (on the CPU) where map_location says, given the name of the device it
+    was saved from."""
     if map_location is None:
-        return lambda saved: saved
+        return lambda t, saved: t.to(device=saved)
     if isinstance(map_location, (str, _core.device)):
         target = str(_core.device(str(map_location)))
-        return lambda saved: target
+        return lambda t, saved: t.to(device=target)
     if isinstance(map_location, dict):
         # Keys may name devices this build lacks (a PyTorch script's {"cuda:0": "cpu"}); targets must exist.
         table = {str(k): str(_core.device(str(v))) for k, v in map_location.items()}
-        return lambda saved: table.get(saved, saved)
-    raise TypeError(f"orchard.load: map_location must be None, a device, a device name or a dict from device "
-                    f"names to device names, got {type(map_location).__name__}")
+        return lambda t, saved: t.to(device=table.get(saved, saved))
+    if callable(map_location):
+        # PyTorch calls it with each storage (on the CPU) and its saved location; None keeps the saved device.
+        def place(t, saved):
+            placed = map_location(t, saved)
+            if placed is None:
+                return t.to(device=saved)
+            if not isinstance(placed, Tensor):
+                raise TypeError(f"orchard.load: map_location returned a {type(placed).__name__}; expected the tensor "
+                                "it was given (moved or not) or None")
+            return placed
+        return place
+    raise TypeError(f"orchard.load: map_location must be None, a device, a device name, a dict from device names to "
+                    f"device names, or a function (tensor, saved device name) -> tensor or None, got "
+                    f"{type(map_location).__name__}")
 
 
 class _Decoder:
-    def __init__(self, tensors, device_of, source):
-        self.tensors, self.device_of, self.source = tensors, device_of, source
+    def __init__(self, tensors, place, source):
+        self.tensors, self.place, self.source = tensors, place, source
         self.built = {}  # name -> tensor, so a tensor saved once loads as one object
 
     def decode(self, node):
@@ -256,18 +284,19 @@ class _Decoder:
                            "'cpu' or 'metal'") from None
         if name not in self.built:
             dt, shape, data = self.tensors[name]
-            t = _tensor_from_bytes(data, dt, shape).to(device=self.device_of(saved_on))
+            t = self.place(_tensor_from_bytes(data, dt, shape), saved_on)
             self.built[name] = t.requires_grad_() if node.get("requires_grad") is True else t
         return self.built[name]
 
 
 def load(f, map_location=None, *, weights_only=True):
     """Reads what save() wrote to f (a path or a binary file object). Tensors load on the device they were saved
-    from, or as map_location says: a device ("cpu", "metal", orchard.device) for all of them, or a dict from
-    saved device names to devices. The file can only hold data, so weights_only=False (PyTorch's way of allowing
+    from, or as map_location says: a device ("cpu", "metal", orchard.device) for all of them, a dict from
+    saved device names to devices, or a function called with each tensor (on the CPU) and its saved device name
+    that returns the tensor to use (None: the saved device). The file can only hold data, so weights_only=False (PyTorch's way of allowing
     arbitrary objects) reads the same."""
     del weights_only  # both meanings are safe here: nothing in the file can run code
-    device_of = _device_map(map_location)
+    place = _placement(map_location)
     if isinstance(f, (str, os.PathLike)):
         source = f"orchard.load: {os.fspath(f)!r}"
         with open(f, "rb") as stream:
@@ -279,5 +308,5 @@ def load(f, map_location=None, *, weights_only=True):
             raise TypeError(f"orchard.load: expected a binary file object, but read() gave {type(data).__name__}")
         data = bytes(data)
     description = _read_header(data, source)
-    return _Decoder(_read_tensors(data, source), device_of, source).decode(description.get("object"))
+    return _Decoder(_read_tensors(data, source), place, source).decode(description.get("object"))
 

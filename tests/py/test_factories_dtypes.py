@@ -36,7 +36,8 @@ def test_factory_defaults_and_shapes():
     assert oc.zeros(2, 3).dtype == oc.float32
     assert oc.zeros(()).shape == () and oc.zeros([]).shape == ()
     assert oc.ones(0).shape == (0,)
-    assert oc.full((2,), 7).dtype == oc.float32
+    # full infers its dtype from the fill value, as torch.full: int64 for an int, float32 for a float
+    assert oc.full((2,), 7).dtype == oc.int64 and oc.full((2,), 7.0).dtype == oc.float32
     assert oc.zeros(2, device="cpu").device == "cpu"
     assert oc.zeros(2, device=oc.device("cpu")).device == oc.device("cpu")
     with pytest.raises(ValueError, match="negative dimension -1"):

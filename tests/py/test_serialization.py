@@ -197,7 +197,9 @@ def test_map_location(device, where):
 
 def test_map_location_errors():
     with pytest.raises(TypeError, match="map_location must be None, a device"):
-        round_trip({"x": oc.ones(1)}, map_location=lambda storage, location: storage)
+        round_trip({"x": oc.ones(1)}, map_location=3)
+    with pytest.raises(TypeError, match="map_location returned a str"):
+        round_trip({"x": oc.ones(1)}, map_location=lambda storage, location: "cpu")
     with pytest.raises(ValueError, match="unknown device 'cuda'"):
         round_trip({"x": oc.ones(1)}, map_location="cuda")
 

@@ -1,0 +1,122 @@
+"""orchard.cuda, orchard.backends and orchard.compile: the namespaces PyTorch scripts touch even on a CPU run."""
+import warnings
+
+import pytest
+import torch
+
+import orchard as oc
+from orchard import _compile
+
+
+def test_cuda_reports_no_device_and_its_housekeeping_does_nothing():
+    assert oc.cuda.is_available() is False and oc.cuda.is_initialized() is False
+    assert oc.cuda.device_count() == 0 and oc.cuda.is_bf16_supported() is False
+    oc.manual_seed(3)
+    expected = oc.rand(4).tolist()
+    oc.manual_seed(3)
+    oc.cuda.manual_seed(7)  # seeds no CUDA generator: Orchard's draws are unchanged
+    oc.cuda.manual_seed_all(7)
+    oc.cuda.synchronize()
+    oc.cuda.empty_cache()
+    assert oc.rand(4).tolist() == expected
+    with pytest.raises(type(_torch_error(lambda: torch.cuda.manual_seed("a")))):
+        oc.cuda.manual_seed("a")
+
+
+def _torch_error(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the type is what the test compares
+        return e
+    raise AssertionError("PyTorch raised nothing")
+
+
+def test_mps_is_the_metal_device():
+    assert oc.backends.mps.is_available() is oc.metal.is_available()
+    assert oc.backends.mps.is_built() is oc.metal.is_available()
+
+
+def test_backend_flags_are_settable_and_read_back():
+    for owner, name in ((oc.backends.cuda.matmul, "allow_tf32"), (oc.backends.cudnn, "allow_tf32"),
+                        (oc.backends.cudnn, "benchmark"), (oc.backends.cudnn, "deterministic")):
+        saved = getattr(owner, name)
+        torch_owner = torch.backends.cuda.matmul if owner is oc.backends.cuda.matmul else torch.backends.cudnn
+        assert type(saved) is bool and saved == getattr(torch_owner, name), name  # PyTorch's defaults
+        setattr(owner, name, not saved)
+        assert getattr(owner, name) is (not saved)
+        setattr(owner, name, saved)
+    assert oc.backends.cudnn.is_available() is False
+
+
+def test_float32_matmul_precision_is_accepted_as_pytorch():
+    assert oc.get_float32_matmul_precision() == torch.get_float32_matmul_precision() == "highest"
+    oc.set_float32_matmul_precision("high")
+    assert oc.get_float32_matmul_precision() == "high"
+    with pytest.warns(UserWarning, match="not one of"):
+        oc.set_float32_matmul_precision("fastest")  # PyTorch warns and ignores it
+    assert oc.get_float32_matmul_precision() == "high"
+    oc.set_float32_matmul_precision("highest")
+
+
+@pytest.fixture
+def fresh_compile_warning(monkeypatch):
+    monkeypatch.setattr(_compile, "_warned", False)
+
+
+def test_compile_returns_the_model_and_warns_once(fresh_compile_warning):
+    model = oc.nn.Linear(2, 3)
+    with pytest.warns(UserWarning, match="eagerly"):
+        assert oc.compile(model) is model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert oc.compile(model, mode="max-autotune", fullgraph=True, dynamic=False, backend="inductor",
+                          options=None) is model
+
+
+def test_compile_as_a_decorator(fresh_compile_warning):
+    with pytest.warns(UserWarning):
+        @oc.compile
+        def double(x):
+            return 2 * x
+
+    @oc.compile(mode="reduce-overhead")
+    def triple(x):
+        return 3 * x
+
+    assert double(oc.tensor(2.0)).item() == 4.0 and triple(oc.tensor(2.0)).item() == 6.0
+
+
+def test_compile_disabled_does_not_warn(fresh_compile_warning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert oc.compile(len, disable=True) is len
+
+
+def test_compile_refuses_what_is_not_callable():
+    with pytest.raises(TypeError, match="module or a function"):
+        oc.compile(5)  # (PyTorch raises AssertionError; a wrong argument's type is a TypeError here)
+    with pytest.raises(TypeError, match="mode"):
+        oc.compile(len, mode=3)
+
+
+@pytest.mark.parametrize("usage", ["with", "decorator", "bare decorator"])
+def test_inference_mode_records_no_graph(usage):
+    x = oc.ones(2, requires_grad=True)
+    if usage == "with":
+        with oc.inference_mode():
+            y = x * 2
+    elif usage == "decorator":
+        y = oc.inference_mode()(lambda: x * 2)()
+    else:
+        @oc.inference_mode
+        def double():
+            return x * 2
+        y = double()
+    assert not y.requires_grad and oc.is_grad_enabled()
+    with oc.inference_mode(False):
+        assert (x * 2).requires_grad
+
+
+def test_distributed_reports_no_process_group():
+    assert oc.distributed.is_available() is False and oc.distributed.is_initialized() is False
+    assert torch.distributed.is_initialized() is False  # PyTorch's answer in a single process
