@@ -44,3 +44,6 @@ def synchronize(device=None):
 
 def empty_cache():
     """Nothing to release: no CUDA memory is ever cached."""
+
+
+from . import amp  # noqa: E402  (torch.cuda.amp.GradScaler, as older scripts spell it)
