@@ -43,6 +43,20 @@ void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
         autograd::backward({t}, {gradient.value_or(Tensor())}, retain_graph);
       }, nb::arg("gradient").none() = nb::none(), nb::arg("retain_graph") = false, nogil());
 
+  // Parameter's constructor (as torch.Tensor._make_subclass): an instance of the Python subclass
+  // `cls` sharing data's memory, as a leaf.
+  cls.def_static("_make_subclass", [](nb::type_object cls, const Tensor& data, bool require_grad) {
+    if (!PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(cls.ptr()),
+                          reinterpret_cast<PyTypeObject*>(nb::type<Tensor>().ptr())))
+      throw TypeError(detail::concat("_make_subclass: ", nb::type_name(cls).c_str(), " is not a subclass of Tensor"));
+    Tensor leaf = data.detach();
+    autograd::set_requires_grad(leaf, require_grad);
+    nb::object inst = nb::inst_alloc(cls);
+    new (nb::inst_ptr<Tensor>(inst)) Tensor(std::move(leaf));
+    nb::inst_mark_ready(inst);
+    return inst;
+  }, nb::arg("cls"), nb::arg("data"), nb::arg("require_grad") = false);
+
   nb::module_ ag = m.def_submodule("_autograd", "Autograd engine (see orchard.autograd)");
   ag.def("is_grad_enabled", &autograd::grad_enabled);
   ag.def("set_grad_enabled", &autograd::set_grad_enabled, nb::arg("enabled"));
