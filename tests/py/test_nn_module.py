@@ -273,6 +273,10 @@ def test_repr_matches_torch():
                  lambda lib: lib.nn.Sequential(OrderedDict(x=lib.nn.Softmax(dim=-1), y=lib.nn.Identity())),
                  lambda lib: lib.nn.ParameterList([lib.nn.Parameter(lib.zeros(2, 3)), lib.zeros(4)])):
         assert normalise(repr(make(oc))) == normalise(repr(make(torch)))
+    # torch's ParameterDict names tensor types ("FloatTensor"); Orchard's shows the dtype, as ParameterList
+    assert repr(nn.ParameterDict({"a": oc.zeros(2, 3), "b": oc.ones(1)})) == (
+        "ParameterDict(\n    (a): Parameter containing: [orchard.float32 of size 2x3]\n"
+        "    (b): Parameter containing: [orchard.float32 of size 1]\n)")
 
 
 # ---- containers --------------------------------------------------------------------------------
@@ -330,6 +334,7 @@ def test_module_dict():
         md = lib.nn.ModuleDict({"a": lib.nn.ReLU()})
         md["b"] = lib.nn.Tanh()
         md.update([("c", lib.nn.Identity())])
+        assert list(lib.nn.ModuleDict(md)) == ["a", "b", "c"]
         assert list(md) == ["a", "b", "c"] and list(md.keys()) == ["a", "b", "c"] and len(md) == 3
         assert "b" in md and isinstance(md["b"], lib.nn.Tanh)
         assert [type(m).__name__ for m in md.values()] == ["ReLU", "Tanh", "Identity"]
@@ -354,6 +359,7 @@ def test_parameter_list_and_dict():
         assert [n for n, _ in pd.named_parameters()] == ["w", "b", "c"]
         assert tuple(pd.pop("w").shape) == (2,) and "w" not in pd and len(pd) == 2
         assert pd.get("nothing") is None
+        assert list(lib.nn.ParameterDict(pd)) == ["b", "c"]
         owner = lib.nn.Module()
         owner.params = pl
         assert "params.2" in owner.state_dict()

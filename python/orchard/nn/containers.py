@@ -18,8 +18,9 @@ def _position(index, length, kind):
 
 
 def _pairs(values, kind):
-    """(key, value) pairs from a mapping (its order) or an iterable of pairs."""
-    if isinstance(values, Mapping):
+    """(key, value) pairs from a mapping, a ModuleDict or ParameterDict (their order), or an iterable
+    of pairs."""
+    if isinstance(values, (Mapping, _KeyedMethods)):
         return list(values.items())
     if not isinstance(values, Iterable):
         raise TypeError(f"{kind}.update should be called with an iterable of key/value pairs, "
@@ -30,6 +31,42 @@ def _pairs(values, kind):
             raise ValueError(f"{kind} update sequence element #{i} should be a (key, value) pair")
         pairs.append(pair)
     return pairs
+
+
+class _KeyedMethods:
+    """The dict methods of ModuleDict and ParameterDict, over _key_table() (a dict keyed like the
+    container) and the subclass's __getitem__, __setitem__ and __delitem__."""
+
+    def __len__(self):
+        return len(self._key_table())
+
+    def __iter__(self):
+        return iter(self._key_table())
+
+    def __contains__(self, key):
+        return key in self._key_table()
+
+    def keys(self):
+        return self._key_table().keys()
+
+    def items(self):
+        return ((key, self[key]) for key in self._key_table())
+
+    def values(self):
+        return (self[key] for key in self._key_table())
+
+    def pop(self, key):
+        value = self[key]
+        del self[key]
+        return value
+
+    def clear(self):
+        for key in list(self._key_table()):
+            del self[key]
+
+    def update(self, values):
+        for key, value in _pairs(values, type(self).__name__):
+            self[key] = value
 
 
 class _IndexedModules(Module):
@@ -135,13 +172,16 @@ class Sequential(_IndexedModules):
         return input
 
 
-class ModuleDict(Module):
+class ModuleDict(_KeyedMethods, Module):
     """An ordered dict of modules, registered as submodules under their keys."""
 
     def __init__(self, modules=None):
         super().__init__()
         if modules is not None:
             self.update(modules)
+
+    def _key_table(self):
+        return self._modules
 
     def __getitem__(self, key):
         return self._modules[key]
@@ -151,36 +191,6 @@ class ModuleDict(Module):
 
     def __delitem__(self, key):
         del self._modules[key]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key):
-        return key in self._modules
-
-    def clear(self):
-        self._modules.clear()
-
-    def pop(self, key):
-        module = self[key]
-        del self[key]
-        return module
-
-    def keys(self):
-        return self._modules.keys()
-
-    def items(self):
-        return self._modules.items()
-
-    def values(self):
-        return self._modules.values()
-
-    def update(self, modules):
-        for key, module in _pairs(modules, "ModuleDict"):
-            self[key] = module
 
 
 def _as_parameter(value):
@@ -242,7 +252,7 @@ class ParameterList(Module):
         raise RuntimeError("ParameterList should not be called.")
 
 
-class ParameterDict(Module):
+class ParameterDict(_KeyedMethods, Module):
     """An ordered dict of parameters, registered under their keys; tensors put in become Parameters."""
 
     def __init__(self, parameters=None):
@@ -250,6 +260,9 @@ class ParameterDict(Module):
         self._keys = {}  # insertion-ordered
         if parameters is not None:
             self.update(parameters)
+
+    def _key_table(self):
+        return self._keys
 
     def __getitem__(self, key):
         if key not in self._keys:
@@ -266,39 +279,8 @@ class ParameterDict(Module):
         del self._keys[key]
         delattr(self, key)
 
-    def __len__(self):
-        return len(self._keys)
-
-    def __iter__(self):
-        return iter(self._keys)
-
-    def __contains__(self, key):
-        return key in self._keys
-
-    def keys(self):
-        return self._keys.keys()
-
-    def items(self):
-        return ((key, self[key]) for key in self._keys)
-
-    def values(self):
-        return (self[key] for key in self._keys)
-
     def get(self, key, default=None):
         return self[key] if key in self else default
-
-    def pop(self, key):
-        value = self[key]
-        del self[key]
-        return value
-
-    def clear(self):
-        for key in list(self._keys):
-            del self[key]
-
-    def update(self, parameters):
-        for key, value in _pairs(parameters, "ParameterDict"):
-            self[key] = value
 
     def extra_repr(self):
         return "\n".join(f"  ({key}): {_describe(value)}" for key, value in self.items())

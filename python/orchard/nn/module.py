@@ -57,6 +57,19 @@ def _parse_to(*args, **kwargs):
     return device, dtype
 
 
+def _add_hook(hooks, hook, prepend, flags):
+    """Adds hook to the ordered dict `hooks` (first when prepend), marking its id in each flag dict of
+    the (dict, on) pairs `flags` that is on; the handle removes it from all of them."""
+    handle = RemovableHandle(hooks, *(table for table, _ in flags))
+    hooks[handle.id] = hook
+    for table, on in flags:
+        if on:
+            table[handle.id] = True
+    if prepend:
+        hooks.move_to_end(handle.id, last=False)
+    return handle
+
+
 class Module:
     """Base class of layers: assigning a Parameter, a Module or (through register_buffer) a Tensor to
     an attribute registers it; state_dict, to(), train() and the iterators then see it."""
@@ -133,28 +146,25 @@ class Module:
 
     # ---- registration --------------------------------------------------------------------------
 
-    def register_parameter(self, name, param):
-        if "_parameters" not in self.__dict__:
-            raise AttributeError("cannot assign parameter before Module.__init__() call")
-        _check_member_name("parameter", name)
-        if hasattr(self, name) and name not in self._parameters:
+    def _check_new_member(self, kind, table, name, value, value_type, type_name):
+        """PyTorch's checks before registering `value` as the parameter or buffer `name`."""
+        if table not in self.__dict__:
+            raise AttributeError(f"cannot assign {kind} before Module.__init__() call")
+        _check_member_name(kind, name)
+        if hasattr(self, name) and name not in self.__dict__[table]:
             raise KeyError(f"attribute '{name}' already exists")
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
-                            "(orchard.nn.Parameter or None required)")
+        if value is not None and not isinstance(value, value_type):
+            raise TypeError(f"cannot assign '{type(value).__name__}' object to {kind} '{name}' "
+                            f"({type_name} or None required)")
+
+    def register_parameter(self, name, param):
+        self._check_new_member("parameter", "_parameters", name, param, Parameter, "orchard.nn.Parameter")
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
         """A tensor that moves with to() and (when persistent) is saved in state_dict, but is not a
         parameter: no gradient, not in parameters()."""
-        if "_buffers" not in self.__dict__:
-            raise AttributeError("cannot assign buffer before Module.__init__() call")
-        _check_member_name("buffer", name)
-        if hasattr(self, name) and name not in self._buffers:
-            raise KeyError(f"attribute '{name}' already exists")
-        if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
-                            "(orchard.Tensor or None required)")
+        self._check_new_member("buffer", "_buffers", name, tensor, Tensor, "orchard.Tensor")
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -412,27 +422,13 @@ class Module:
     def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
         """hook(module, args) (with_kwargs: hook(module, args, kwargs)) runs before forward; it may
         return new args (with_kwargs: a pair (args, kwargs))."""
-        handle = RemovableHandle(self._forward_pre_hooks, self._forward_pre_hooks_with_kwargs)
-        self._forward_pre_hooks[handle.id] = hook
-        if with_kwargs:
-            self._forward_pre_hooks_with_kwargs[handle.id] = True
-        if prepend:
-            self._forward_pre_hooks.move_to_end(handle.id, last=False)
-        return handle
+        return _add_hook(self._forward_pre_hooks, hook, prepend, [(self._forward_pre_hooks_with_kwargs, with_kwargs)])
 
     def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
         """hook(module, args, output) (with_kwargs: hook(module, args, kwargs, output)) runs after
         forward; it may return a new output. always_call: it runs even when forward raised."""
-        handle = RemovableHandle(self._forward_hooks, self._forward_hooks_with_kwargs,
-                                 self._forward_hooks_always_called)
-        self._forward_hooks[handle.id] = hook
-        if with_kwargs:
-            self._forward_hooks_with_kwargs[handle.id] = True
-        if always_call:
-            self._forward_hooks_always_called[handle.id] = True
-        if prepend:
-            self._forward_hooks.move_to_end(handle.id, last=False)
-        return handle
+        return _add_hook(self._forward_hooks, hook, prepend, [(self._forward_hooks_with_kwargs, with_kwargs),
+                                                              (self._forward_hooks_always_called, always_call)])
 
     def __call__(self, *args, **kwargs):
         if not self._forward_pre_hooks and not self._forward_hooks:
