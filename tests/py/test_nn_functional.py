@@ -61,6 +61,14 @@ def test_inplace_activations_write_into_the_input(device, name):
     getattr(TF, name)(theirs, inplace=True)
     close(ours, theirs)
 
+    def on_intermediate(functional):  # overwrites a result that autograd recorded
+        def fn(x):
+            y = x * 2
+            getattr(functional, name)(y, inplace=True)
+            return y
+        return fn
+    check_with_grad(on_intermediate(F), on_intermediate(TF), [X], device)
+
 
 @pytest.mark.parametrize("module", ["ReLU", "SiLU", "Tanh", "Sigmoid", "GELU", "Identity"])
 def test_activation_modules(device, module):

@@ -3,6 +3,7 @@ import warnings
 
 from .. import _core
 from .._core import Tensor, scaled_dot_product_attention
+from ..autograd import is_grad_enabled
 
 __all__ = ["scaled_dot_product_attention", "linear", "layer_norm", "gelu", "relu", "silu", "tanh", "sigmoid",
            "dropout", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "one_hot", "pad",
@@ -17,9 +18,13 @@ def _check_tensors(op, optional=(), **tensors):
             raise TypeError(f"{op}: {name} must be an orchard.Tensor, got {type(t).__name__}")
 
 
-def _in_place(input, result, inplace):
-    """PyTorch's inplace=True: the result written into input, which is returned."""
-    return input.copy_(result) if inplace else result
+def _maybe_in_place(fn, input, inplace):
+    """fn(input); with inplace=True (PyTorch's flag) written into input, which is returned. Under
+    autograd fn then runs on a copy: what it saves for backward must not be the memory overwritten."""
+    if not inplace:
+        return fn(input)
+    recording = input.requires_grad and is_grad_enabled()
+    return input.copy_(fn(input.clone() if recording else input))
 
 
 def linear(input, weight, bias=None):
@@ -53,13 +58,13 @@ def gelu(input, approximate="none"):
 
 def relu(input, inplace=False):
     _check_tensors("relu", input=input)
-    return _in_place(input, _core.relu(input), inplace)
+    return _maybe_in_place(_core.relu, input, inplace)
 
 
 def silu(input, inplace=False):
     """input * sigmoid(input)."""
     _check_tensors("silu", input=input)
-    return _in_place(input, input * _core.sigmoid(input), inplace)
+    return _maybe_in_place(lambda x: x * _core.sigmoid(x), input, inplace)
 
 
 def tanh(input):
@@ -96,7 +101,8 @@ def dropout(input, p=0.5, training=True, inplace=False):
     seed instead of storing it. Not training or p == 0: input unchanged (no copy); p == 1: input * 0."""
     _check_tensors("dropout", input=input)
     out = _core.dropout(input, p, training)
-    return out if out is input or out.is_alias_of(input) else _in_place(input, out, inplace)
+    # The backward saves no input, so the result may overwrite it even under autograd.
+    return input.copy_(out) if inplace and not out.is_alias_of(input) else out
 
 
 # ---- losses ------------------------------------------------------------------------------------
