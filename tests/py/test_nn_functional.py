@@ -98,8 +98,13 @@ def test_mse_loss_and_module(device, reduction):
                     lambda a, b: TF.mse_loss(a, b, reduction=reduction), [X, target], device)
     close(nn.MSELoss(reduction=reduction)(*[oc.tensor(a, device=device) for a in (X, target)]),
           torch.nn.MSELoss(reduction=reduction)(torch.tensor(X), torch.tensor(target)))
+    weight = RNG.uniform(0, 2, X.shape).astype(np.float32)
+    check_with_grad(lambda a, b, w: F.mse_loss(a, b, reduction=reduction, weight=w),
+                    lambda a, b, w: TF.mse_loss(a, b, reduction=reduction, weight=w), [X, target, weight], device)
     with pytest.raises(ValueError, match="not a valid value for reduction"):
         F.mse_loss(oc.tensor(X), oc.tensor(target), reduction="bad")
+    with pytest.raises(ValueError, match="same size"):
+        F.mse_loss(oc.tensor(X), oc.tensor(target), weight=oc.ones(5))
 
 
 CE_CASES = {

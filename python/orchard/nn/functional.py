@@ -128,7 +128,8 @@ def _reduce(losses, reduction):
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    """Squared differences (times weight when given), averaged or summed by `reduction`."""
+    """Squared differences, summed or averaged by `reduction`; with weight (the input's shape) each
+    is scaled by it, and the mean divides by weight's sum, as PyTorch's."""
     _check_tensors("mse_loss", input=input, target=target, weight=weight, optional=("weight",))
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if tuple(target.shape) != tuple(input.shape):
@@ -136,7 +137,12 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
                       f"({tuple(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
                       "Please ensure they have the same size.", stacklevel=2)
     squared = (input - target) ** 2
-    return _reduce(squared if weight is None else squared * weight, reduction)
+    if weight is None:
+        return _reduce(squared, reduction)
+    if tuple(weight.shape) != tuple(input.shape):
+        raise ValueError("Weights and input must have the same size.")
+    weighted = squared * weight
+    return weighted.sum() / weight.sum() if reduction == "mean" else _reduce(weighted, reduction)
 
 
 def _classes_last(op, input, target):
