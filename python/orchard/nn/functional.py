@@ -78,6 +78,8 @@ def sigmoid(input):
 def _softmax_dim(op, input, dim, stacklevel):
     if dim is not None:
         return dim
+    if not isinstance(stacklevel, int) or not 1 <= stacklevel <= 1000:
+        raise ValueError(f"{op}: _stacklevel must be an int in [1, 1000], got {stacklevel!r}")
     warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X "
                   "as an argument.", stacklevel=stacklevel)
     return 0 if input.ndim in (0, 1, 3) else 1
