@@ -25,6 +25,12 @@ AutogradMeta& meta(const Tensor& t) {
 }
 const AutogradMeta* meta_if(const Tensor& t) { return t.defined() ? t.impl()->autograd.get() : nullptr; }
 
+std::shared_ptr<GradHooks> leaf_hooks(const Tensor& leaf, bool create) {
+  AutogradMeta& m = meta(leaf);
+  if (!m.hooks && create) m.hooks = std::make_shared<GradHooks>();
+  return m.hooks;
+}
+
 // Whether `t` is (a view of a view of ...) a leaf that requires grad, sharing its memory.
 bool is_view_of_grad_leaf(const Tensor& t) {
   const AutogradMeta* m = meta_if(t);
@@ -69,6 +75,45 @@ const Tensor& SavedTensor::get() const {
                 "saved (its version is ", tensor_.storage()->version(), ", expected ", version_,
                 "); clone() it before modifying it, or use an out-of-place op");
   return tensor_;
+}
+
+// ---- gradient hooks ---------------------------------------------------------------------------
+
+uint64_t GradHooks::add(GradHook hook) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  hooks_.emplace_back(next_id_, std::move(hook));
+  return next_id_++;
+}
+
+void GradHooks::remove(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  hooks_.erase(std::remove_if(hooks_.begin(), hooks_.end(), [id](const auto& h) { return h.first == id; }),
+               hooks_.end());
+}
+
+void GradHooks::clear() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  hooks_.clear();
+}
+
+Tensor GradHooks::run(Tensor grad) const {
+  std::vector<std::pair<uint64_t, GradHook>> hooks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    hooks = hooks_;
+  }
+  for (const auto& entry : hooks) {
+    Tensor replaced = entry.second(grad);
+    if (!replaced.defined()) continue;
+    ORCHARD_CHECK(replaced.shape() == grad.shape() && replaced.dtype() == grad.dtype() &&
+                      replaced.device() == grad.device(),
+                  RuntimeError, "a gradient hook returned a tensor of shape ", shape_str(replaced.shape()), ", ",
+                  dtype_name(replaced.dtype()), " on ", device_name(replaced.device()),
+                  "; expected the gradient's shape ", shape_str(grad.shape()), ", ", dtype_name(grad.dtype()),
+                  " on ", device_name(grad.device()));
+    grad = std::move(replaced);
+  }
+  return grad;
 }
 
 // ---- nodes ------------------------------------------------------------------------------------
@@ -129,6 +174,11 @@ void Node::release() {
   released_ = true;
 }
 
+std::shared_ptr<GradHooks> Node::hooks(bool create) {
+  if (!hooks_ && create) hooks_ = std::make_shared<GradHooks>();
+  return hooks_;
+}
+
 AccumulateGrad::AccumulateGrad(Tensor leaf) : Node("AccumulateGrad", {}, {}, nullptr), leaf_(std::move(leaf)) {}
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
@@ -145,6 +195,8 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   m.grad = exclusive ? g : g.clone();
   return {};
 }
+
+std::shared_ptr<GradHooks> AccumulateGrad::hooks(bool create) { return leaf_hooks(leaf_, create); }
 
 // ---- tensor state -----------------------------------------------------------------------------
 
@@ -181,6 +233,13 @@ std::shared_ptr<Node> grad_fn(const Tensor& t) {
 }
 
 bool is_leaf(const Tensor& t) { return !grad_fn(t); }
+
+std::shared_ptr<GradHooks> grad_hooks(const Tensor& t) {
+  ORCHARD_CHECK(requires_grad(t), RuntimeError,
+                "cannot register a hook on a tensor that does not require grad; call requires_grad_() first");
+  if (auto fn = grad_fn(t)) return fn->hooks(true);
+  return leaf_hooks(t, true);
+}
 
 // ---- recording --------------------------------------------------------------------------------
 
@@ -327,6 +386,8 @@ void run(const std::vector<std::pair<Node*, Tensor>>& roots, bool retain_graph,
       g = std::move(it->second);
       buffer.erase(it);
     }
+    if (g.defined())
+      if (std::shared_ptr<GradHooks> hooks = n->hooks(false)) g = hooks->run(std::move(g));
     if (capture) {
       if (auto it = capture->find(n); it != capture->end()) {
         it->second = g;

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "tensor.h"
@@ -40,6 +41,26 @@ class SavedTensor {
  private:
   Tensor tensor_;
   uint64_t version_ = 0;
+};
+
+// ---- gradient hooks (Tensor.register_hook) ------------------------------------------------------
+// Called with the gradient computed for a tensor before it flows on (or into a leaf's .grad);
+// returns a replacement of the same shape, or an undefined tensor to keep the gradient.
+using GradHook = std::function<Tensor(const Tensor& grad)>;
+
+// One tensor's hooks, run in registration order. Ids let a handle remove its own hook; the engine
+// runs a copy of the list, so a hook may add or remove hooks while it runs.
+class GradHooks {
+ public:
+  uint64_t add(GradHook hook);
+  void remove(uint64_t id);
+  void clear();
+  Tensor run(Tensor grad) const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::pair<uint64_t, GradHook>> hooks_;
+  uint64_t next_id_ = 0;
 };
 
 // ---- graph ------------------------------------------------------------------------------------
@@ -80,6 +101,9 @@ class Node {
   bool add_into(const Tensor& grad, Tensor& into);
   // Drops saved tensors once backward ran without retain_graph.
   virtual void release();
+  // The hooks on the gradient of the tensor this node produces (AccumulateGrad: of its leaf);
+  // null when there are none and `create` is false.
+  virtual std::shared_ptr<GradHooks> hooks(bool create);
 
  protected:
   const char* name_;
@@ -89,6 +113,7 @@ class Node {
   ViewFn view_of_;
   uint64_t sequence_;
   bool released_ = false;
+  std::shared_ptr<GradHooks> hooks_;
 };
 
 // Adds incoming gradients into a leaf's .grad.
@@ -97,6 +122,7 @@ class AccumulateGrad final : public Node {
   explicit AccumulateGrad(Tensor leaf);
   std::vector<Tensor> apply(const Tensor& grad) override;
   void release() override {}
+  std::shared_ptr<GradHooks> hooks(bool create) override;
   const Tensor& leaf() const { return leaf_; }
 
  private:
@@ -113,6 +139,7 @@ struct AutogradMeta {
   Tensor grad;
   std::shared_ptr<autograd::Node> grad_fn;            // null for leaves
   std::weak_ptr<autograd::AccumulateGrad> accumulator;  // leaves: their cached AccumulateGrad
+  std::shared_ptr<autograd::GradHooks> hooks;          // leaves: hooks on their gradient
 };
 
 namespace autograd {
@@ -123,6 +150,8 @@ const Tensor& grad(const Tensor& t);                 // undefined when none
 void set_grad(const Tensor& t, const Tensor& g);
 std::shared_ptr<Node> grad_fn(const Tensor& t);
 bool is_leaf(const Tensor& t);
+// The hooks on t's gradient (a leaf's own, or its grad_fn's); RuntimeError unless t requires grad.
+std::shared_ptr<GradHooks> grad_hooks(const Tensor& t);
 
 // Records ops: construct before the op's body (it decides whether recording is needed and turns
 // grad mode off so the body records nothing), then pass the output to finish(). An in-place op

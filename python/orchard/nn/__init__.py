@@ -1,8 +1,12 @@
 """Neural-network building blocks."""
-from . import functional, utils
-from .containers import ModuleList, Sequential
-from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
-from .module import Module, Parameter
+from . import functional, init, utils
+from .activations import GELU, Identity, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
+from .layers import Dropout, Embedding, LayerNorm, Linear
+from .loss import CrossEntropyLoss, MSELoss
+from .module import Module
+from .parameter import Parameter
 
-__all__ = ["functional", "utils", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Dropout", "GELU",
-           "Sequential", "ModuleList"]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Dropout",
+           "GELU", "ReLU", "SiLU", "Tanh", "Sigmoid", "Softmax", "Identity", "CrossEntropyLoss", "MSELoss",
+           "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
