@@ -64,6 +64,18 @@ Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// ---- sorting and scans (ops_sort.cpp) ---------------------------------------------------------
+// PyTorch's sort/argsort/topk with the order of stable=True always: ties keep their order, NaN
+// sorts above every number. (values, int64 indices); the gradient goes to the chosen elements.
+// topk's k outside [0, size] raises RuntimeError; its results are always sorted.
+std::pair<Tensor, Tensor> sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// Inclusive cumulative sum along dim, in dtype when given (else integers and bool in int64).
+Tensor cumsum(const Tensor& x, int64_t dim, std::optional<DType> dtype = std::nullopt);
+// A copy of x reversed along each of dims (each at most once).
+Tensor flip(const Tensor& x, const std::vector<int64_t>& dims);
+
 // ---- linear algebra --------------------------------------------------------------------------
 Tensor matmul(const Tensor& a, const Tensor& b);  // NumPy semantics, broadcast batch dims
 // input + a @ b (a linear layer's bias and product). Fused when a and b are matrices and input, of
@@ -81,6 +93,10 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sections, int64_t dim);
 Tensor tril(const Tensor& x, int64_t diagonal = 0);
+// input where mask (broadcast) is false, value (a 0-d tensor, cast to input's dtype) where true;
+// the result has the broadcast shape. The in-place form writes into input (mask broadcast to it).
+Tensor masked_fill(const Tensor& x, const Tensor& mask, const Tensor& value);
+Tensor& masked_fill_(Tensor& x, const Tensor& mask, const Tensor& value);
 Tensor triu(const Tensor& x, int64_t diagonal = 0);
 
 // ---- attention -------------------------------------------------------------------------------

@@ -132,6 +132,20 @@ struct ReduceArgs {
   const Tensor &in, &out;
   int64_t outer, reduced, inner, correction;
 };
+// Stable sort of each row of a contiguous [rows, n] input into contiguous values [rows, n] (the
+// input's dtype) and int64 indices (positions in the row). NaN orders above every number, ties keep
+// their order (PyTorch's stable=True), in ascending or descending order.
+struct SortArgs {
+  const Tensor &in, &values, &indices;
+  int64_t rows, n;
+  bool descending;
+};
+// Inclusive cumulative sum of contiguous `in` viewed as [outer, n, inner] along n, into contiguous
+// `out` of the same dtype, accumulated in order in the compute type (float for 16-bit floats).
+struct CumsumArgs {
+  const Tensor &in, &out;
+  int64_t outer, n, inner;
+};
 // Softmax (or log-softmax) over the last dim of a contiguous [rows, cols] input into contiguous out.
 struct SoftmaxArgs {
   const Tensor &in, &out;
@@ -199,13 +213,14 @@ struct AdamWStepArgs {
 
 // The primitives that take one argument struct, as X(name, Args): the runtimes declare their
 // overrides (and the Metal runtime its plans) from this list.
-#define ORCHARD_RUNTIME_PRIMITIVES(X)                                                            \
-  X(random, RandomArgs) X(dropout, DropoutArgs) X(reduce, ReduceArgs) X(softmax, SoftmaxArgs)    \
-  X(matmul, MatmulArgs) X(index_select, IndexSelectArgs) X(gather, GatherArgs)                   \
-  X(scatter_add, GatherArgs) X(attention_forward, AttentionForwardArgs)                          \
-  X(attention_backward, AttentionBackwardArgs) X(layer_norm_forward, LayerNormForwardArgs)       \
-  X(layer_norm_backward, LayerNormBackwardArgs) X(cross_entropy_forward, CrossEntropyForwardArgs) \
-  X(cross_entropy_backward, CrossEntropyBackwardArgs) X(adamw_step, AdamWStepArgs)
+#define ORCHARD_RUNTIME_PRIMITIVES(X)                                                              \
+  X(random, RandomArgs) X(dropout, DropoutArgs)                                                     \
+  X(reduce, ReduceArgs) X(softmax, SoftmaxArgs) X(matmul, MatmulArgs)                              \
+  X(index_select, IndexSelectArgs) X(gather, GatherArgs) X(scatter_add, GatherArgs)                \
+  X(attention_forward, AttentionForwardArgs) X(attention_backward, AttentionBackwardArgs)          \
+  X(layer_norm_forward, LayerNormForwardArgs) X(layer_norm_backward, LayerNormBackwardArgs)        \
+  X(cross_entropy_forward, CrossEntropyForwardArgs) X(cross_entropy_backward, CrossEntropyBackwardArgs) \
+  X(adamw_step, AdamWStepArgs) X(sort, SortArgs) X(cumsum, CumsumArgs)
 
 class Runtime {
  public:
