@@ -21,6 +21,18 @@ Tensor rand(const Shape& shape, DType dtype = DType::Float32, Device device = De
 Tensor randn(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
 // A 0-d tensor holding a Python-style scalar; `wrapped` marks it for weak type promotion.
 Tensor scalar_tensor(double value, DType dtype, Device device = Device::CPU, bool wrapped = false);
+// Integers uniform in [low, high) (high > low; any int64 range), from 64-bit Philox numbers.
+Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype = DType::Int64, Device device = Device::CPU);
+// A uniformly random permutation of 0 .. n - 1.
+Tensor randperm(int64_t n, DType dtype = DType::Int64, Device device = Device::CPU);
+// num_samples category indices (int64) per row of 1-D or 2-D non-negative weights, drawn in
+// proportion to them, with or without replacement (PyTorch's multinomial and its errors).
+Tensor multinomial(const Tensor& weights, int64_t num_samples, bool replacement = false);
+// In place, from the generator, on any float tensor (strided too): N(mean, std^2), U[from, to),
+// exponential with rate lambda. Bump the version as every in-place write.
+Tensor& normal_(Tensor& x, double mean = 0, double std = 1);
+Tensor& uniform_(Tensor& x, double from = 0, double to = 1);
+Tensor& exponential_(Tensor& x, double lambda = 1);
 void manual_seed(uint64_t seed);
 // Reserves `count` numbers of the global Philox stream; returns (seed, offset).
 std::pair<uint64_t, uint64_t> next_random_offset(uint64_t count);

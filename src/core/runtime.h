@@ -117,6 +117,15 @@ struct RandomArgs {
   bool normal;
   uint64_t seed, offset;
 };
+// Integers low + (u % range) into contiguous int64 `out`, u the 64-bit number whose low and high
+// words are numbers offset + 2i and offset + 2i + 1 of the Philox stream keyed by seed (range >= 1;
+// range 0 stands for 2^64, the whole int64 range).
+struct RandomIntegersArgs {
+  const Tensor &out;
+  int64_t low;
+  uint64_t range;
+  uint64_t seed, offset;
+};
 // Dropout of contiguous `in` into contiguous `out` (one float dtype), p in [0, 1): element i is
 // in[i] / (1 - p) where number offset + i of the Philox stream keyed by seed is at least
 // dropout_threshold(p) (philox.h), else in[i] * 0. The backward is the same call on the gradient.
@@ -214,7 +223,7 @@ struct AdamWStepArgs {
 // The primitives that take one argument struct, as X(name, Args): the runtimes declare their
 // overrides (and the Metal runtime its plans) from this list.
 #define ORCHARD_RUNTIME_PRIMITIVES(X)                                                              \
-  X(random, RandomArgs) X(dropout, DropoutArgs)                                                     \
+  X(random, RandomArgs) X(random_integers, RandomIntegersArgs) X(dropout, DropoutArgs)             \
   X(reduce, ReduceArgs) X(softmax, SoftmaxArgs) X(matmul, MatmulArgs)                              \
   X(index_select, IndexSelectArgs) X(gather, GatherArgs) X(scatter_add, GatherArgs)                \
   X(attention_forward, AttentionForwardArgs) X(attention_backward, AttentionBackwardArgs)          \

@@ -1,4 +1,5 @@
-"""sort, argsort, topk, cumsum, flip and masked_fill against PyTorch, on the CPU and the emulated Metal
+"""sort, argsort, topk, cumsum, flip, masked_fill and the random draws (randint, randperm,
+multinomial, normal_, uniform_, exponential_) against PyTorch, on the CPU and the emulated Metal
 device. Ties and NaN: Orchard always gives the order of PyTorch's stable=True, NaN last."""
 import math
 
@@ -246,3 +247,169 @@ def test_masked_fill_backward(device, rng):
     y.masked_fill_(oc.tensor(mask, device=device), 0.0)
     (y * oc.tensor(g, device=device)).sum().backward()
     assert_close(x.grad, np.where(mask, 0, 2 * g))
+
+
+# ---- random integers and permutations ----------------------------------------------------------
+
+def test_randint_signatures_dtypes_and_range(device):
+    oc.manual_seed(0)
+    a = oc.randint(10, (1000,), device=device)
+    assert a.dtype == oc.int64 and a.shape == (1000,) and a.device == device
+    assert 0 <= a.min().item() and a.max().item() < 10
+    b = oc.randint(-5, 5, (20, 50), device=device)
+    assert -5 <= b.min().item() and b.max().item() < 5 and b.shape == (20, 50)
+    assert oc.randint(3, size=(2,), device=device).shape == (2,)
+    assert oc.randint(low=1, high=3, size=(4,), device=device).min().item() >= 1
+    assert oc.randint(0, 3, (5,), dtype=oc.float32, device=device).dtype == oc.float32
+    assert oc.randint(0, 2, (5,), dtype=oc.bool, device=device).dtype == oc.bool
+    assert oc.randint(0, 3, (5,), dtype=oc.int32, device=device).dtype == oc.int32
+    assert oc.randint(0, 3, (0, 2), device=device).shape == (0, 2)
+    assert oc.randint(0, 3, (2,), dtype=oc.float32, device=device, requires_grad=True).requires_grad
+    for f in (lambda: oc.randint(5, 5, (3,)), lambda: oc.randint(5, 4, (3,)),
+              lambda: oc.randint(0, 2**40, (3,), dtype=oc.int32), lambda: oc.randint(0, 3, (2,), requires_grad=True)):
+        with pytest.raises(RuntimeError):
+            f()
+    with pytest.raises(TypeError):
+        oc.randint(3)
+    with pytest.raises(ValueError):
+        oc.randint(3, (2,), generator=object())
+
+
+def test_randint_is_uniform_beyond_float_precision(device):
+    oc.manual_seed(1)
+    n = 20000
+    # A range above 2^24: every value distinct in float32 would collapse; low bits must vary.
+    big = oc.randint(0, 2**40, (n,), device=device).cpu().numpy()
+    assert big.min() >= 0 and big.max() < 2**40
+    assert abs(big.mean() / 2**40 - 0.5) < 0.02
+    assert len(np.unique(big % 1024)) == 1024  # the low bits are random too
+    full = oc.randint(-2**63, 2**63 - 1, (n,), device=device).cpu().numpy()
+    assert (full < 0).mean() == pytest.approx(0.5, abs=0.02)
+    # Chi-square over 10 categories (9 degrees of freedom; 27.9 is the 0.999 quantile).
+    counts = np.bincount(oc.randint(0, 10, (n,), device=device).cpu().numpy(), minlength=10)
+    chi2 = ((counts - n / 10) ** 2 / (n / 10)).sum()
+    assert chi2 < 27.9
+
+
+def test_random_draws_repeat_under_manual_seed_and_match_across_devices():
+    draws = {}
+    for device in ["cpu"] + (["metal"] if oc.metal.is_available() else []):
+        oc.manual_seed(123)
+        draws[device] = [oc.randint(0, 1000, (50,), device=device).tolist(), oc.randperm(30, device=device).tolist(),
+                         oc.multinomial(oc.tensor([0.1, 0.5, 0.4], device=device), 20, True).tolist(),
+                         oc.empty(10, device=device).normal_().tolist()]
+        oc.manual_seed(123)
+        again = [oc.randint(0, 1000, (50,), device=device).tolist(), oc.randperm(30, device=device).tolist(),
+                 oc.multinomial(oc.tensor([0.1, 0.5, 0.4], device=device), 20, True).tolist(),
+                 oc.empty(10, device=device).normal_().tolist()]
+        assert again == draws[device]
+    if "metal" in draws:
+        assert draws["metal"][:3] == draws["cpu"][:3]
+        np.testing.assert_allclose(draws["metal"][3], draws["cpu"][3], rtol=1e-5, atol=1e-6)
+
+
+def test_randperm(device):
+    oc.manual_seed(2)
+    for n in (0, 1, 7, 1000):
+        p = oc.randperm(n, device=device)
+        assert p.dtype == oc.int64 and p.device == device
+        assert sorted(p.tolist()) == list(range(n))
+    assert oc.randperm(5, dtype=oc.float32, device=device).dtype == oc.float32
+    # Each value lands in each position about equally often.
+    counts = np.zeros((4, 4))
+    for _ in range(800):
+        counts[np.arange(4), oc.randperm(4, device=device).tolist()] += 1
+    assert np.abs(counts - 200).max() < 60
+    with pytest.raises(RuntimeError):
+        oc.randperm(-1)
+
+
+# ---- multinomial ---------------------------------------------------------------------------------
+
+def test_multinomial_with_replacement_frequencies(device):
+    oc.manual_seed(3)
+    w = [1.0, 0.0, 3.0, 6.0]  # unnormalised
+    n = 20000
+    s = oc.multinomial(oc.tensor(w, device=device), n, replacement=True)
+    assert s.dtype == oc.int64 and s.shape == (n,)
+    counts = np.bincount(s.cpu().numpy(), minlength=4)
+    assert counts[1] == 0
+    expected = n * np.array(w) / sum(w)
+    keep = expected > 0
+    chi2 = ((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum()
+    assert chi2 < 16.3  # 3 degrees of freedom, the 0.999 quantile
+    rows = oc.multinomial(oc.tensor([[1.0, 0.0], [0.0, 1.0]], device=device), 5, True)
+    assert rows.tolist() == [[0] * 5, [1] * 5]
+
+
+def test_multinomial_without_replacement(device):
+    oc.manual_seed(4)
+    w = oc.tensor([[0.0, 1.0, 0.0, 2.0], [5.0, 1.0, 1.0, 1.0]], device=device)
+    s = oc.multinomial(w, 4)
+    assert s.shape == (2, 4)
+    for row in s.tolist():
+        assert sorted(row) == [0, 1, 2, 3]
+    assert set(s[0, :2].tolist()) == {1, 3}  # positive weights come before zero ones
+    # First draws follow the weights: P(first = 3) = 2/3 in row 0.
+    firsts = np.array([oc.multinomial(w[0], 1).item() for _ in range(600)])
+    assert abs((firsts == 3).mean() - 2 / 3) < 0.07
+    # Second draw given the first (successive sampling): row [5, 1, 1, 1] -> P(0 not first) = 3/8.
+    seconds = np.array([w[1].multinomial(2).tolist() for _ in range(600)])
+    assert abs((seconds[:, 0] != 0).mean() - 3 / 8) < 0.07
+
+
+def test_multinomial_errors_match_torch(device):
+    cases = [
+        ([0.0, 1.0, 0.0], 4, False), ([0.0, 0.0, 0.0], 1, False), ([-1.0, 1.0, 0.0], 1, False),
+        ([float("nan"), 1.0, 0.0], 1, False), ([math.inf, 1.0, 0.0], 1, True), ([1.0, 1.0], 0, False),
+        ([[[1.0]]], 1, False), ([1, 2], 1, False), ([], 1, True),
+    ]
+    for w, n, replacement in cases:
+        with pytest.raises(RuntimeError):
+            torch.multinomial(torch.tensor(w), n, replacement)
+        with pytest.raises(RuntimeError):
+            oc.multinomial(oc.tensor(w, device=device) if w else oc.zeros(0, device=device), n, replacement)
+
+
+# ---- in-place random fills -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [oc.float32, oc.float16, oc.bfloat16, oc.float64])
+def test_normal_uniform_exponential_statistics(device, dtype):
+    require(device, dtype)
+    oc.manual_seed(5)
+    n = 40000
+    x = oc.empty(n, dtype=dtype, device=device)
+    assert x.normal_(2.0, 3.0) is x
+    a = x.float().cpu().numpy()
+    assert abs(a.mean() - 2.0) < 0.1 and abs(a.std() - 3.0) < 0.1
+    x.uniform_(-1.0, 3.0)
+    a = x.float().cpu().numpy()
+    assert a.min() >= -1.0 and a.max() <= 3.0
+    assert abs(a.mean() - 1.0) < 0.05 and abs(a.var() - 16 / 12) < 0.05
+    x.exponential_(2.0)
+    a = x.float().cpu().numpy()
+    assert a.min() >= 0 and abs(a.mean() - 0.5) < 0.02 and abs(a.var() - 0.25) < 0.03
+
+
+def test_random_fills_on_views_and_rules(device):
+    base = oc.zeros(6, 8, device=device)
+    view = base[:, ::2]  # every other column: not contiguous
+    view.normal_()
+    arr = base.cpu().numpy()
+    assert (arr[:, 1::2] == 0).all() and (arr[:, ::2] != 0).all()
+    base.transpose(0, 1).uniform_(5.0, 6.0)
+    assert base.min().item() >= 5.0
+    with pytest.raises(RuntimeError):
+        oc.zeros(3, device=device).normal_(0.0, -1.0)
+    with pytest.raises(RuntimeError):
+        oc.zeros(3, device=device).uniform_(2.0, 1.0)
+    with pytest.raises(RuntimeError):
+        oc.zeros(3, device=device).exponential_(0.0)
+    with pytest.raises(TypeError):  # orchard.DTypeError (PyTorch raises NotImplementedError)
+        oc.zeros(3, dtype=oc.int64, device=device).normal_()
+    leaf = oc.zeros(3, device=device).requires_grad_()
+    with pytest.raises(RuntimeError):
+        leaf.normal_()
+    with oc.no_grad():
+        leaf.normal_()  # as nn.init does
+    assert leaf.requires_grad
