@@ -75,13 +75,15 @@ Tensor multinomial(const Tensor& weights, int64_t num_samples, bool replacement)
   // Exponential races: category j of a row wins at time E_j / w_j (E_j ~ Exp(1)); the first to
   // finish is a draw in proportion to the weights, and the order of finishing is a draw without
   // replacement. Zero weights never finish.
+  // One draw is a race's winner either way: argmin, cheaper than sorting the row.
+  const bool winners_only = replacement || num_samples == 1;
   Tensor rows = weights.ndim() == 1 ? w.unsqueeze(0) : w;  // [R, C]
-  Shape race_shape{rows.size(0), replacement ? num_samples : 1, categories};
+  Shape race_shape{rows.size(0), winners_only ? num_samples : 1, categories};
   Tensor times = empty(race_shape, ct, w.device());
   exponential_(times, 1);
   Tensor rate = rows.unsqueeze(1);
   Tensor finish = where(binary(BinaryOp::Gt, rate, zero), div(times, rate), wrapped(INFINITY, w));
-  Tensor samples = replacement ? argmin(finish, -1) : topk(finish.squeeze(1), num_samples, -1, false).second;
+  Tensor samples = winners_only ? argmin(finish, -1) : topk(finish.squeeze(1), num_samples, -1, false).second;
   return weights.ndim() == 1 ? samples.squeeze(0) : samples;
 }
 
