@@ -28,10 +28,9 @@ std::pair<Tensor, Tensor> sort_rows(const Tensor& x, int64_t d, bool descending)
 std::pair<Tensor, Tensor> sorted_prefix(const char* node, const char* op, const Tensor& x, int64_t k_or_all,
                                         int64_t dim, bool descending) {
   autograd::Recorder rec(node, {x});
-  if (x.ndim() == 0) {
+  if (x.ndim() == 0) {  // the value itself, at index 0 (topk's k = 0 too, as PyTorch)
     normalize_dim(dim, 0, op);
-    auto [v, i] = sorted_prefix(node, op, x.reshape({1}), k_or_all, 0, descending);
-    return {v.reshape({}), i.reshape({})};
+    return {rec.finish(x.clone(), [] { return derivatives::identity(); }), zeros({}, DType::Int64, x.device())};
   }
   const int64_t d = normalize_dim(dim, x.ndim(), op);
   auto [values, indices] = sort_rows(x, d, descending);

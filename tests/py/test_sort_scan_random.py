@@ -413,3 +413,17 @@ def test_random_fills_on_views_and_rules(device):
     with oc.no_grad():
         leaf.normal_()  # as nn.init does
     assert leaf.requires_grad
+
+
+def test_0d_inputs_match_torch(device):
+    for f in (lambda m, x: m.topk(x, 0), lambda m, x: m.topk(x, 1), lambda m, x: m.sort(x, descending=True)):
+        x = oc.tensor(3.0, device=device).requires_grad_()
+        tx = torch.tensor(3.0, requires_grad=True)
+        got, want = f(oc, x), f(torch, tx)
+        assert got.values.shape == () and got.values.item() == want.values.item() and got.indices.item() == 0
+        got.values.backward()
+        want.values.backward()
+        assert x.grad.item() == tx.grad.item()
+    x = oc.tensor(3.0, device=device).requires_grad_()
+    oc.cumsum(x, 0).backward()
+    assert x.grad.item() == 1.0 and oc.flip(x, (0,)).item() == 3.0
