@@ -33,6 +33,9 @@ Tensor multinomial(const Tensor& weights, int64_t num_samples, bool replacement 
 Tensor& normal_(Tensor& x, double mean = 0, double std = 1);
 Tensor& uniform_(Tensor& x, double from = 0, double to = 1);
 Tensor& exponential_(Tensor& x, double lambda = 1);
+// In place: integers uniform in [from, to), or without `to` from `from` up to the dtype's largest
+// value (2^digits for floats, as PyTorch's random_). Values cast to x's dtype.
+Tensor& random_(Tensor& x, int64_t from = 0, std::optional<int64_t> to = std::nullopt);
 void manual_seed(uint64_t seed);
 // Reserves `count` numbers of the global Philox stream; returns (seed, offset).
 std::pair<uint64_t, uint64_t> next_random_offset(uint64_t count);

@@ -103,6 +103,25 @@ Tensor& uniform_(Tensor& x, double from, double to) {
   return copy_(x, values);  // any strides; an in-place write as every other
 }
 
+Tensor& random_(Tensor& x, int64_t from, std::optional<int64_t> to) {
+  // Without `to`: up to the dtype's largest value, or for floats 2^digits, every integer up to which
+  // the dtype holds exactly (PyTorch's bounds).
+  uint64_t range;
+  if (to) {
+    ORCHARD_CHECK(from < *to, RuntimeError, "random_: expects from < to, got from=", from, " >= to=", *to);
+    range = uint64_t(*to) - uint64_t(from);
+  } else {
+    const int digits = x.dtype() == DType::Bool ? 1 : x.dtype() == DType::Int32 ? 31 : x.dtype() == DType::Int64 ? 63
+                       : x.dtype() == DType::Float16 ? 11 : x.dtype() == DType::BFloat16 ? 8
+                       : x.dtype() == DType::Float32 ? 24 : 53;
+    const uint64_t end = (uint64_t(1) << digits) + (is_floating(x.dtype()) ? 1 : 0);
+    ORCHARD_CHECK(from >= 0 && uint64_t(from) < end, RuntimeError, "random_: from=", from,
+                  " is outside the range [0, ", end, ") of ", dtype_name(x.dtype()));
+    range = end - uint64_t(from);
+  }
+  return copy_(x, random_int64(x.shape(), from, range, x.device()));
+}
+
 Tensor& exponential_(Tensor& x, double lambda) {
   check_float_target(x, "exponential_");
   ORCHARD_CHECK(lambda > 0, RuntimeError, "exponential_: lambda must be positive, got ", lambda);

@@ -116,6 +116,19 @@ void bind_random(nb::module_& m) {
     return uniform_(t, from, to);
   }, arg("from_") = 0.0, arg("to") = 1.0, nb::kw_only(), arg("generator").none() = nb::none(),
           nb::rv_policy::none, "Fills self with samples of U[from_, to), in place.");
+  cls.def("random_", [](Tensor& t, int64_t from_or_to, std::optional<int64_t> to, nb::handle generator) -> Tensor& {
+    check_no_generator(generator, "random_");
+    nb::gil_scoped_release release;
+    // random_(to) draws from [0, to); random_(from, to) from [from, to); random_() over the dtype.
+    return to ? random_(t, from_or_to, to) : random_(t, 0, from_or_to);
+  }, arg("from_or_to"), arg("to").none() = nb::none(), nb::kw_only(), arg("generator").none() = nb::none(),
+          nb::rv_policy::none, "Fills self with integers uniform in [0, to) or [from, to), in place.");
+  cls.def("random_", [](Tensor& t, nb::handle generator) -> Tensor& {
+    check_no_generator(generator, "random_");
+    nb::gil_scoped_release release;
+    return random_(t);
+  }, nb::kw_only(), arg("generator").none() = nb::none(), nb::rv_policy::none,
+          "Fills self with integers from 0 up to its dtype's largest (2^digits for floats), in place.");
   cls.def("exponential_", [](Tensor& t, double lambd, nb::handle generator) -> Tensor& {
     check_no_generator(generator, "exponential_");
     nb::gil_scoped_release release;

@@ -415,6 +415,23 @@ def test_random_fills_on_views_and_rules(device):
     assert leaf.requires_grad
 
 
+def test_random_integers_in_place(device):
+    oc.manual_seed(6)
+    x = oc.empty(4000, dtype=oc.int64, device=device)
+    assert x.random_(5) is x
+    assert sorted(set(x.tolist())) == [0, 1, 2, 3, 4]
+    x.random_(-3, 3)
+    assert x.min().item() == -3 and x.max().item() == 2
+    x.random_()
+    assert x.min().item() >= 0 and x.float().mean().item() == pytest.approx(2**62, rel=0.1)
+    f = oc.empty(4000, dtype=oc.float16, device=device).random_()
+    assert f.min().item() >= 0 and f.max().item() <= 2**11
+    b = oc.empty(100, dtype=oc.bool, device=device).random_()
+    assert set(b.tolist()) == {False, True}
+    with pytest.raises(RuntimeError):
+        x.random_(3, 3)
+
+
 def test_0d_inputs_match_torch(device):
     for f in (lambda m, x: m.topk(x, 0), lambda m, x: m.topk(x, 1), lambda m, x: m.sort(x, descending=True)):
         x = oc.tensor(3.0, device=device).requires_grad_()
