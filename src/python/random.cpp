@@ -71,6 +71,17 @@ Tensor randint_fn(nb::args args, nb::kwargs kwargs) {
   return with_requires_grad(out, grad, "randint");
 }
 
+// Tensor.<name>(params..., *, generator=None), an in-place random fill returning self.
+template <typename... Params, typename... Extra>
+void def_fill(nb::class_<Tensor>& cls, const char* name, const char* doc, Tensor& (*fill)(Tensor&, Params...),
+              const Extra&... extra) {
+  cls.def(name, [name, fill](Tensor& t, Params... params, nb::handle generator) -> Tensor& {
+    check_no_generator(generator, name);
+    nb::gil_scoped_release release;
+    return fill(t, params...);
+  }, extra..., nb::kw_only(), nb::arg("generator").none() = nb::none(), nb::rv_policy::none, doc);
+}
+
 }  // namespace
 
 void bind_random(nb::module_& m) {
@@ -104,18 +115,12 @@ void bind_random(nb::module_& m) {
           arg("generator").none() = nb::none(), multinomial_doc);
 
   // In-place fills return self.
-  cls.def("normal_", [](Tensor& t, double mean, double std, nb::handle generator) -> Tensor& {
-    check_no_generator(generator, "normal_");
-    nb::gil_scoped_release release;
-    return normal_(t, mean, std);
-  }, arg("mean") = 0.0, arg("std") = 1.0, nb::kw_only(), arg("generator").none() = nb::none(),
-          nb::rv_policy::none, "Fills self with samples of N(mean, std^2), in place.");
-  cls.def("uniform_", [](Tensor& t, double from, double to, nb::handle generator) -> Tensor& {
-    check_no_generator(generator, "uniform_");
-    nb::gil_scoped_release release;
-    return uniform_(t, from, to);
-  }, arg("from_") = 0.0, arg("to") = 1.0, nb::kw_only(), arg("generator").none() = nb::none(),
-          nb::rv_policy::none, "Fills self with samples of U[from_, to), in place.");
+  def_fill(cls, "normal_", "Fills self with samples of N(mean, std^2), in place.", &normal_, arg("mean") = 0.0,
+           arg("std") = 1.0);
+  def_fill(cls, "uniform_", "Fills self with samples of U[from_, to), in place.", &uniform_, arg("from_") = 0.0,
+           arg("to") = 1.0);
+  def_fill(cls, "exponential_", "Fills self with samples of the exponential distribution of rate lambd, in place.",
+           &exponential_, arg("lambd") = 1.0);
   cls.def("random_", [](Tensor& t, int64_t from_or_to, std::optional<int64_t> to, nb::handle generator) -> Tensor& {
     check_no_generator(generator, "random_");
     nb::gil_scoped_release release;
@@ -129,12 +134,6 @@ void bind_random(nb::module_& m) {
     return random_(t);
   }, nb::kw_only(), arg("generator").none() = nb::none(), nb::rv_policy::none,
           "Fills self with integers from 0 up to its dtype's largest (2^digits for floats), in place.");
-  cls.def("exponential_", [](Tensor& t, double lambd, nb::handle generator) -> Tensor& {
-    check_no_generator(generator, "exponential_");
-    nb::gil_scoped_release release;
-    return exponential_(t, lambd);
-  }, arg("lambd") = 1.0, nb::kw_only(), arg("generator").none() = nb::none(), nb::rv_policy::none,
-          "Fills self with samples of the exponential distribution of rate lambd, in place.");
 }
 
 }  // namespace orchard::python
