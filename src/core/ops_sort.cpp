@@ -10,15 +10,16 @@ using namespace detail;
 
 namespace {
 
-// Sorts x (at least 1-d) along dim d, recording nothing: (values, int64 indices), contiguous. The
-// runtime sorts rows of a contiguous [rows, n] input, so another dim is moved last and back.
-std::pair<Tensor, Tensor> sort_rows(const Tensor& x, int64_t d, bool descending) {
+// Sorts x (at least 1-d) along dim d, recording nothing: (values, int64 indices), contiguous, of
+// which the first k along d are in order. The runtime sorts rows of a contiguous [rows, n] input, so
+// another dim is moved last and back.
+std::pair<Tensor, Tensor> sort_rows(const Tensor& x, int64_t d, int64_t k, bool descending) {
   const int64_t last = x.ndim() - 1;
   Tensor in = (d == last ? x : x.transpose(d, last)).contiguous();
   Tensor values = empty(in.shape(), in.dtype(), in.device());
   Tensor indices = empty(in.shape(), DType::Int64, in.device());
   const int64_t n = in.size(last);
-  if (in.numel() > 0) runtime_for(in.device()).sort({in, values, indices, in.numel() / n, n, descending});
+  if (in.numel() > 0) runtime_for(in.device()).sort({in, values, indices, in.numel() / n, n, k, descending});
   if (d == last) return {values, indices};
   return {values.transpose(d, last).contiguous(), indices.transpose(d, last).contiguous()};
 }
@@ -33,10 +34,11 @@ std::pair<Tensor, Tensor> sorted_prefix(const char* node, const char* op, const 
     return {rec.finish(x.clone(), [] { return derivatives::identity(); }), zeros({}, DType::Int64, x.device())};
   }
   const int64_t d = normalize_dim(dim, x.ndim(), op);
-  auto [values, indices] = sort_rows(x, d, descending);
-  if (k_or_all >= 0 && k_or_all < x.size(d)) {
-    values = values.narrow(d, 0, k_or_all).contiguous();
-    indices = indices.narrow(d, 0, k_or_all).contiguous();
+  const int64_t k = k_or_all >= 0 ? k_or_all : x.size(d);
+  auto [values, indices] = sort_rows(x, d, k, descending);
+  if (k < x.size(d)) {
+    values = values.narrow(d, 0, k).contiguous();
+    indices = indices.narrow(d, 0, k).contiguous();
   }
   values = rec.finish(values, [&] { return derivatives::gather(x.shape(), d, indices); });
   return {values, indices};

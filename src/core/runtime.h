@@ -143,10 +143,11 @@ struct ReduceArgs {
 };
 // Stable sort of each row of a contiguous [rows, n] input into contiguous values [rows, n] (the
 // input's dtype) and int64 indices (positions in the row). NaN orders above every number, ties keep
-// their order (PyTorch's stable=True), in ascending or descending order.
+// their order (PyTorch's stable=True), in ascending or descending order. Only the first k (<= n)
+// of each row are asked for (topk): a runtime may leave the rest of the row in any order.
 struct SortArgs {
   const Tensor &in, &values, &indices;
-  int64_t rows, n;
+  int64_t rows, n, k;
   bool descending;
 };
 // Inclusive cumulative sum of contiguous `in` viewed as [outer, n, inner] along n, into contiguous

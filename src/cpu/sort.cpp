@@ -20,7 +20,7 @@ bool sorts_before(C a, C b, bool descending) {
 }  // namespace
 
 void CpuRuntime::sort(const SortArgs& a) {
-  const auto& [in, values, indices, rows, n, descending] = a;
+  const auto& [in, values, indices, rows, n, k, descending] = a;
   ORCHARD_DISPATCH(in.dtype(), {
     using C = compute_t<T>;
     const T* x = in.data_as<T>();
@@ -31,10 +31,18 @@ void CpuRuntime::sort(const SortArgs& a) {
         const T* row = x + r * n;
         int64_t* order = idx + r * n;
         std::iota(order, order + n, int64_t(0));
-        std::stable_sort(order, order + n, [&](int64_t i, int64_t j) {
-          return sorts_before<C>(C(row[i]), C(row[j]), descending);
-        });
-        for (int64_t k = 0; k < n; ++k) v[r * n + k] = row[order[k]];
+        if (k < n) {
+          // Ties broken by position order the keys totally, so the prefix is the stable sort's.
+          std::partial_sort(order, order + k, order + n, [&](int64_t i, int64_t j) {
+            const C a = C(row[i]), b = C(row[j]);
+            return sorts_before<C>(a, b, descending) || (!sorts_before<C>(b, a, descending) && i < j);
+          });
+        } else {
+          std::stable_sort(order, order + n, [&](int64_t i, int64_t j) {
+            return sorts_before<C>(C(row[i]), C(row[j]), descending);
+          });
+        }
+        for (int64_t j = 0; j < n; ++j) v[r * n + j] = row[order[j]];
       }
     });
   });

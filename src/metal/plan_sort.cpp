@@ -36,7 +36,7 @@ void split_launches(Launches& launches, const std::string& name, SortParams p, i
 }  // namespace
 
 Launches plan_sort(const SortArgs& args) {
-  const auto& [in, values, indices, rows, n, descending] = args;
+  const auto& [in, values, indices, rows, n, k, descending] = args;  // every row sorted whole, whatever k
   Launches launches;
   if (rows * n == 0) return launches;
   SortParams p{};

@@ -35,7 +35,7 @@ TEST(MetalPlans, SortRunsTheBitonicStepsOfTheRowPaddedToAPowerOfTwo) {
   for (auto [n, steps] : {std::pair<int64_t, size_t>{1, 0}, {2, 1}, {5, 6}, {8, 6}, {9, 10}}) {
     Tensor in = zeros({3, n}, DType::Float32, Device::Metal);
     Tensor values = empty({3, n}, DType::Float32, Device::Metal), indices = empty({3, n}, DType::Int64, Device::Metal);
-    const metal::Launches launches = metal::plan_sort({in, values, indices, 3, n, false});
+    const metal::Launches launches = metal::plan_sort({in, values, indices, 3, n, n, false});
     ASSERT_EQ(launches.size(), steps + 1) << n;  // sort_init, then the network
     EXPECT_EQ(launches[0].kernel, "sort_init_float32");
     for (size_t i = 1; i < launches.size(); ++i) EXPECT_EQ(launches[i].kernel, "sort_step_float32");

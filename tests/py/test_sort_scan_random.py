@@ -53,6 +53,10 @@ def test_sort_matches_torch_stable(device, dtype, descending, rng):
             assert_close(got.indices, ref.indices.numpy(), dtype=oc.int64, device=device, msg=f"{shape} dim {dim}")
             assert_close(oc.argsort(t, dim, descending), ref.indices.numpy(), msg="argsort")
             assert_close(t.argsort(dim=dim, descending=descending, stable=True), ref.indices.numpy())
+            k = shape[dim] // 2  # topk's prefix is the stable sort's, ties and NaN included
+            top = oc.topk(t, k, dim=dim, largest=descending)
+            assert_close(top.values, torch_values(ref.values.narrow(dim, 0, k)), exact=True, msg="topk")
+            assert_close(top.indices, ref.indices.narrow(dim, 0, k).numpy(), msg="topk")
 
 
 def test_sort_nan_and_signed_zero_order(device):
