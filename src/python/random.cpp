@@ -121,13 +121,20 @@ void bind_random(nb::module_& m) {
            arg("to") = 1.0);
   def_fill(cls, "exponential_", "Fills self with samples of the exponential distribution of rate lambd, in place.",
            &exponential_, arg("lambd") = 1.0);
-  cls.def("random_", [](Tensor& t, int64_t from_or_to, std::optional<int64_t> to, nb::handle generator) -> Tensor& {
+  // random_(to) draws from [0, to); random_(from, to) from [from, to), or from `from` up to the dtype's
+  // largest when to is None; random_() from 0 up to it.
+  cls.def("random_", [](Tensor& t, int64_t to, nb::handle generator) -> Tensor& {
     check_no_generator(generator, "random_");
     nb::gil_scoped_release release;
-    // random_(to) draws from [0, to); random_(from, to) from [from, to); random_() over the dtype.
-    return to ? random_(t, from_or_to, to) : random_(t, 0, from_or_to);
-  }, arg("from_or_to"), arg("to").none() = nb::none(), nb::kw_only(), arg("generator").none() = nb::none(),
-          nb::rv_policy::none, "Fills self with integers uniform in [0, to) or [from, to), in place.");
+    return random_(t, 0, to);
+  }, arg("to"), nb::kw_only(), arg("generator").none() = nb::none(), nb::rv_policy::none,
+          "Fills self with integers uniform in [0, to), in place.");
+  cls.def("random_", [](Tensor& t, int64_t from, std::optional<int64_t> to, nb::handle generator) -> Tensor& {
+    check_no_generator(generator, "random_");
+    nb::gil_scoped_release release;
+    return random_(t, from, to);
+  }, arg("from_"), arg("to").none(), nb::kw_only(), arg("generator").none() = nb::none(), nb::rv_policy::none,
+          "Fills self with integers uniform in [from_, to) (to None: up to the dtype's largest), in place.");
   cls.def("random_", [](Tensor& t, nb::handle generator) -> Tensor& {
     check_no_generator(generator, "random_");
     nb::gil_scoped_release release;

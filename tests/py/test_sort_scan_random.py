@@ -432,6 +432,8 @@ def test_random_integers_in_place(device):
     assert f.min().item() >= 0 and f.max().item() <= 2**11
     b = oc.empty(100, dtype=oc.bool, device=device).random_()
     assert set(b.tolist()) == {False, True}
+    x.random_(2**62, None)
+    assert x.min().item() >= 2**62
     with pytest.raises(RuntimeError):
         x.random_(3, 3)
 
