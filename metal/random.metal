@@ -48,6 +48,24 @@ template <typename T>
   }
 }
 
+// Integers (Runtime::random_integers): element i is low + (u % range) for the 64-bit u whose low and
+// high words are numbers offset + 2i and offset + 2i + 1; range 0 stands for 2^64. Sums wrap in
+// the unsigned type, as int64 does.
+template <typename T>
+[[kernel]] void random_integers(device T* out [[buffer(0)]], constant RandomParams& p [[buffer(1)]],
+                                uint t [[thread_position_in_grid]]) {
+  if (t >= p.blocks) return;
+  const uint64_t counter = p.first_block + t;
+  const orchard::Philox4 r = orchard::philox_block(p.seed, counter);
+  for (uint j = 0; j < 4; ++j) {
+    const uint64_t d = counter * 4 + j - p.offset;  // an element's first number when even
+    if ((d & 1) != 0 || d / 2 >= p.count) continue;
+    const uint32_t high = j < 3 ? r.v[j + 1] : orchard::philox_block(p.seed, counter + 1).v[0];
+    const uint64_t u = uint64_t(r.v[j]) | (uint64_t(high) << 32);
+    out[d / 2] = T(uint64_t(p.low) + (p.range == 0 ? u : u % p.range));
+  }
+}
+
 // Dropout (Runtime::dropout): out[i] = in[i] * keep_scale where number offset + i is at least
 // drop_threshold, else in[i] * 0, in float as src/cpu/random.cpp computes it.
 template <typename T>
@@ -69,3 +87,4 @@ template <typename T>
 ORCHARD_RANDOM(float16, half, 11)
 ORCHARD_RANDOM(bfloat16, bfloat, 8)
 ORCHARD_RANDOM(float32, float, 24)
+ORCHARD_KERNEL("random_integers_int64", random_integers, int64_t)

@@ -47,4 +47,9 @@ long = int64
 # max/min with an int dim return (values, indices), as torch.return_types.max does.
 _ValuesIndices = _namedtuple("values_indices", ["values", "indices"])
 
+# Sorting, scans, masked_fill and random draws (issue 16); Tensor methods too where PyTorch has them.
+from ._core import (  # noqa: E402,F401
+    argsort, cumsum, flip, masked_fill, multinomial, randint, randperm, sort, topk,
+)
+
 __version__ = "0.1.0"

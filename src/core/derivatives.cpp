@@ -279,6 +279,15 @@ BackwardFn scatter_add(int64_t dim, const Tensor& index_in, const Shape& src_sha
   };
 }
 
+BackwardFn cumsum(int64_t dim) {
+  // Each input element adds to every later output: the gradient is the reverse cumulative sum.
+  return [dim](const Tensor& g) { return Grads{orchard::flip(orchard::cumsum(orchard::flip(g, {dim}), dim), {dim})}; };
+}
+
+BackwardFn flip(const std::vector<int64_t>& dims) {
+  return [dims](const Tensor& g) { return Grads{orchard::flip(g, dims)}; };
+}
+
 BackwardFn cat(const std::vector<Tensor>& inputs, int64_t dim) {
   std::vector<int64_t> sizes;
   for (const Tensor& t : inputs) sizes.push_back(t.shape()[dim]);

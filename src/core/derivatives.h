@@ -34,6 +34,8 @@ BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn gather(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn scatter_add(int64_t dim, const Tensor& index, const Shape& src_shape, const Needs& needs);
 BackwardFn cat(const std::vector<Tensor>& inputs, int64_t dim);
+BackwardFn cumsum(int64_t dim);
+BackwardFn flip(const std::vector<int64_t>& dims);
 
 // Views: the gradient takes the inverse view (expand and squeeze go through identity/reshape;
 // slice and select are Recorder::finish_view's).

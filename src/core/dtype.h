@@ -45,6 +45,13 @@ template <> struct compute_type<Half> { using type = float; };
 template <> struct compute_type<BFloat16> { using type = float; };
 template <typename T> using compute_t = typename compute_type<T>::type;
 
+// Integer negation, +, -, *, powers and sums wrap around on overflow, as in PyTorch and NumPy: they
+// compute in the unsigned type of the same width, since signed overflow is undefined behaviour.
+template <typename C> struct Wrapping { using type = C; };
+template <> struct Wrapping<int32_t> { using type = uint32_t; };
+template <> struct Wrapping<int64_t> { using type = uint64_t; };
+template <typename C> using wrapping_t = typename Wrapping<C>::type;
+
 // ORCHARD_DISPATCH(dtype, T, body): runs body with T bound to the C++ type of dtype.
 #define ORCHARD_DISPATCH_CASE(enumerator, type, ...) \
   case ::orchard::DType::enumerator: {               \

@@ -21,6 +21,21 @@ Tensor rand(const Shape& shape, DType dtype = DType::Float32, Device device = De
 Tensor randn(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
 // A 0-d tensor holding a Python-style scalar; `wrapped` marks it for weak type promotion.
 Tensor scalar_tensor(double value, DType dtype, Device device = Device::CPU, bool wrapped = false);
+// Integers uniform in [low, high) (high > low; any int64 range), from 64-bit Philox numbers.
+Tensor randint(int64_t low, int64_t high, const Shape& shape, DType dtype = DType::Int64, Device device = Device::CPU);
+// A uniformly random permutation of 0 .. n - 1.
+Tensor randperm(int64_t n, DType dtype = DType::Int64, Device device = Device::CPU);
+// num_samples category indices (int64) per row of 1-D or 2-D non-negative weights, drawn in
+// proportion to them, with or without replacement (PyTorch's multinomial and its errors).
+Tensor multinomial(const Tensor& weights, int64_t num_samples, bool replacement = false);
+// In place, from the generator, on any float tensor (strided too): N(mean, std^2), U[from, to),
+// exponential with rate lambda. Bump the version as every in-place write.
+Tensor& normal_(Tensor& x, double mean = 0, double std = 1);
+Tensor& uniform_(Tensor& x, double from = 0, double to = 1);
+Tensor& exponential_(Tensor& x, double lambda = 1);
+// In place: integers uniform in [from, to), or without `to` from `from` up to the dtype's largest
+// value (2^digits for floats, as PyTorch's random_). Values cast to x's dtype.
+Tensor& random_(Tensor& x, int64_t from = 0, std::optional<int64_t> to = std::nullopt);
 void manual_seed(uint64_t seed);
 // Reserves `count` numbers of the global Philox stream; returns (seed, offset).
 std::pair<uint64_t, uint64_t> next_random_offset(uint64_t count);
@@ -64,6 +79,18 @@ Tensor logsumexp(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
 
+// ---- sorting and scans (ops_sort.cpp) ---------------------------------------------------------
+// PyTorch's sort/argsort/topk with the order of stable=True always: ties keep their order, NaN
+// sorts above every number. (values, int64 indices); the gradient goes to the chosen elements.
+// topk's k outside [0, size] raises RuntimeError; its results are always sorted.
+std::pair<Tensor, Tensor> sort(const Tensor& x, int64_t dim = -1, bool descending = false);
+Tensor argsort(const Tensor& x, int64_t dim = -1, bool descending = false);
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// Inclusive cumulative sum along dim, in dtype when given (else integers and bool in int64).
+Tensor cumsum(const Tensor& x, int64_t dim, std::optional<DType> dtype = std::nullopt);
+// A copy of x reversed along each of dims (each at most once).
+Tensor flip(const Tensor& x, const std::vector<int64_t>& dims);
+
 // ---- linear algebra --------------------------------------------------------------------------
 Tensor matmul(const Tensor& a, const Tensor& b);  // NumPy semantics, broadcast batch dims
 // input + a @ b (a linear layer's bias and product). Fused when a and b are matrices and input, of
@@ -81,6 +108,10 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sections, int64_t dim);
 Tensor tril(const Tensor& x, int64_t diagonal = 0);
+// input where mask (broadcast) is false, value (a 0-d tensor, cast to input's dtype) where true;
+// the result has the broadcast shape. The in-place form writes into input (mask broadcast to it).
+Tensor masked_fill(const Tensor& x, const Tensor& mask, const Tensor& value);
+Tensor& masked_fill_(Tensor& x, const Tensor& mask, const Tensor& value);
 Tensor triu(const Tensor& x, int64_t diagonal = 0);
 
 // ---- attention -------------------------------------------------------------------------------

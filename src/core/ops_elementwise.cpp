@@ -163,6 +163,30 @@ Tensor clamp(const Tensor& x, std::optional<Tensor> min, std::optional<Tensor> m
   return out;
 }
 
+namespace {
+// masked_fill's operands checked and the filled values computed: where(mask, value, x) in x's dtype.
+Tensor masked_values(const Tensor& x, const Tensor& mask, const Tensor& value, const char* op) {
+  ORCHARD_CHECK(mask.dtype() == DType::Bool, RuntimeError, op, ": mask must be a bool tensor, got ",
+                dtype_name(mask.dtype()));
+  ORCHARD_CHECK(value.ndim() == 0, RuntimeError, op, ": value must be a number or a 0-d tensor, got a tensor of "
+                "shape ", shape_str(value.shape()));
+  const Device dev = common_device(op, {x, mask});
+  Tensor v = cast(value, x.dtype());
+  return where(mask, v.device() == dev ? v : v.to(dev), x);
+}
+}  // namespace
+
+Tensor masked_fill(const Tensor& x, const Tensor& mask, const Tensor& value) {
+  return masked_values(x, mask, value, "masked_fill");
+}
+
+Tensor& masked_fill_(Tensor& x, const Tensor& mask, const Tensor& value) {
+  ORCHARD_CHECK(broadcast_shapes(x.shape(), mask.shape()) == x.shape(), RuntimeError, "masked_fill_: mask of shape ",
+                shape_str(mask.shape()), " cannot be broadcast to the shape ", shape_str(x.shape()),
+                " of the tensor filled in place");
+  return copy_(x, masked_values(x, mask, value, "masked_fill_"));
+}
+
 Tensor gelu(const Tensor& x, bool tanh_approximation) {
   return unary(tanh_approximation ? UnaryOp::GeluTanh : UnaryOp::GeluExact, x);
 }

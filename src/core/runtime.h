@@ -117,6 +117,15 @@ struct RandomArgs {
   bool normal;
   uint64_t seed, offset;
 };
+// Integers low + (u % range) into contiguous int64 `out`, u the 64-bit number whose low and high
+// words are numbers offset + 2i and offset + 2i + 1 of the Philox stream keyed by seed (range >= 1;
+// range 0 stands for 2^64, the whole int64 range).
+struct RandomIntegersArgs {
+  const Tensor &out;
+  int64_t low;
+  uint64_t range;
+  uint64_t seed, offset;
+};
 // Dropout of contiguous `in` into contiguous `out` (one float dtype), p in [0, 1): element i is
 // in[i] / (1 - p) where number offset + i of the Philox stream keyed by seed is at least
 // dropout_threshold(p) (philox.h), else in[i] * 0. The backward is the same call on the gradient.
@@ -131,6 +140,21 @@ struct ReduceArgs {
   ReduceOp op;
   const Tensor &in, &out;
   int64_t outer, reduced, inner, correction;
+};
+// Stable sort of each row of a contiguous [rows, n] input into contiguous values [rows, n] (the
+// input's dtype) and int64 indices (positions in the row). NaN orders above every number, ties keep
+// their order (PyTorch's stable=True), in ascending or descending order. Only the first k (<= n)
+// of each row are asked for (topk): a runtime may leave the rest of the row in any order.
+struct SortArgs {
+  const Tensor &in, &values, &indices;
+  int64_t rows, n, k;
+  bool descending;
+};
+// Inclusive cumulative sum of contiguous `in` viewed as [outer, n, inner] along n, into contiguous
+// `out` of the same dtype, accumulated in order in the compute type (float for 16-bit floats).
+struct CumsumArgs {
+  const Tensor &in, &out;
+  int64_t outer, n, inner;
 };
 // Softmax (or log-softmax) over the last dim of a contiguous [rows, cols] input into contiguous out.
 struct SoftmaxArgs {
@@ -199,13 +223,14 @@ struct AdamWStepArgs {
 
 // The primitives that take one argument struct, as X(name, Args): the runtimes declare their
 // overrides (and the Metal runtime its plans) from this list.
-#define ORCHARD_RUNTIME_PRIMITIVES(X)                                                            \
-  X(random, RandomArgs) X(dropout, DropoutArgs) X(reduce, ReduceArgs) X(softmax, SoftmaxArgs)    \
-  X(matmul, MatmulArgs) X(index_select, IndexSelectArgs) X(gather, GatherArgs)                   \
-  X(scatter_add, GatherArgs) X(attention_forward, AttentionForwardArgs)                          \
-  X(attention_backward, AttentionBackwardArgs) X(layer_norm_forward, LayerNormForwardArgs)       \
-  X(layer_norm_backward, LayerNormBackwardArgs) X(cross_entropy_forward, CrossEntropyForwardArgs) \
-  X(cross_entropy_backward, CrossEntropyBackwardArgs) X(adamw_step, AdamWStepArgs)
+#define ORCHARD_RUNTIME_PRIMITIVES(X)                                                              \
+  X(random, RandomArgs) X(random_integers, RandomIntegersArgs) X(dropout, DropoutArgs)             \
+  X(reduce, ReduceArgs) X(softmax, SoftmaxArgs) X(matmul, MatmulArgs)                              \
+  X(index_select, IndexSelectArgs) X(gather, GatherArgs) X(scatter_add, GatherArgs)                \
+  X(attention_forward, AttentionForwardArgs) X(attention_backward, AttentionBackwardArgs)          \
+  X(layer_norm_forward, LayerNormForwardArgs) X(layer_norm_backward, LayerNormBackwardArgs)        \
+  X(cross_entropy_forward, CrossEntropyForwardArgs) X(cross_entropy_backward, CrossEntropyBackwardArgs) \
+  X(adamw_step, AdamWStepArgs) X(sort, SortArgs) X(cumsum, CumsumArgs)
 
 class Runtime {
  public:

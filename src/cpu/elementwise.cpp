@@ -13,13 +13,6 @@ namespace orchard::cpu {
 
 namespace {
 
-// Integer negation, +, -, * and powers wrap around on overflow, as in PyTorch and NumPy: they
-// compute in the unsigned type of the same width, since signed overflow is undefined behaviour.
-template <typename C> struct Wrapping { using type = C; };
-template <> struct Wrapping<int32_t> { using type = uint32_t; };
-template <> struct Wrapping<int64_t> { using type = uint64_t; };
-template <typename C> using wrapping_t = typename Wrapping<C>::type;
-
 template <typename To, typename From>
 inline To convert(From x) {
   if constexpr (std::is_same_v<To, From>) return x;

@@ -56,6 +56,19 @@ void CpuRuntime::random(const RandomArgs& a) {
   });
 }
 
+void CpuRuntime::random_integers(const RandomIntegersArgs& a) {
+  const auto& [out, low, range, seed, offset] = a;
+  int64_t* p = out.data_as<int64_t>();
+  parallel_for(out.numel(), grain_for(50), [&](int64_t begin, int64_t end) {
+    PhiloxStream stream(seed, offset + uint64_t(begin) * 2);
+    for (int64_t i = begin; i < end; ++i) {
+      const uint64_t lo = stream.next();
+      const uint64_t u = lo | uint64_t(stream.next()) << 32;
+      p[i] = int64_t(uint64_t(low) + (range == 0 ? u : u % range));  // wraps in unsigned, as int64 does
+    }
+  });
+}
+
 void CpuRuntime::dropout(const DropoutArgs& a) {
   const auto& [in, out, p, seed, offset] = a;
   const uint32_t threshold = dropout_threshold(float(p));

@@ -11,6 +11,8 @@ std::vector<std::string> planned_kernel_names() {
   index_kernel_names(names);
   training_kernel_names(names);
   attention_kernel_names(names);
+  sort_kernel_names(names);
+  scan_kernel_names(names);
   return names;
 }
 

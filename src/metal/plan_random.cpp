@@ -1,4 +1,4 @@
-// Plans for random fills and dropout (kernels in metal/random.metal), bit-identical to the CPU's for
+// Plans for random fills, random integers and dropout (kernels in metal/random.metal), bit-identical to the CPU's for
 // the same (seed, offset). The stream numbers a launch reads, offset .. offset + numel (x2 for
 // normal), are covered by one thread per Philox block of four, 256 threads per threadgroup; launches
 // stay under 2^31 threads.
@@ -49,6 +49,17 @@ Launches plan_random(const RandomArgs& args) {
                         [&](Launch& l) { l.buffer(out); });
 }
 
+Launches plan_random_integers(const RandomIntegersArgs& args) {
+  const auto& [out, low, range, seed, offset] = args;
+  RandomParams p{};
+  p.seed = seed;
+  p.offset = offset;
+  p.count = uint64_t(out.numel());
+  p.low = low;
+  p.range = range;
+  return block_launches("random_integers_int64", p, p.count * 2, [&](Launch& l) { l.buffer(out); });
+}
+
 Launches plan_dropout(const DropoutArgs& args) {
   const auto& [in, out, p, seed, offset] = args;
   check_float_dtype(out.dtype(), "dropout");
@@ -65,6 +76,7 @@ Launches plan_dropout(const DropoutArgs& args) {
 void random_kernel_names(std::vector<std::string>& names) {
   for (const char* op : {"uniform", "normal", "dropout"})
     for (DType t : kFloatDTypes) names.push_back(kernel(op, t));
+  names.push_back("random_integers_int64");
 }
 
 }  // namespace orchard::metal

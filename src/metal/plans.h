@@ -24,7 +24,7 @@ void elementwise_kernel_names(std::vector<std::string>& names);
 // plan_<name> for every primitive of ORCHARD_RUNTIME_PRIMITIVES (runtime.h), in the plan file of its
 // family: plan_random.cpp (random, dropout), plan_reduce.cpp (reduce, softmax), plan_matmul.cpp,
 // plan_index.cpp (index_select, gather, scatter_add), plan_training.cpp (layer norm, cross-entropy,
-// AdamW), plan_attention.cpp.
+// AdamW), plan_attention.cpp, plan_sort.cpp, plan_scan.cpp.
 #define ORCHARD_PLAN(name, Args) Launches plan_##name(const Args& args);
 ORCHARD_RUNTIME_PRIMITIVES(ORCHARD_PLAN)
 #undef ORCHARD_PLAN
@@ -43,6 +43,10 @@ void index_kernel_names(std::vector<std::string>& names);
 
 // plan_training.cpp
 void training_kernel_names(std::vector<std::string>& names);
+
+// plan_sort.cpp (sort), plan_scan.cpp (cumsum)
+void sort_kernel_names(std::vector<std::string>& names);
+void scan_kernel_names(std::vector<std::string>& names);
 
 // plan_attention.cpp
 void attention_kernel_names(std::vector<std::string>& names);

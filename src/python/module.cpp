@@ -43,6 +43,7 @@ NB_MODULE(_core, m) {
   bind_types(m);
   bind_tensor(m);
   bind_ops(m);
+  bind_random(m);
   bind_attention(m);
   bind_training(m);
   bind_profile(m);

@@ -22,6 +22,28 @@ Tensor unary_fn(const Tensor& x) { return unary(Op, x); }
 template <BinaryOp Op>
 Tensor binary_fn(const Tensor& a, const TensorArg& b) { return binary(Op, a, b.t); }
 
+// (values, indices) as orchard._ValuesIndices, the named tuple of PyTorch's return types. Needs the GIL.
+nb::object values_indices(const std::pair<Tensor, Tensor>& r) {
+  return nb::module_::import_("orchard").attr("_ValuesIndices")(r.first, r.second);
+}
+
+// Defines a function returning (values, indices) as orchard.<name>(input, ...) and Tensor.<name>(...);
+// f runs without the GIL, the named tuple is built with it.
+template <typename... A, typename... Extra>
+void both_pair(nb::module_& m, nb::class_<Tensor>& cls, const char* name, const char* doc,
+               std::pair<Tensor, Tensor> (*f)(const Tensor&, A...), const Extra&... extra) {
+  auto g = [f](const Tensor& x, A... a) {
+    std::pair<Tensor, Tensor> r;
+    {
+      nb::gil_scoped_release release;
+      r = f(x, a...);
+    }
+    return values_indices(r);
+  };
+  m.def(name, g, nb::arg("input"), extra..., doc);
+  cls.def(name, g, extra..., doc);
+}
+
 // max/min: no dim -> the extreme value; an int dim -> (values, indices) as in PyTorch; a tuple of
 // dims -> values (as amax). Holds the GIL: it builds the named tuple.
 nb::object extreme(const Tensor& x, nb::handle dim, bool keepdim, bool is_max) {
@@ -40,7 +62,7 @@ nb::object extreme(const Tensor& x, nb::handle dim, bool keepdim, bool is_max) {
     nb::gil_scoped_release release;
     result = is_max ? max(x, d, keepdim) : min(x, d, keepdim);
   }
-  return nb::module_::import_("orchard").attr("_ValuesIndices")(result.first, result.second);
+  return values_indices(result);
 }
 
 // The tensors of a list or tuple. A Tensor is refused: it iterates, but cat(t) is a mistake.
@@ -165,6 +187,37 @@ void bind_ops(nb::module_& m) {
        arg("dim"));
   both(m, cls, "log_softmax", "Log-softmax along dim.", [](const Tensor& x, int64_t dim) { return log_softmax(x, dim); },
        arg("dim"));
+
+  // Sorting and scans. Ties keep their order always (stable=True's order), so `stable` changes nothing.
+  both_pair(m, cls, "sort", "(values, indices) sorted along dim; ties keep their order, NaN sorts last.",
+            +[](const Tensor& x, int64_t dim, bool descending, std::optional<bool>) { return sort(x, dim, descending); },
+            arg("dim") = -1, arg("descending") = false, arg("stable").none() = false);
+  both(m, cls, "argsort", "The indices that sort input along dim (ties keep their order, NaN last).",
+       [](const Tensor& x, int64_t dim, bool descending, std::optional<bool>) { return argsort(x, dim, descending); },
+       arg("dim") = -1, arg("descending") = false, arg("stable").none() = false);
+  both_pair(m, cls, "topk", "The k largest (or smallest) along dim as (values, indices), always sorted.",
+            +[](const Tensor& x, int64_t k, int64_t dim, bool largest, bool) { return topk(x, k, dim, largest); },
+            arg("k"), arg("dim") = -1, arg("largest") = true, arg("sorted") = true);
+  both(m, cls, "cumsum", "Cumulative sum along dim (integers and bool in int64 unless dtype is given).",
+       [](const Tensor& x, int64_t dim, std::optional<DType> dtype) { return cumsum(x, dim, dtype); }, arg("dim"),
+       nb::kw_only(), arg("dtype").none() = nb::none());
+  m.def("flip", [](const Tensor& x, nb::handle dims) {
+    std::vector<int64_t> ds = dims_from(dims, "flip");
+    nb::gil_scoped_release release;
+    return flip(x, ds);
+  }, arg("input"), arg("dims"), "A copy of input reversed along each of dims.");
+  cls.def("flip", [](const Tensor& x, nb::args dims) {
+    // t.flip(0, 1) or t.flip((0, 1)), as PyTorch's method takes both.
+    std::vector<int64_t> ds = dims.size() == 1 ? dims_from(dims[0], "flip") : dims_from(dims, "flip");
+    nb::gil_scoped_release release;
+    return flip(x, ds);
+  }, "A copy reversed along each of dims.");
+  both(m, cls, "masked_fill", "input with value (a number or 0-d tensor) where mask (bool, broadcast) is true.",
+       [](const Tensor& x, const Tensor& mask, const TensorArg& value) { return masked_fill(x, mask, value.t); },
+       arg("mask"), arg("value"));
+  cls.def("masked_fill_", [](Tensor& x, const Tensor& mask, const TensorArg& value) -> Tensor& {
+    return masked_fill_(x, mask, value.t);
+  }, arg("mask"), arg("value"), nogil(), nb::rv_policy::none, "Fills self with value where mask is true, in place.");
 
   // Linear algebra, indexing, joining.
   both(m, cls, "matmul", "Matrix product with NumPy's broadcasting rules.",
