@@ -143,7 +143,7 @@ class GPT2(Module):
 
     @classmethod
     def from_pretrained(cls, path, **overrides):
-        """Loads a HuggingFace-layout directory: config.json plus model.safetensors."""
+        """Loads a HuggingFace-layout directory: config.json plus model.safetensors; the model is in eval mode."""
         from safetensors.numpy import load_file
         with open(os.path.join(path, "config.json")) as f:
             config = GPT2Config.from_dict({**json.load(f), **overrides})
@@ -155,7 +155,7 @@ class GPT2(Module):
         weights.pop("lm_head.weight", None)
         weights = {k: v for k, v in weights.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         model.load_state_dict(weights)
-        return model
+        return model.eval()  # as transformers: dropout off until train() is called
 
     def save_pretrained(self, path):
         from safetensors.numpy import save_file
