@@ -39,24 +39,57 @@ class CausalSelfAttention(Module):
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
 
-    def forward(self, x):
+    def forward(self, x, attn_mask=None, is_causal=True, cache=None, layer=0):
+        """attn_mask and is_causal as `causal_padding_mask` returns them; with a cache, x holds the new tokens only."""
         B, T, C = x.shape
         q, k, v = (t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in self.c_attn(x).split(C, dim=-1))
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
         if self.use_flash:
             p = self.attn_pdrop if self.training else 0.0
-            y = _core.flash_attention(q, k, v, causal=True, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
         else:
-            y = self._masked_softmax_attention(q, k, v)
+            if is_causal:
+                attn_mask = _causal_keep(T, 0, q.device)
+            y = self._masked_softmax_attention(q, k, v, attn_mask)
         y = y.transpose(1, 2).contiguous().reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def _masked_softmax_attention(self, q, k, v):
-        T = q.shape[-2]
+    def _masked_softmax_attention(self, q, k, v, keep):
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-        future = _core.ones(T, T, dtype=_core.dtype.bool, device=q.device).triu(1)
-        scores = _core.where(future, float("-inf"), scores)
+        if keep is not None:
+            scores = _core.where(keep, scores, float("-inf"))
         return self.attn_dropout(scores.softmax(-1)) @ v
+
+
+def _causal_keep(T, past, device):
+    """[T, past + T] bool, true where query i (at position past + i) may see key j: j <= past + i. This is the
+    bottom-right alignment a query block offset into the keys needs; PyTorch's is_causal (and Orchard's) aligns
+    top-left (j <= i), which is the same only without a past."""
+    return _core.ones(T, past + T, dtype=_core.dtype.bool, device=device).tril(past)
+
+
+def causal_padding_mask(T, past, padding_mask, device):
+    """(attn_mask, is_causal) for T queries after `past` cached tokens. padding_mask: None, or [B, past + T] with
+    1 (or true) for real tokens and 0 for padding (transformers' attention_mask). Without padding the causal mask
+    is implicit where it can be: is_causal for a prompt, nothing for one new token, which sees every key."""
+    if padding_mask is None:
+        if past == 0 or T == 1:
+            return None, past == 0 and T > 1
+        return _causal_keep(T, past, device), False
+    B = padding_mask.shape[0]
+    if tuple(padding_mask.shape) != (B, past + T):
+        raise ValueError(f"attention_mask must cover the {past} cached and {T} new tokens: expected shape "
+                         f"({B}, {past + T}), got {tuple(padding_mask.shape)}")
+    keys = (padding_mask != 0).reshape(B, 1, 1, past + T)
+    if T == 1:
+        return keys, False
+    causal = _causal_keep(T, past, device)
+    # Each query also sees itself, so a padding query's row is never fully masked (a masked softmax
+    # would give NaN there, which would reach the real tokens through 0 * NaN).
+    itself = causal & ~_core.ones(T, past + T, dtype=_core.dtype.bool, device=device).tril(past - 1)
+    return (causal & keys) | itself, False
 
 
 class MLP(Module):
@@ -79,8 +112,8 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config, proj_std)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, attn_mask, is_causal, cache, layer):
+        x = x + self.attn(self.ln_1(x), attn_mask, is_causal, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -95,12 +128,17 @@ class Transformer(Module):
         self.h = ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
-    def forward(self, idx):
+    def forward(self, idx, cache=None, padding_mask=None, position_ids=None):
         T = idx.shape[1]
-        positions = arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(positions))
-        for block in self.h:
-            x = block(x)
+        past = 0 if cache is None else cache.length
+        if position_ids is None:
+            position_ids = arange(past, past + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(position_ids))
+        attn_mask, is_causal = causal_padding_mask(T, past, padding_mask, idx.device)
+        for layer, block in enumerate(self.h):
+            x = block(x, attn_mask, is_causal, cache, layer)
+        if cache is not None:
+            cache.advance(T)
         return self.ln_f(x)
 
 
@@ -112,11 +150,22 @@ class GPT2(Module):
         self.config = config
         self.transformer = Transformer(config)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, *, past_key_values=None, attention_mask=None, position_ids=None,
+                logits_to_keep=0):
+        """past_key_values: a KVCache holding the tokens before idx, which this call extends by idx's;
+        attention_mask: [B, cached + T], 1 for tokens and 0 for (left) padding, as transformers';
+        position_ids: [B, T] (default: the tokens' indices after the cached ones);
+        logits_to_keep: n > 0 computes the logits of the last n positions only (transformers' name)."""
         B, T = idx.shape
-        if T > self.config.n_positions:
-            raise ValueError(f"sequence length {T} exceeds n_positions {self.config.n_positions}")
-        logits = F.linear(self.transformer(idx), self.transformer.wte.weight)
+        end = T + (0 if past_key_values is None else past_key_values.length)
+        if end > self.config.n_positions:
+            raise ValueError(f"sequence length {end} exceeds n_positions {self.config.n_positions}")
+        if logits_to_keep and targets is not None:
+            raise ValueError("logits_to_keep leaves out logits the loss needs: pass one of targets and logits_to_keep")
+        h = self.transformer(idx, past_key_values, attention_mask, position_ids)
+        if logits_to_keep:
+            h = h.narrow(1, T - min(logits_to_keep, T), min(logits_to_keep, T))
+        logits = F.linear(h, self.transformer.wte.weight)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
