@@ -6,10 +6,10 @@ import os
 import numpy as np
 
 from .. import _core
-from .._tensor import arange, tensor
-from ..autograd import no_grad
+from .._tensor import arange
 from ..nn import Dropout, Embedding, LayerNorm, Module, ModuleList, Parameter
 from ..nn import functional as F
+from . import generation
 from .gpt2_config import GPT2Config
 
 _INIT_STD = 0.02
@@ -175,20 +175,21 @@ class GPT2(Module):
     def device(self):
         return self.transformer.wte.weight.device
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, rng=None):
-        """Samples max_new_tokens ids after idx [B, T]; temperature 0 picks the most likely token."""
-        rng = rng or np.random.default_rng()
-        tokens = idx.cpu().numpy()
-        was_training = self.training
-        self.eval()
-        with no_grad():
-            for _ in range(max_new_tokens):
-                context = tensor(tokens[:, -self.config.n_positions:], device=self.device)
-                logits, _ = self(context)
-                last = logits[:, -1, :].cpu().numpy().astype(np.float64)
-                tokens = np.concatenate([tokens, _sample(last, temperature, top_k, rng)[:, None]], axis=1)
-        self.train(was_training)
-        return tensor(tokens, device=idx.device)
+    def generate(self, input_ids, max_new_tokens, temperature=1.0, top_k=50, *, attention_mask=None,
+                 do_sample=False, top_p=1.0, eos_token_id=None, pad_token_id=None):
+        """input_ids [B, T] followed by up to max_new_tokens generated ids, with transformers' options.
+
+        Greedy unless do_sample=True, which draws from Orchard's generator (orchard.manual_seed repeats a run)
+        after dividing the logits by temperature and keeping the top_k most likely tokens and then the smallest set
+        whose probability reaches top_p. A row stops at any token of eos_token_id (an int or a list; default
+        config.eos_token_id) and is filled with pad_token_id (default config.pad_token_id, else the first stop
+        token) while others go on; generation ends early once every row has stopped. Prompts of different lengths
+        are left-padded, with attention_mask 0 on the padding. A key/value cache makes each new token cost one
+        token's forward pass; past n_positions the context is the last n_positions tokens. Runs in eval mode
+        (dropout off) and restores the model's mode after."""
+        return generation.generate(self, input_ids, max_new_tokens, attention_mask=attention_mask,
+                                   do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   eos_token_id=eos_token_id, pad_token_id=pad_token_id)
 
     @classmethod
     def from_pretrained(cls, path, **overrides):
@@ -214,14 +215,3 @@ class GPT2(Module):
         arrays = {name: np.ascontiguousarray(p.detach().cpu().numpy()) for name, p in self.named_parameters()}
         save_file(arrays, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
 
-
-def _sample(logits, temperature, top_k, rng):
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k is not None:
-        kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
-        logits = np.where(logits < kth, -np.inf, logits)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    return np.array([rng.choice(len(p), p=p) for p in probs])
