@@ -230,11 +230,14 @@ def test_greedy_with_sampling_options_warns():
     (dict(do_sample=True, top_k=-1), ValueError, "top_k must be a non-negative integer"),
     (dict(do_sample=1), TypeError, "do_sample must be a bool"),
     (dict(max_new_tokens=-1), ValueError, "max_new_tokens must be a non-negative integer"),
-    (dict(attention_mask=oc.ones(1, 2)), ValueError, r"attention_mask must be a tensor of input_ids' shape \(1, 3\)"),
+    (dict(attention_mask=[[1, 1]]), ValueError, r"attention_mask must be a tensor of input_ids' shape \(1, 3\)"),
     (dict(eos_token_id=[]), ValueError, "eos_token_id must be a token id"),
-    (dict(input_ids=oc.ones(1, 3)), TypeError, "input_ids must be an integer orchard.Tensor"),
+    (dict(attention_mask=[[1, 1, 0]]), ValueError, "must be padded on the left"),
+    (dict(input_ids=[[1.0, 2.0, 3.0]]), TypeError, "input_ids must be an integer orchard.Tensor"),
 ])
 def test_generate_reports_bad_arguments(kwargs, error, match):
+    """kwargs give tensors as lists (tensors made at collection would outlive the extension at exit)."""
+    kwargs = {k: oc.tensor(v) if k in ("input_ids", "attention_mask") else v for k, v in kwargs.items()}
     model = tiny_model()
     with pytest.raises(error, match=match):
         model.generate(**{"input_ids": oc.tensor([[1, 2, 3]]), "max_new_tokens": 2, **kwargs})

@@ -86,6 +86,9 @@ def _padding_buffer(attention_mask, total):
     if attention_mask is None or (attention_mask == 0).long().sum().item() == 0:
         return None
     B, T = attention_mask.shape
+    if (attention_mask.narrow(1, T - 1, 1) == 0).long().sum().item():
+        raise ValueError("generate: the prompts must be padded on the left (attention_mask 0 before the tokens): new "
+                         "tokens follow the last column, which holds padding in some rows")
     padding = _core.ones(B, total, dtype=_core.dtype.bool, device=attention_mask.device)
     padding.narrow(1, 0, T).copy_(attention_mask != 0)
     return padding
