@@ -123,6 +123,19 @@ def test_greedy_with_cache_equals_greedy_without(device):
     np.testing.assert_array_equal(out.cpu().numpy(), greedy_without_cache(model, ids, 12))
 
 
+def test_generate_feeds_the_prompt_once_and_then_one_token_per_step(monkeypatch):
+    model = tiny_model()
+    fed = []
+    forward = GPT2.forward
+
+    def recording_forward(self, idx, *args, **kwargs):
+        fed.append(idx.shape[1])
+        return forward(self, idx, *args, **kwargs)
+    monkeypatch.setattr(GPT2, "forward", recording_forward)
+    model.generate(oc.tensor([[1, 2, 3, 4, 5]]), 6)
+    assert fed == [5, 1, 1, 1, 1, 1]
+
+
 def test_generation_past_n_positions_keeps_the_last_window():
     """Beyond n_positions the context is the last n_positions tokens (as the cache-free loop crops it)."""
     model = tiny_model(n_positions=8)
