@@ -73,7 +73,8 @@ def _causal_keep(T, past, device):
 def causal_padding_mask(T, past, padding_mask, device):
     """(attn_mask, is_causal) for T queries after `past` cached tokens. padding_mask: None, or [B, past + T] with
     1 (or true) for real tokens and 0 for padding (transformers' attention_mask). Without padding the causal mask
-    is implicit where it can be: is_causal for a prompt, nothing for one new token, which sees every key."""
+    is implicit where it can be: is_causal for a prompt, nothing for one new token, which sees every key (and is
+    a real token: generate never feeds padding one token at a time)."""
     if padding_mask is None:
         if past == 0 or T == 1:
             return None, past == 0 and T > 1
