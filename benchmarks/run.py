@@ -27,6 +27,7 @@ import workloads_core  # noqa: E402,F401  (registers the core workloads)
 import workloads_autograd  # noqa: E402,F401  (registers the training-step workloads)
 import workloads_attention  # noqa: E402,F401  (registers the FlashAttention workloads)
 import workloads_gpt2  # noqa: E402,F401  (registers the GPT-2 training workload)
+import workloads_gpt2_decode  # noqa: E402,F401  (registers the GPT-2 decoding workloads)
 from registry import FRAMEWORKS, REGISTRY, UNITS  # noqa: E402
 from timing import Timed, time_interleaved  # noqa: E402
 

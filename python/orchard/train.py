@@ -145,8 +145,9 @@ def finish(model, history, args):
     os.makedirs(args.out, exist_ok=True)
     print(save_loss_curve(history, os.path.join(args.out, "loss.png")))
     prompt = np.frombuffer(b"def ", dtype=np.uint8).astype(np.int64)[None]
+    _core.manual_seed(args.seed)  # the same sample for the same seed
     generated = model.generate(tensor(prompt, device=args.device), args.sample_bytes, temperature=0.8, top_k=40,
-                               rng=np.random.default_rng(args.seed))
+                               do_sample=True)
     text = bytes(generated.cpu().numpy()[0].astype(np.uint8).tolist()).decode("utf-8", errors="replace")
     with open(os.path.join(args.out, "sample.txt"), "w") as f:
         f.write(text)

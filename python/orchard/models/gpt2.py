@@ -6,10 +6,10 @@ import os
 import numpy as np
 
 from .. import _core
-from .._tensor import arange, tensor
-from ..autograd import no_grad
+from .._tensor import arange
 from ..nn import Dropout, Embedding, LayerNorm, Module, ModuleList, Parameter
 from ..nn import functional as F
+from . import generation
 from .gpt2_config import GPT2Config
 
 _INIT_STD = 0.02
@@ -39,24 +39,58 @@ class CausalSelfAttention(Module):
         self.attn_dropout = Dropout(config.attn_pdrop)
         self.resid_dropout = Dropout(config.resid_pdrop)
 
-    def forward(self, x):
+    def forward(self, x, attn_mask=None, is_causal=True, cache=None, layer=0):
+        """attn_mask and is_causal as `causal_padding_mask` returns them; with a cache, x holds the new tokens only."""
         B, T, C = x.shape
         q, k, v = (t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in self.c_attn(x).split(C, dim=-1))
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
         if self.use_flash:
             p = self.attn_pdrop if self.training else 0.0
-            y = _core.flash_attention(q, k, v, causal=True, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
         else:
-            y = self._masked_softmax_attention(q, k, v)
+            if is_causal:
+                attn_mask = _causal_keep(T, 0, q.device)
+            y = self._masked_softmax_attention(q, k, v, attn_mask)
         y = y.transpose(1, 2).contiguous().reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def _masked_softmax_attention(self, q, k, v):
-        T = q.shape[-2]
+    def _masked_softmax_attention(self, q, k, v, keep):
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-        future = _core.ones(T, T, dtype=_core.dtype.bool, device=q.device).triu(1)
-        scores = _core.where(future, float("-inf"), scores)
+        if keep is not None:
+            scores = _core.where(keep, scores, float("-inf"))
         return self.attn_dropout(scores.softmax(-1)) @ v
+
+
+def _causal_keep(T, past, device):
+    """[T, past + T] bool, true where query i (at position past + i) may see key j: j <= past + i. This is the
+    bottom-right alignment a query block offset into the keys needs; PyTorch's is_causal (and Orchard's) aligns
+    top-left (j <= i), which is the same only without a past."""
+    return _core.ones(T, past + T, dtype=_core.dtype.bool, device=device).tril(past)
+
+
+def causal_padding_mask(T, past, padding_mask, device):
+    """(attn_mask, is_causal) for T queries after `past` cached tokens. padding_mask: None, or [B, past + T] with
+    1 (or true) for real tokens and 0 for padding (transformers' attention_mask). Without padding the causal mask
+    is implicit where it can be: is_causal for a prompt, nothing for one new token, which sees every key (and is
+    a real token: generate never feeds padding one token at a time)."""
+    if padding_mask is None:
+        if past == 0 or T == 1:
+            return None, past == 0 and T > 1
+        return _causal_keep(T, past, device), False
+    B = padding_mask.shape[0]
+    if tuple(padding_mask.shape) != (B, past + T):
+        raise ValueError(f"attention_mask must cover the {past} cached and {T} new tokens: expected shape "
+                         f"({B}, {past + T}), got {tuple(padding_mask.shape)}")
+    keys = (padding_mask != 0).reshape(B, 1, 1, past + T)
+    if T == 1:
+        return keys, False
+    causal = _causal_keep(T, past, device)
+    # Each query also sees itself, so a padding query's row is never fully masked (a masked softmax
+    # would give NaN there, which would reach the real tokens through 0 * NaN).
+    itself = causal & ~_core.ones(T, past + T, dtype=_core.dtype.bool, device=device).tril(past - 1)
+    return (causal & keys) | itself, False
 
 
 class MLP(Module):
@@ -79,8 +113,8 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config, proj_std)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, attn_mask, is_causal, cache, layer):
+        x = x + self.attn(self.ln_1(x), attn_mask, is_causal, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -95,12 +129,17 @@ class Transformer(Module):
         self.h = ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
-    def forward(self, idx):
+    def forward(self, idx, cache=None, padding_mask=None, position_ids=None):
         T = idx.shape[1]
-        positions = arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(positions))
-        for block in self.h:
-            x = block(x)
+        past = 0 if cache is None else cache.length
+        if position_ids is None:
+            position_ids = arange(past, past + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(position_ids))
+        attn_mask, is_causal = causal_padding_mask(T, past, padding_mask, idx.device)
+        for layer, block in enumerate(self.h):
+            x = block(x, attn_mask, is_causal, cache, layer)
+        if cache is not None:
+            cache.advance(T)
         return self.ln_f(x)
 
 
@@ -112,11 +151,22 @@ class GPT2(Module):
         self.config = config
         self.transformer = Transformer(config)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, *, past_key_values=None, attention_mask=None, position_ids=None,
+                logits_to_keep=0):
+        """past_key_values: a KVCache holding the tokens before idx, which this call extends by idx's;
+        attention_mask: [B, cached + T], 1 for tokens and 0 for (left) padding, as transformers';
+        position_ids: [B, T] (default: the tokens' indices after the cached ones);
+        logits_to_keep: n > 0 computes the logits of the last n positions only (transformers' name)."""
         B, T = idx.shape
-        if T > self.config.n_positions:
-            raise ValueError(f"sequence length {T} exceeds n_positions {self.config.n_positions}")
-        logits = F.linear(self.transformer(idx), self.transformer.wte.weight)
+        end = T + (0 if past_key_values is None else past_key_values.length)
+        if end > self.config.n_positions:
+            raise ValueError(f"sequence length {end} exceeds n_positions {self.config.n_positions}")
+        if logits_to_keep and targets is not None:
+            raise ValueError("logits_to_keep leaves out logits the loss needs: pass one of targets and logits_to_keep")
+        h = self.transformer(idx, past_key_values, attention_mask, position_ids)
+        if logits_to_keep:
+            h = h.narrow(1, T - min(logits_to_keep, T), min(logits_to_keep, T))
+        logits = F.linear(h, self.transformer.wte.weight)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))
@@ -126,24 +176,25 @@ class GPT2(Module):
     def device(self):
         return self.transformer.wte.weight.device
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, rng=None):
-        """Samples max_new_tokens ids after idx [B, T]; temperature 0 picks the most likely token."""
-        rng = rng or np.random.default_rng()
-        tokens = idx.cpu().numpy()
-        was_training = self.training
-        self.eval()
-        with no_grad():
-            for _ in range(max_new_tokens):
-                context = tensor(tokens[:, -self.config.n_positions:], device=self.device)
-                logits, _ = self(context)
-                last = logits[:, -1, :].cpu().numpy().astype(np.float64)
-                tokens = np.concatenate([tokens, _sample(last, temperature, top_k, rng)[:, None]], axis=1)
-        self.train(was_training)
-        return tensor(tokens, device=idx.device)
+    def generate(self, input_ids, max_new_tokens, temperature=1.0, top_k=50, *, attention_mask=None,
+                 do_sample=False, top_p=1.0, eos_token_id=None, pad_token_id=None):
+        """input_ids [B, T] followed by up to max_new_tokens generated ids, with transformers' options.
+
+        Greedy unless do_sample=True, which draws from Orchard's generator (orchard.manual_seed repeats a run)
+        after dividing the logits by temperature and keeping the top_k most likely tokens and then the smallest set
+        whose probability reaches top_p. A row stops at any token of eos_token_id (an int or a list; default
+        config.eos_token_id) and is filled with pad_token_id (default config.pad_token_id, else the first stop
+        token) while others go on; generation ends early once every row has stopped. Prompts of different lengths
+        are left-padded, with attention_mask 0 on the padding. A key/value cache makes each new token cost one
+        token's forward pass; past n_positions the context is the last n_positions tokens. Runs in eval mode
+        (dropout off) and restores the model's mode after."""
+        return generation.generate(self, input_ids, max_new_tokens, attention_mask=attention_mask,
+                                   do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   eos_token_id=eos_token_id, pad_token_id=pad_token_id)
 
     @classmethod
     def from_pretrained(cls, path, **overrides):
-        """Loads a HuggingFace-layout directory: config.json plus model.safetensors."""
+        """Loads a HuggingFace-layout directory: config.json plus model.safetensors; the model is in eval mode."""
         from safetensors.numpy import load_file
         with open(os.path.join(path, "config.json")) as f:
             config = GPT2Config.from_dict({**json.load(f), **overrides})
@@ -155,7 +206,7 @@ class GPT2(Module):
         weights.pop("lm_head.weight", None)
         weights = {k: v for k, v in weights.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         model.load_state_dict(weights)
-        return model
+        return model.eval()  # as transformers: dropout off until train() is called
 
     def save_pretrained(self, path):
         from safetensors.numpy import save_file
@@ -165,14 +216,3 @@ class GPT2(Module):
         arrays = {name: np.ascontiguousarray(p.detach().cpu().numpy()) for name, p in self.named_parameters()}
         save_file(arrays, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
 
-
-def _sample(logits, temperature, top_k, rng):
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k is not None:
-        kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
-        logits = np.where(logits < kth, -np.inf, logits)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    return np.array([rng.choice(len(p), p=p) for p in probs])

@@ -14,6 +14,9 @@ class GPT2Config:
     embd_pdrop: float = 0.1
     attn_pdrop: float = 0.1
     layer_norm_epsilon: float = 1e-5
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None  # generate's default stop tokens
+    pad_token_id: int | None = None  # generate's default filler of finished rows
     use_flash: bool = True  # Orchard only: causal FlashAttention instead of a masked softmax
 
     def __post_init__(self):
@@ -36,5 +39,5 @@ class GPT2Config:
         fields = dataclasses.asdict(self)
         fields.pop("use_flash")
         return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
-                "n_inner": None, "bos_token_id": None, "eos_token_id": None, "tie_word_embeddings": True,
+                "n_inner": None, "tie_word_embeddings": True,
                 "scale_attn_weights": True, **fields}
