@@ -20,6 +20,7 @@ class Trainer:
         # dataloder parameters
         C.num_workers = 4
         # optimizer parameters
+        C.max_iters = None
         C.batch_size = 64
         C.learning_rate = 3e-4
         C.betas = (0.9, 0.95)
@@ -98,4 +99,8 @@ class Trainer:
             tnow = time.time()
             self.iter_dt = tnow - self.iter_time
             self.iter_time = tnow
+
+            # termination conditions
+            if config.max_iters is not None and self.iter_num >= config.max_iters:
+                break
 
