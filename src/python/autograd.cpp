@@ -13,6 +13,20 @@ namespace {
 nb::object node_or_none(const std::shared_ptr<autograd::Node>& n) {
   return n ? nb::cast(n) : nb::none();
 }
+
+// A Python callable the engine can keep and call while the GIL is released (backward runs without
+// it): the GIL is taken to call it and to drop it.
+autograd::PostAccumulateGradHook engine_callable(nb::callable fn) {
+  std::shared_ptr<nb::object> held(new nb::object(std::move(fn)), [](nb::object* o) {
+    if (!Py_IsInitialized()) return;  // at exit Python has already freed it
+    nb::gil_scoped_acquire gil;
+    delete o;
+  });
+  return [held](const Tensor& leaf) {
+    nb::gil_scoped_acquire gil;
+    (*held)(leaf);
+  };
+}
 }  // namespace
 
 void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
@@ -24,6 +38,15 @@ void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
         return nb::tuple(out);
       })
       .def("__repr__", [](const autograd::Node& n) { return std::string("<") + n.name() + ">"; });
+
+  nb::class_<autograd::PostAccumulateGradHookHandle>(m, "PostAccumulateGradHookHandle",
+                                                     "Unregisters a post-accumulate-grad hook with remove()")
+      .def("remove", &autograd::PostAccumulateGradHookHandle::remove);
+  cls.def("register_post_accumulate_grad_hook", [](const Tensor& t, nb::callable hook) {
+    return autograd::add_post_accumulate_grad_hook(t, engine_callable(std::move(hook)));
+  }, nb::arg("hook"), "Calls hook(tensor) after each backward has accumulated into this leaf's .grad. The tensor "
+     "keeps the hook: a hook referring to the tensor itself makes a cycle that Python's garbage collector cannot "
+     "see (use the tensor it is passed, or a weakref).");
 
   cls.def_prop_rw("requires_grad", &autograd::requires_grad, &autograd::set_requires_grad)
       .def("requires_grad_", [](Tensor& t, bool v) -> Tensor& {
