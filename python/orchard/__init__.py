@@ -20,6 +20,7 @@ from ._tensor import arange, tensor, empty_like, zeros_like, ones_like, full_lik
 from . import autograd, metal, nn, optim, profile
 from .serialization import load, save
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from . import distributed, utils  # data-parallel training (MPI is imported only by init_process_group)
 
 bool = dtype.bool
 int32 = dtype.int32

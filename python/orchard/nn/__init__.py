@@ -1,5 +1,5 @@
 """Neural-network building blocks."""
-from . import functional, utils
+from . import functional, parallel, utils
 from .containers import ModuleList, Sequential
 from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from .module import Module, Parameter

@@ -1,0 +1,4 @@
+"""Utilities with torch.utils' names."""
+from . import data
+
+__all__ = ["data"]
