@@ -1,6 +1,6 @@
 """orchard.distributed and DistributedDataParallel across 2 processes started by `mpiexec -n 2` (mpi4py with
-the MPICH wheel): every collective against NumPy on every device, errors raised on every rank, and DDP training
-against one process training on the whole batches.
+the MPICH wheel): every collective against NumPy on every device, errors raised on every rank, DDP training
+against one process training on the whole batches, and the trainer's losses under MPI against one process's.
 
 Each scenario is one launch of tests/py/distributed_worker.py (module-scoped fixtures); the checks read what the
 ranks wrote."""
@@ -174,3 +174,29 @@ def test_ddp_unused_parameter_raises_at_the_next_forward(ddp):
     for rank in ddp:
         error = rank["errors"]["unused parameter"]
         assert error is not None and error[0] == "RuntimeError" and "gradient" in error[1], error
+
+
+# ---- the trainer --------------------------------------------------------------------------------
+
+TRAINER_ARGS = ["-m", "orchard.train", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--seq-len", "16",
+                "--batch-size", "4", "--steps", "6", "--warmup-steps", "2", "--eval-interval", "3",
+                "--eval-batches", "1", "--sample-bytes", "4"]
+
+
+def trainer_history(out):
+    from orchard.training import checkpoint
+    return checkpoint.load_trainer_state(checkpoint.latest(out))["history"]
+
+
+def test_trainer_under_mpiexec_matches_one_process(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("def f(x):\n    return x * 2\n" * 200)
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    subprocess.run([sys.executable, *TRAINER_ARGS, "--data", str(corpus), "--out", str(single)], env=package_env(),
+                   check=True, capture_output=True, timeout=600)
+    launch([*TRAINER_ARGS, "--data", str(corpus), "--out", str(parallel)])
+    one, two = trainer_history(single), trainer_history(parallel)
+    assert [s for s, _ in two["train"]] == [s for s, _ in one["train"]] == list(range(1, 7))
+    np.testing.assert_allclose([v for _, v in two["train"]], [v for _, v in one["train"]], rtol=1e-5)
+    np.testing.assert_allclose([v for _, v in two["val"]], [v for _, v in one["val"]], rtol=1e-5)
+    assert (parallel / "loss.png").exists() and (parallel / "sample.txt").exists()
