@@ -2,10 +2,15 @@
 with the gradients averaged over all ranks, as PyTorch's wrapper of the same name does (over MPI here).
 
 Gradients are averaged in buckets of parameters (in reverse registration order, roughly the order backward
-produces them): a bucket's all-reduce starts, non-blocking, as soon as its last gradient is accumulated, so it
-travels while backward computes the remaining gradients; the last gradient of the step waits for all buckets and
-installs the averages as views of the reduced buckets."""
+produces them): a bucket's all-reduce starts as soon as its last gradient is accumulated, so it travels while
+backward computes the remaining gradients; the last gradient of the step waits for all buckets and installs the
+averages as views of the reduced buckets. Backward's thread starts each non-blocking all-reduce (in the same order
+on every rank), and a communication thread polls the requests: MPI implementations such as MPICH move a request
+along only while some thread is inside MPI, and backward runs without the GIL, so that thread can. It sleeps
+between polls rather than spinning in MPI_Wait, which would take a core from backward; it touches no tensor."""
+import concurrent.futures
 import contextlib
+import time
 import weakref
 
 from ... import _core
@@ -37,13 +42,15 @@ class DistributedDataParallel(Module):
         self.module = module
         self.require_backward_grad_sync = True
         params = [p for p in module.parameters() if p.requires_grad]
-        named = [(n, p) for n, p in module.named_parameters()]
+        named = list(module.named_parameters())
         agree(comm, "DistributedDataParallel",
               lambda: "; ".join(f"{n} {p.dtype} {list(p.shape)} {p.device}" for n, p in named))
         for _, p in named:
             broadcast(p.detach(), src=0)
         cap = int((25 if bucket_cap_mb is None else bucket_cap_mb) * 2**20)
-        object.__setattr__(self, "_reducer", _Reducer(comm, params, cap))
+        # Its own communicator: the communication thread's all-reduces never interleave with collectives that the
+        # program's thread runs on the group meanwhile (MPI needs every rank to issue them in the same order).
+        object.__setattr__(self, "_reducer", _Reducer(comm.Dup(), params, cap))
 
     def forward(self, *args, **kwargs):
         self._reducer.prepare(self.require_backward_grad_sync and is_grad_enabled())
@@ -61,12 +68,20 @@ class DistributedDataParallel(Module):
             self.require_backward_grad_sync = previous
 
 
+_POLL_S = 1e-4  # between polls of an all-reduce: a 4 MB bucket takes about a millisecond over shared memory
+
+
 class _Bucket:
     def __init__(self, params):
         self.params = params
-        self.ready = 0
-        self.work = None
-        self.flat = None
+        self.ready = 0  # gradients accumulated this step
+        self.flat = None  # their concatenation, averaged in place
+        self.work = None  # its all-reduce
+        self.polled = None  # the future of the communication thread's polling until it is done
+
+    def wait(self):
+        self.polled.result()  # first: one request is never tested from two threads at once
+        self.work.wait()
 
 
 def _buckets(params, cap):
@@ -93,6 +108,7 @@ class _Reducer:
         self.buckets = _buckets(params, cap)
         self.syncing = False
         self.pending = 0  # buckets not yet started this step
+        self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="orchard-ddp")
         # The parameters keep their hooks, out of the garbage collector's sight: a hook holding the reducer (or a
         # bucket, which holds parameters) would keep it and the parameters alive for ever.
         me = weakref.ref(self)
@@ -103,13 +119,17 @@ class _Reducer:
     def prepare(self, sync):
         if self.syncing and self.pending != len(self.buckets):
             waiting = [i for i, b in enumerate(self.buckets) if b.ready < len(b.params)]
+            for bucket in self.buckets:  # every rank started the same ones: let them end before raising
+                if bucket.work is not None:
+                    bucket.wait()
+            self.syncing = False
             raise RuntimeError(f"DistributedDataParallel: the previous backward left buckets {waiting} without all "
                                "their gradients: every parameter that requires grad must be used in the forward pass "
                                "and get a gradient in backward")
         self.syncing = sync
         self.pending = len(self.buckets)
         for bucket in self.buckets:
-            bucket.ready, bucket.work, bucket.flat = 0, None, None
+            bucket.ready, bucket.flat, bucket.work, bucket.polled = 0, None, None, None
 
     def grad_ready(self, bucket):
         if not self.syncing:
@@ -119,31 +139,28 @@ class _Reducer:
                                "(backward ran twice); run the wrapped module's forward before each backward")
         bucket.ready += 1
         if bucket.ready < len(bucket.params):
-            self._progress()
             return
         bucket.flat = _core.cat([p.grad.reshape(-1) for p in bucket.params])
         bucket.work = start_all_reduce(self.comm, bucket.flat, ReduceOp.AVG)
+        bucket.polled = self.thread.submit(_poll, bucket.work)
         self.pending -= 1
         if self.pending == 0:
             self._finish()
-        else:
-            self._progress()
-
-    def _progress(self):
-        """Lets MPI move the started buckets along (MPICH advances non-blocking collectives inside MPI calls)."""
-        for bucket in self.buckets:
-            if bucket.work is not None:
-                bucket.work.is_completed()
 
     def _finish(self):
         for bucket in self.buckets:
-            bucket.work.wait()
+            bucket.wait()
             offset = 0
             for p in bucket.params:
                 p.grad = bucket.flat.narrow(0, offset, p.numel()).view(p.shape)
                 offset += p.numel()
-            bucket.work = bucket.flat = None
+            bucket.flat = bucket.work = bucket.polled = None
         self.syncing = False
+
+
+def _poll(work):
+    while not work.is_completed():
+        time.sleep(_POLL_S)
 
 
 def _call(reducer_ref, bucket_index):
