@@ -30,7 +30,7 @@ def package_env():
             "OMP_NUM_THREADS": "1"}
 
 
-def launch(args, timeout=600):
+def launch(args, timeout=300):
     """Runs `mpiexec -n 2 python ARGS...`, failing the test with both ranks' output if it fails."""
     cmd = [mpiexec(), "-n", str(RANKS), sys.executable, *args]
     done = subprocess.run(cmd, env=package_env(), capture_output=True, text=True, timeout=timeout)
@@ -200,3 +200,15 @@ def test_trainer_under_mpiexec_matches_one_process(tmp_path):
     np.testing.assert_allclose([v for _, v in two["train"]], [v for _, v in one["train"]], rtol=1e-5)
     np.testing.assert_allclose([v for _, v in two["val"]], [v for _, v in one["val"]], rtol=1e-5)
     assert (parallel / "loss.png").exists() and (parallel / "sample.txt").exists()
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+def test_benchmark_quick_run_writes_its_figures(tmp_path):
+    bench = HERE.parents[1] / "benchmarks" / "distributed.py"
+    subprocess.run([sys.executable, str(bench), "--quick", "--repeat", "1", "--threads", "1", "--out", str(tmp_path)],
+                   env=package_env(), check=True, capture_output=True, timeout=600)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["ranks"] == RANKS and len(results["bandwidth"]) == 2
+    assert all(row["all_reduce bus GB/s"] > 0 and row["copy GB/s"] > 0 for row in results["bandwidth"])
+    assert results["overlap"]["buckets"] > 1 and results["overlap"]["hidden"] <= 1
