@@ -21,6 +21,7 @@ from . import autograd, metal, nn, optim, profile
 from .serialization import load, save
 from . import amp  # mixed precision: GradScaler (orchard.amp)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from . import distributed, utils  # data-parallel training (MPI is imported only by init_process_group)
 
 # PyTorch's names over the core (factories' keywords, Tensor conveniences, torch.cuda/backends/compile, utils.data).
 from ._factories import empty, full, get_default_dtype, ones, rand, randn, set_default_dtype, zeros

@@ -3,17 +3,23 @@
 By default the corpus is the Python standard library's own source, so nothing is downloaded. The run writes
 checkpoints to --out (each a `checkpoint-<step>` directory holding a HuggingFace-layout model and the trainer's
 state, written so that a kill at any moment leaves the previous one intact), a loss-curve PNG and a text sample,
-and resumes from the newest checkpoint when run again."""
+and resumes from the newest checkpoint when run again.
+
+Under an MPI launcher (`mpiexec -n 4 python -m orchard.train`) it trains data-parallel: every rank draws the same
+batches and trains on its share of each batch's rows (--batch-size is the global batch, split evenly), gradients are
+averaged over the ranks (DistributedDataParallel), and rank 0 writes the checkpoints, the plot and the sample. The
+losses are those of one process training on the whole batches."""
 import argparse
 import os
 import time
 
 import numpy as np
 
-from . import _core
+from . import _core, distributed
 from ._tensor import tensor
 from .autograd import no_grad
 from .models import GPT2, GPT2Config
+from .nn.parallel import DistributedDataParallel
 from .nn.utils import clip_grad_norm_
 from .optim import AdamW
 from .optim.lr_scheduler import CosineWithWarmup
@@ -64,7 +70,9 @@ def load_or_create_model(args, config):
     if os.path.exists(os.path.join(args.out, "trainer_state.pkl")):
         raise SystemExit(f"{args.out} holds a checkpoint of an earlier Orchard, whose trainer state is a pickle (which "
                          "can run code when loaded, so it is not read); move it away or pass another --out")
-    checkpoint.remove_incomplete(args.out)
+    if Ranks.rank == 0:
+        checkpoint.remove_incomplete(args.out)
+    Ranks.barrier()
     path = checkpoint.latest(args.out)
     if path is None:
         return GPT2(config), None
@@ -86,22 +94,57 @@ def make_optimizer(model, args):
     return AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
 
 
+class Ranks:
+    """This process's place in a data-parallel run: rank 0 of 1 unless started by an MPI launcher."""
+    rank, world = 0, 1
+
+    @classmethod
+    def start(cls):
+        if distributed.launched_by_mpi():
+            distributed.init_process_group("mpi")
+            cls.rank, cls.world = distributed.get_rank(), distributed.get_world_size()
+
+    @classmethod
+    def barrier(cls):
+        if cls.world > 1:
+            distributed.barrier()
+
+    @classmethod
+    def shard(cls, batch):
+        """This rank's rows of each tensor of a global batch."""
+        rows = batch[0].shape[0] // cls.world
+        return tuple(t[cls.rank * rows:(cls.rank + 1) * rows].contiguous() for t in batch)
+
+    @classmethod
+    def mean(cls, value):
+        """The mean over the ranks of a float (each rank's loss on its share: the whole batch's loss)."""
+        if cls.world == 1:
+            return value
+        t = tensor([value], dtype=_core.dtype.float64)
+        distributed.all_reduce(t, op=distributed.ReduceOp.AVG)
+        return t.item()
+
+
 def evaluate(model, batches, args, rng):
     model.eval()
     with no_grad():
-        losses = [model(*batches.sample("val", args.batch_size, rng, args.device))[1].item()
+        losses = [model(*Ranks.shard(batches.sample("val", args.batch_size, rng, args.device)))[1].item()
                   for _ in range(args.eval_batches)]
     model.train()
-    return float(np.mean(losses))
+    return Ranks.mean(float(np.mean(losses)))
 
 
 def main(argv=None):
     args = parse_args(argv)
+    Ranks.start()
+    if args.batch_size % Ranks.world:
+        raise SystemExit(f"--batch-size {args.batch_size} does not split evenly over {Ranks.world} ranks")
     _core.manual_seed(args.seed)
     data = read_files(args.data) if args.data else stdlib_sources(args.corpus_bytes)
     batches = ByteBatches(data, args.seq_len)
     model, trainer_state = load_or_create_model(args, model_config(args))
     model.to(args.device).train()
+    trained = DistributedDataParallel(model) if Ranks.world > 1 else model
     optimizer = make_optimizer(model, args)
     scheduler = CosineWithWarmup(optimizer, args.warmup_steps, args.steps, min_lr_ratio=0.1)
     start, history = 0, {"train": [], "val": []}
@@ -113,31 +156,40 @@ def main(argv=None):
         rng.bit_generator.state = trainer_state["batch_sampler"]  # the batches an uninterrupted run would see
         _core.manual_seed(args.seed + start)  # so that dropout does not repeat the first steps' masks
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{n_params / 1e6:.2f}M parameters, {len(data):,} bytes of text, device {args.device}, "
-          f"{'resuming at step ' + str(start) if start else 'starting fresh'} -> {args.steps} steps")
+    say(f"{n_params / 1e6:.2f}M parameters, {len(data):,} bytes of text, device {args.device}, "
+          f"{'resuming at step ' + str(start) if start else 'starting fresh'} -> {args.steps} steps"
+        + (f", {Ranks.world} ranks" if Ranks.world > 1 else ""))
 
-    progress = ProgressLine(args.steps)
+    progress = ProgressLine(args.steps) if Ranks.rank == 0 else None
     tokens_per_step = args.batch_size * args.seq_len
     started = time.perf_counter()
     for step in range(start + 1, args.steps + 1):
-        inputs, targets = batches.sample("train", args.batch_size, rng, args.device)
-        _, loss = model(inputs, targets)
+        inputs, targets = Ranks.shard(batches.sample("train", args.batch_size, rng, args.device))
+        _, loss = trained(inputs, targets)
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         scheduler.step()
-        history["train"].append((step, loss.item()))
-        progress.update(step, history["train"][-1][1], tokens_per_step)
+        history["train"].append((step, Ranks.mean(loss.item())))
+        if progress:
+            progress.update(step, history["train"][-1][1], tokens_per_step)
         if step % args.eval_interval == 0 or step == args.steps:
             history["val"].append((step, evaluate(model, batches, args, rng)))
-            checkpoint.save(args.out, step, model, {
-                "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "history": history, "batch_sampler": rng.bit_generator.state})
-            progress.message(f"step {step}: val loss {history['val'][-1][1]:.4f}, checkpoint saved to {args.out}")
+            if Ranks.rank == 0:
+                checkpoint.save(args.out, step, model, {
+                    "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "history": history, "batch_sampler": rng.bit_generator.state})
+                progress.message(f"step {step}: val loss {history['val'][-1][1]:.4f}, checkpoint saved to {args.out}")
     if args.steps > start:
-        print(f"trained {args.steps - start} steps in {time.perf_counter() - started:.1f}s")
-    finish(model, history, args)
+        say(f"trained {args.steps - start} steps in {time.perf_counter() - started:.1f}s")
+    if Ranks.rank == 0:
+        finish(model, history, args)
+
+
+def say(text):
+    if Ranks.rank == 0:
+        print(text)
 
 
 def finish(model, history, args):

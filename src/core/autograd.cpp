@@ -186,6 +186,7 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   Tensor g = sum_to(grad, leaf_.shape()).to(leaf_.dtype());
   if (m.grad.defined()) {
     m.grad = add(m.grad, g);
+    run_post_accumulate_grad_hooks();
     return {};
   }
   // Keep the gradient without a copy only when nothing else can see its memory: the engine's
@@ -193,10 +194,17 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   bool exclusive = g.is_contiguous() && g.storage()->use_count() == 1 &&
                    g.impl()->use_count() == (g.same(grad) ? 2 : 1);
   m.grad = exclusive ? g : g.clone();
+  run_post_accumulate_grad_hooks();
   return {};
 }
 
 std::shared_ptr<GradHooks> AccumulateGrad::hooks(bool create) { return leaf_hooks(leaf_, create); }
+void AccumulateGrad::run_post_accumulate_grad_hooks() {
+  const auto& hooks = meta(leaf_).post_accumulate_grad_hooks;
+  if (!hooks) return;
+  const auto list = hooks->list;  // a copy: a hook may remove itself or register another
+  for (const auto& [key, hook] : list) hook(leaf_);
+}
 
 // ---- tensor state -----------------------------------------------------------------------------
 
@@ -239,6 +247,23 @@ std::shared_ptr<GradHooks> grad_hooks(const Tensor& t) {
                 "cannot register a hook on a tensor that does not require grad; call requires_grad_() first");
   if (auto fn = grad_fn(t)) return fn->hooks(true);
   return leaf_hooks(t, true);
+}
+
+PostAccumulateGradHookHandle add_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook) {
+  ORCHARD_CHECK(requires_grad(leaf), RuntimeError, "cannot register a hook on a tensor that doesn't require gradient");
+  ORCHARD_CHECK(is_leaf(leaf), RuntimeError, "post accumulate grad hooks cannot be registered on non-leaf tensors");
+  auto& hooks = meta(leaf).post_accumulate_grad_hooks;
+  if (!hooks) hooks = std::make_shared<PostAccumulateGradHooks>();
+  const uint64_t key = hooks->next_key++;
+  hooks->list.emplace_back(key, std::move(hook));
+  return {hooks, key};
+}
+
+void PostAccumulateGradHookHandle::remove() const {
+  if (auto hooks = hooks_.lock()) {
+    auto& list = hooks->list;
+    list.erase(std::remove_if(list.begin(), list.end(), [this](const auto& h) { return h.first == key_; }), list.end());
+  }
 }
 
 // ---- recording --------------------------------------------------------------------------------

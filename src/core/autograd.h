@@ -68,6 +68,27 @@ class Node;
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad)>;
 // The part of a tensor shaped like a view's input that the view picks (a slice, a select).
 using ViewFn = std::function<Tensor(const Tensor&)>;
+// Called with a leaf once backward has accumulated into its .grad (register_post_accumulate_grad_hook).
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+
+// A leaf's post-accumulate-grad hooks, run in registration order, keyed for removal.
+struct PostAccumulateGradHooks {
+  std::vector<std::pair<uint64_t, PostAccumulateGradHook>> list;
+  uint64_t next_key = 0;
+};
+
+// Removes the hook it was returned for (again: nothing). It holds the hooks weakly, so it keeps no
+// tensor alive (a hook holding its own handle makes no cycle).
+class PostAccumulateGradHookHandle {
+ public:
+  PostAccumulateGradHookHandle(std::weak_ptr<PostAccumulateGradHooks> hooks, uint64_t key)
+      : hooks_(std::move(hooks)), key_(key) {}
+  void remove() const;
+
+ private:
+  std::weak_ptr<PostAccumulateGradHooks> hooks_;
+  uint64_t key_;
+};
 
 struct Edge {
   std::shared_ptr<Node> node;  // null when that input needs no gradient
@@ -126,6 +147,8 @@ class AccumulateGrad final : public Node {
   const Tensor& leaf() const { return leaf_; }
 
  private:
+  void run_post_accumulate_grad_hooks();
+
   Tensor leaf_;
 };
 
@@ -140,6 +163,7 @@ struct AutogradMeta {
   std::shared_ptr<autograd::Node> grad_fn;            // null for leaves
   std::weak_ptr<autograd::AccumulateGrad> accumulator;  // leaves: their cached AccumulateGrad
   std::shared_ptr<autograd::GradHooks> hooks;          // leaves: hooks on their gradient
+  std::shared_ptr<autograd::PostAccumulateGradHooks> post_accumulate_grad_hooks;  // leaves; null when none
 };
 
 namespace autograd {
@@ -152,6 +176,9 @@ std::shared_ptr<Node> grad_fn(const Tensor& t);
 bool is_leaf(const Tensor& t);
 // The hooks on t's gradient (a leaf's own, or its grad_fn's); RuntimeError unless t requires grad.
 std::shared_ptr<GradHooks> grad_hooks(const Tensor& t);
+// Runs `hook` after each backward has accumulated into the leaf's .grad (PyTorch's
+// register_post_accumulate_grad_hook): leaves that require grad only (RuntimeError otherwise).
+PostAccumulateGradHookHandle add_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook);
 
 // Records ops: construct before the op's body (it decides whether recording is needed and turns
 // grad mode off so the body records nothing), then pass the output to finish(). An in-place op

@@ -15,17 +15,21 @@ nb::object node_or_none(const std::shared_ptr<autograd::Node>& n) {
   return n ? nb::cast(n) : nb::none();
 }
 
-// A Python callable run as a gradient hook. The engine runs without the GIL: the hook takes it to
-// call the function, and to drop the last reference to it (a node may die on any thread).
+// A Python callable the engine keeps: backward runs without the GIL, so the GIL is taken to drop
+// the last reference to it (a node may die on any thread).
+std::shared_ptr<PyObject> hold_for_engine(nb::handle f) {
+  return {f.inc_ref().ptr(), [](PyObject* o) {
+            if (!Py_IsInitialized()) return;  // at interpreter exit: nothing left to free it into
+            nb::gil_scoped_acquire gil;
+            Py_DECREF(o);
+          }};
+}
+
+// A Python callable run as a gradient hook, taking the GIL to call it.
 struct PyGradHook {
   std::shared_ptr<PyObject> fn;
 
-  explicit PyGradHook(nb::handle f)
-      : fn(f.inc_ref().ptr(), [](PyObject* o) {
-          if (!Py_IsInitialized()) return;  // at interpreter exit: nothing left to free it into
-          nb::gil_scoped_acquire gil;
-          Py_DECREF(o);
-        }) {}
+  explicit PyGradHook(nb::handle f) : fn(hold_for_engine(f)) {}
 
   Tensor operator()(const Tensor& grad) const {
     nb::gil_scoped_acquire gil;
@@ -68,6 +72,14 @@ struct GradHookHandle {
     if (auto h = hooks.lock()) h->remove(id);
   }
 };
+
+// A Python callable run after a leaf's gradient is accumulated, taking the GIL to call it.
+autograd::PostAccumulateGradHook engine_callable(nb::callable fn) {
+  return [held = hold_for_engine(fn)](const Tensor& leaf) {
+    nb::gil_scoped_acquire gil;
+    nb::borrow(held.get())(leaf);
+  };
+}
 }  // namespace
 
 void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
@@ -79,6 +91,15 @@ void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls) {
         return nb::tuple(out);
       })
       .def("__repr__", [](const autograd::Node& n) { return std::string("<") + n.name() + ">"; });
+
+  nb::class_<autograd::PostAccumulateGradHookHandle>(m, "PostAccumulateGradHookHandle",
+                                                     "Unregisters a post-accumulate-grad hook with remove()")
+      .def("remove", &autograd::PostAccumulateGradHookHandle::remove);
+  cls.def("register_post_accumulate_grad_hook", [](const Tensor& t, nb::callable hook) {
+    return autograd::add_post_accumulate_grad_hook(t, engine_callable(std::move(hook)));
+  }, nb::arg("hook"), "Calls hook(tensor) after each backward has accumulated into this leaf's .grad. The tensor "
+     "keeps the hook: a hook referring to the tensor itself makes a cycle that Python's garbage collector cannot "
+     "see (use the tensor it is passed, or a weakref).");
 
   cls.def_prop_rw("requires_grad", &autograd::requires_grad, &autograd::set_requires_grad)
       .def("requires_grad_", [](Tensor& t, bool v) -> Tensor& {

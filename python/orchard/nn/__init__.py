@@ -1,5 +1,5 @@
 """Neural-network building blocks."""
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .activations import GELU, Identity, ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .layers import Dropout, Embedding, LayerNorm, Linear
@@ -7,6 +7,6 @@ from .loss import CrossEntropyLoss, MSELoss
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["functional", "init", "utils", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Dropout",
+__all__ = ["functional", "init", "parallel", "utils", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Dropout",
            "GELU", "ReLU", "SiLU", "Tanh", "Sigmoid", "Softmax", "Identity", "CrossEntropyLoss", "MSELoss",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]

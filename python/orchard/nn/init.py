@@ -18,18 +18,6 @@ def _no_generator(generator):
                                   "generator (seed it with orchard.manual_seed)")
 
 
-def _random_(tensor, distribution, a, b):
-    """Fills tensor in place from Orchard's generator: uniform on [a, b), or normal with mean a and
-    standard deviation b. The one place init draws random numbers."""
-    shape, options = tensor.shape, dict(dtype=tensor.dtype, device=tensor.device)
-    with no_grad():
-        if distribution == "uniform":
-            draw = _core.rand(*shape, **options) * (b - a) + a
-        else:
-            draw = _core.randn(*shape, **options) * b + a
-        return tensor.copy_(draw)
-
-
 def calculate_gain(nonlinearity, param=None):
     """The recommended gain for an activation: 1 for linear layers and sigmoid, 5/3 for tanh,
     sqrt(2) for relu, sqrt(2 / (1 + slope^2)) for leaky_relu, 3/4 for selu."""
@@ -71,12 +59,14 @@ def _calculate_correct_fan(tensor, mode):
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     _no_generator(generator)
-    return _random_(tensor, "uniform", a, b)
+    with no_grad():
+        return tensor.uniform_(a, b)
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     _no_generator(generator)
-    return _random_(tensor, "normal", mean, std)
+    with no_grad():
+        return tensor.normal_(mean, std)
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
@@ -86,12 +76,12 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     if not a < b:
         raise ValueError(f"trunc_normal_: a ({a}) must be less than b ({b})")
     with no_grad():
-        _random_(tensor, "normal", mean, std)
+        tensor.normal_(mean, std)
         while True:
             outside = _core.logical_or(tensor < a, tensor > b)
             if not outside.sum().item():
                 return tensor
-            redraw = _random_(_core.empty(*tensor.shape, dtype=tensor.dtype, device=tensor.device), "normal", mean, std)
+            redraw = _core.empty(*tensor.shape, dtype=tensor.dtype, device=tensor.device).normal_(mean, std)
             tensor.copy_(_core.where(outside, redraw, tensor))
 
 

@@ -1,7 +1,5 @@
 """The random draws of the samplers and the data loader, all from Orchard's generator, so that
 orchard.manual_seed makes shuffling and sampling repeatable."""
-import numpy as np
-
 from ... import _core
 
 
@@ -14,13 +12,9 @@ def check_generator(generator, owner):
 
 def permutation(n):
     """A random permutation of range(n), as an int64 NumPy array."""
-    # Ranks of uniform draws. The draws carry about 32 random bits, so among n of them about n**2 / 2**33 pairs tie
-    # and keep their index order: a negligible bias for datasets of millions of samples.
-    return np.argsort(_core.rand(n, dtype=_core.dtype.float64).numpy(), kind="stable")
+    return _core.randperm(n).numpy()
 
 
 def integers(high, count):
-    """`count` random ints in [0, high), as an int64 NumPy array (from about 32 random bits each: fine for indices
-    of data sets and seeds, not for cryptography)."""
-    scaled = np.floor(_core.rand(count, dtype=_core.dtype.float64).numpy() * high)
-    return np.minimum(scaled, high - 1).astype(np.int64)
+    """`count` random ints in [0, high), as an int64 NumPy array."""
+    return _core.randint(high, (count,)).numpy()

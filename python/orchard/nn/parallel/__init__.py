@@ -1,0 +1,4 @@
+"""Parallel wrappers of modules."""
+from .distributed import DistributedDataParallel
+
+__all__ = ["DistributedDataParallel"]
