@@ -94,7 +94,23 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   return rec.finish(out, [&] { return derivatives::unary(op, x, out); });
 }
 
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+namespace {
+// PyTorch's rule: a 0-d CPU tensor joins an elementwise op on another device as a Python number
+// would. It is cast to the result's dtype and moved there through to(), so its gradient comes back.
+std::pair<Tensor, Tensor> cpu_scalars_follow(const Tensor& a, const Tensor& b) {
+  auto cpu_scalar = [](const Tensor& t) {
+    return t.ndim() == 0 && t.device() == Device::CPU && !t.is_wrapped_number();
+  };
+  if (a.device() == b.device() || a.is_wrapped_number() || b.is_wrapped_number()) return {a, b};
+  const DType dt = result_type(a, b);
+  if (cpu_scalar(b)) return {a, b.to(dt).to(a.device())};
+  if (cpu_scalar(a)) return {a.to(dt).to(b.device()), b};
+  return {a, b};
+}
+}  // namespace
+
+Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
+  const auto [a, b] = cpu_scalars_follow(a_in, b_in);
   autograd::Recorder rec(node_name(op), {a, b});
   Device dev = common_device(op_name(op), {a, b});
   DType dt = compute_dtype(op_inputs(op), result_type(a, b), op_name(op));

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import orchard as oc
+from conftest import DEVICES
 
 # (call, exception, regex the message must match: what was wrong ... what was expected)
 SHAPE_ERRORS = [
@@ -208,6 +209,19 @@ def test_mixing_devices_in_one_op_names_both(call):
     with pytest.raises(RuntimeError, match=r"same device, got (cpu and metal|metal and cpu)"):
         call(c, m)
     assert c.tolist() == [1.0, 1.0] and m.tolist() == [1.0, 1.0]  # nothing was written
+
+
+@pytest.mark.skipif("metal" not in DEVICES, reason="needs the Metal device")
+def test_a_cpu_scalar_tensor_joins_an_elementwise_op_on_another_device():
+    """As in PyTorch: a 0-d CPU tensor acts as a number (nanoGPT compares a CPU loss with a checkpoint's)."""
+    c = oc.tensor(2.0, requires_grad=True)
+    m = oc.tensor([1.0, 3.0], device="metal", requires_grad=True)
+    out = m * c
+    assert out.device == "metal" and out.tolist() == [2.0, 6.0]
+    out.sum().backward()
+    assert c.grad.device == "cpu" and c.grad.item() == 4.0 and m.grad.tolist() == [2.0, 2.0]
+    assert (oc.tensor(1.5) < oc.tensor(2.0, device="metal")).item()
+    assert (oc.tensor(3, dtype=oc.int64) + oc.ones(2, device="metal")).dtype == oc.float32
 
 
 def test_errors_leave_tensors_usable():
