@@ -146,9 +146,17 @@ def _serialize(arrays, metadata):
     return b"".join([len(text).to_bytes(8, "little"), text, *(arr.tobytes() for _, arr in arrays.values())])
 
 
+def _check_file(f, op, method):
+    """TypeError unless f is a path or a file object with the method op needs (read or write)."""
+    if not isinstance(f, (str, os.PathLike)) and not callable(getattr(f, method, None)):
+        raise TypeError(f"orchard.{op}: f must be a path or a binary file object with {method}(), got "
+                        f"{type(f).__name__}")
+
+
 def save(obj, f):
     """Writes obj (nested dicts, lists and tuples of tensors, str, int, float, bool and None) to f, a path or a
     binary file object. A tensor that appears several times is stored once and loads as one tensor."""
+    _check_file(f, "save", "write")
     encoder = _Encoder()
     description = {"version": _FORMAT_VERSION, "object": encoder.encode(obj, "obj")}
     metadata = {_FORMAT_KEY: json.dumps(description, allow_nan=False, separators=(",", ":"))}
@@ -164,6 +172,10 @@ def save(obj, f):
 
 def _read_header(data, source):
     """The description stored in the metadata, after checking the header's framing."""
+    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
+        raise RuntimeError(f"{source} is a PyTorch checkpoint (torch.save's zip or pickle format), which orchard.load "
+                           "never reads: unpickling can run code. Load it with PyTorch and save the tensors with "
+                           "safetensors (safetensors.torch.save_file), or convert them with orchard.tensor(t.numpy())")
     if len(data) < 8:
         raise RuntimeError(f"{source} has {len(data)} bytes, fewer than the 8 of a safetensors header length")
     size = int.from_bytes(data[:8], "little")
@@ -296,6 +308,7 @@ def load(f, map_location=None, *, weights_only=True):
     that returns the tensor to use (None: the saved device). The file can only hold data, so weights_only=False (PyTorch's way of allowing
     arbitrary objects) reads the same."""
     del weights_only  # both meanings are safe here: nothing in the file can run code
+    _check_file(f, "load", "read")
     place = _placement(map_location)
     if isinstance(f, (str, os.PathLike)):
         source = f"orchard.load: {os.fspath(f)!r}"
