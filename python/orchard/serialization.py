@@ -172,13 +172,14 @@ def save(obj, f):
 
 def _read_header(data, source):
     """The description stored in the metadata, after checking the header's framing."""
-    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
-        raise RuntimeError(f"{source} is a PyTorch checkpoint (torch.save's zip or pickle format), which orchard.load "
-                           "never reads: unpickling can run code. Load it with PyTorch and save the tensors with "
-                           "safetensors (safetensors.torch.save_file), or convert them with orchard.tensor(t.numpy())")
     if len(data) < 8:
         raise RuntimeError(f"{source} has {len(data)} bytes, fewer than the 8 of a safetensors header length")
     size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8 and (data[:4] == b"PK\x03\x04" or data[:1] == b"\x80"):  # zip, or pickle protocol 2+
+        raise RuntimeError(f"{source} looks like a PyTorch checkpoint (torch.save's zip or pickle format), which "
+                           "orchard.load never reads: unpickling can run code. Load it with PyTorch and save the "
+                           "tensors with safetensors (safetensors.torch.save_file), or convert them with "
+                           "orchard.tensor(t.numpy())")
     if size > len(data) - 8:
         raise RuntimeError(f"{source}'s header says it has {size} bytes, but only {len(data) - 8} follow (truncated, "
                        "or not a safetensors file)")
