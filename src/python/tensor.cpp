@@ -99,28 +99,30 @@ void bind_tensor(nb::module_& m) {
       .def("long", [](const Tensor& t) { return t.to(DType::Int64); }, nogil())
       .def("bool", [](const Tensor& t) { return t.to(DType::Bool); }, nogil());
 
-  // Operators. Python scalars arrive as weakly typed 0-d tensors (TensorArg).
+  // Operators. Python scalars arrive as weakly typed 0-d tensors (TensorArg). Other operands give
+  // NotImplemented (nb::is_operator), so Python answers as for any type: t == "a" is False, t + "a"
+  // a TypeError.
   auto bin = [](BinaryOp op) {
     return [op](const Tensor& a, const TensorArg& b) { return binary(op, a, b.t); };
   };
   auto inplace = [](BinaryOp op) {
     return [op](Tensor& a, const TensorArg& b) -> Tensor& { return binary_(op, a, b.t); };
   };
-  cls.def("__add__", bin(BinaryOp::Add), nogil()).def("__radd__", &reflected<BinaryOp::Add>, nogil())
-      .def("__sub__", bin(BinaryOp::Sub), nogil()).def("__rsub__", &reflected<BinaryOp::Sub>, nogil())
-      .def("__mul__", bin(BinaryOp::Mul), nogil()).def("__rmul__", &reflected<BinaryOp::Mul>, nogil())
-      .def("__truediv__", bin(BinaryOp::Div), nogil()).def("__rtruediv__", &reflected<BinaryOp::Div>, nogil())
-      .def("__pow__", bin(BinaryOp::Pow), nogil()).def("__rpow__", &reflected<BinaryOp::Pow>, nogil())
-      .def("__eq__", bin(BinaryOp::Eq), nogil()).def("__ne__", bin(BinaryOp::Ne), nogil())
-      .def("__lt__", bin(BinaryOp::Lt), nogil()).def("__le__", bin(BinaryOp::Le), nogil())
-      .def("__gt__", bin(BinaryOp::Gt), nogil()).def("__ge__", bin(BinaryOp::Ge), nogil())
-      .def("__and__", bin(BinaryOp::LogicalAnd), nogil()).def("__or__", bin(BinaryOp::LogicalOr), nogil())
-      .def("__iadd__", inplace(BinaryOp::Add), nogil(), nb::rv_policy::none)
-      .def("__isub__", inplace(BinaryOp::Sub), nogil(), nb::rv_policy::none)
-      .def("__imul__", inplace(BinaryOp::Mul), nogil(), nb::rv_policy::none)
-      .def("__itruediv__", inplace(BinaryOp::Div), nogil(), nb::rv_policy::none)
-      .def("__matmul__", [](const Tensor& a, const Tensor& b) { return matmul(a, b); }, nogil())
-      .def("__rmatmul__", [](const Tensor& a, const Tensor& b) { return matmul(b, a); }, nogil())
+  cls.def("__add__", bin(BinaryOp::Add), nogil(), nb::is_operator()).def("__radd__", &reflected<BinaryOp::Add>, nogil(), nb::is_operator())
+      .def("__sub__", bin(BinaryOp::Sub), nogil(), nb::is_operator()).def("__rsub__", &reflected<BinaryOp::Sub>, nogil(), nb::is_operator())
+      .def("__mul__", bin(BinaryOp::Mul), nogil(), nb::is_operator()).def("__rmul__", &reflected<BinaryOp::Mul>, nogil(), nb::is_operator())
+      .def("__truediv__", bin(BinaryOp::Div), nogil(), nb::is_operator()).def("__rtruediv__", &reflected<BinaryOp::Div>, nogil(), nb::is_operator())
+      .def("__pow__", bin(BinaryOp::Pow), nogil(), nb::is_operator()).def("__rpow__", &reflected<BinaryOp::Pow>, nogil(), nb::is_operator())
+      .def("__eq__", bin(BinaryOp::Eq), nogil(), nb::is_operator()).def("__ne__", bin(BinaryOp::Ne), nogil(), nb::is_operator())
+      .def("__lt__", bin(BinaryOp::Lt), nogil(), nb::is_operator()).def("__le__", bin(BinaryOp::Le), nogil(), nb::is_operator())
+      .def("__gt__", bin(BinaryOp::Gt), nogil(), nb::is_operator()).def("__ge__", bin(BinaryOp::Ge), nogil(), nb::is_operator())
+      .def("__and__", bin(BinaryOp::LogicalAnd), nogil(), nb::is_operator()).def("__or__", bin(BinaryOp::LogicalOr), nogil(), nb::is_operator())
+      .def("__iadd__", inplace(BinaryOp::Add), nogil(), nb::rv_policy::none, nb::is_operator())
+      .def("__isub__", inplace(BinaryOp::Sub), nogil(), nb::rv_policy::none, nb::is_operator())
+      .def("__imul__", inplace(BinaryOp::Mul), nogil(), nb::rv_policy::none, nb::is_operator())
+      .def("__itruediv__", inplace(BinaryOp::Div), nogil(), nb::rv_policy::none, nb::is_operator())
+      .def("__matmul__", [](const Tensor& a, const Tensor& b) { return matmul(a, b); }, nogil(), nb::is_operator())
+      .def("__rmatmul__", [](const Tensor& a, const Tensor& b) { return matmul(b, a); }, nogil(), nb::is_operator())
       .def("__neg__", [](const Tensor& a) { return unary(UnaryOp::Neg, a); }, nogil())
       .def("__abs__", [](const Tensor& a) { return unary(UnaryOp::Abs, a); }, nogil())
       .def("__invert__", [](const Tensor& a) { return unary(UnaryOp::LogicalNot, a); }, nogil())

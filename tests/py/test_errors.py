@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import torch
 import pytest
 
 import orchard as oc
@@ -281,3 +282,13 @@ def test_nothing_crashes_the_interpreter():
     proc = subprocess.run([sys.executable, "-c", MISUSE_SCRIPT], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr[-3000:]}"
     assert "survived" in proc.stdout
+
+
+def test_operands_of_other_types_get_pythons_answers_as_in_pytorch():
+    t, r = oc.ones(2), torch.ones(2)
+    assert (t == "a") is (r == "a") is False and (t != None) is (r != None) is True  # noqa: E711
+    for op in (lambda x: x + "a", lambda x: x < "a", lambda x: x @ "a", lambda x: "a" - x):
+        with pytest.raises(TypeError):
+            op(t)
+        with pytest.raises(TypeError):
+            op(r)
