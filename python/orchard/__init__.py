@@ -19,7 +19,11 @@ from ._core import (  # noqa: F401  (functions that are also Tensor methods)
 from ._tensor import arange, tensor, empty_like, zeros_like, ones_like, full_like, rand_like, randn_like
 from . import autograd, metal, nn, optim, profile
 from .serialization import load, save
-from . import amp  # mixed precision: GradScaler (orchard.amp)
+from . import amp  # mixed precision: autocast and GradScaler (orchard.amp)
+from .amp import (  # noqa: F401  (torch.autocast and its state functions)
+    autocast, clear_autocast_cache, get_autocast_dtype, is_autocast_available, is_autocast_enabled,
+    set_autocast_dtype, set_autocast_enabled,
+)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import distributed, utils  # data-parallel training (MPI is imported only by init_process_group)
 

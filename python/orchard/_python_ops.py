@@ -5,6 +5,7 @@ import math
 
 from . import _core
 from ._core import Tensor
+from .amp.autocast_mode import dtype_overrides_autocast
 
 
 def _check(x, name):
@@ -46,7 +47,10 @@ _core_sum, _core_mean = _core.sum, _core.mean
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """The sum over dim (every dim when None); with dtype=, of the input converted to dtype first."""
     _check(input, "sum")
-    return _core_sum(input if dtype is None else input.to(dtype), dim, keepdim)
+    if dtype is None:
+        return _core_sum(input, dim, keepdim)
+    with dtype_overrides_autocast():
+        return _core_sum(input.to(dtype), dim, keepdim)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):

@@ -355,6 +355,7 @@ struct Task {
 // them run, and no AccumulateGrad does, so no .grad changes.
 void run(const std::vector<std::pair<Node*, Tensor>>& roots, bool retain_graph,
          std::unordered_map<Node*, Tensor>* capture) {
+  autocast::Pause paused;  // backward ops run in the dtypes their forward ops chose
   std::vector<Node*> nodes;  // every node reachable from the roots
   {
     std::unordered_set<Node*> seen;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "autocast.h"
 #include "tensor.h"
 
 namespace orchard::autograd {
@@ -207,6 +208,8 @@ class Recorder {
   std::vector<Tensor> inputs_;
   bool active_;
   bool prev_mode_;
+  // Autocast casts an op's inputs (autocast::Cast, before this), never the ops it runs inside.
+  autocast::Pause autocast_paused_;
 };
 
 // The gradient of a broadcast operand: `grad` summed over the dims that broadcasting expanded.

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "autocast.h"
 #include "derivatives.h"
 #include "ops_common.h"
 #include "philox.h"
@@ -51,6 +52,7 @@ Tensor flash_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::o
                        double dropout_p, bool causal, std::optional<uint64_t> seed, const Tensor* mask,
                        uint64_t offset) {
   const char* op = "flash_attention";
+  if (autocast::Cast c{op, {q, k, v}}) return flash_attention(c[0], c[1], c[2], scale, dropout_p, causal, seed, mask, offset);
   ORCHARD_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4, ValueError, op,
                 ": expected q, k and v of 4 dimensions [batch, heads, length, head_dim], got ", shapes_str(q, k, v));
   ORCHARD_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), DTypeError, op,
@@ -107,6 +109,8 @@ Tensor attention_dropout_mask(int64_t B, int64_t H, int64_t Lq, int64_t Lk, doub
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor* attn_mask,
                                     double dropout_p, bool is_causal, std::optional<double> scale, bool enable_gqa) {
   const char* op = "scaled_dot_product_attention";
+  if (autocast::Cast c{op, {q, k, v}})
+    return scaled_dot_product_attention(c[0], c[1], c[2], attn_mask, dropout_p, is_causal, scale, enable_gqa);
   ORCHARD_CHECK(q.ndim() >= 3 && k.ndim() == q.ndim() && v.ndim() == q.ndim(), ValueError, op,
                 ": expected q, k and v of the same number (at least 3) of dimensions [..., heads, length, "
                 "embed], got ", shapes_str(q, k, v));

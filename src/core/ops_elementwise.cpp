@@ -1,6 +1,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "autocast.h"
 #include "derivatives.h"
 #include "loop.h"
 #include "ops_common.h"
@@ -86,6 +87,7 @@ Tensor cast(const Tensor& x, DType dtype) {
 }
 
 Tensor unary(UnaryOp op, const Tensor& x) {
+  if (autocast::Cast c{op_name(op), {x}}) return unary(op, c[0]);
   autograd::Recorder rec(node_name(op), {x});
   const DType dt = compute_dtype(op_inputs(op), x.dtype(), op_name(op));
   Tensor in = x.to(dt);
@@ -110,6 +112,7 @@ std::pair<Tensor, Tensor> cpu_scalars_follow(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor binary(BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
+  if (autocast::Cast c{op_name(op), {a_in, b_in}}) return binary(op, c[0], c[1]);
   const auto [a, b] = cpu_scalars_follow(a_in, b_in);
   autograd::Recorder rec(node_name(op), {a, b});
   Device dev = common_device(op_name(op), {a, b});

@@ -3,6 +3,7 @@
 #include <limits>
 #include <numeric>
 
+#include "autocast.h"
 #include "derivatives.h"
 #include "ops_common.h"
 
@@ -233,12 +234,14 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (autocast::Cast c{"scatter_add", {x, index, src}}) return scatter_add(c[0], dim, c[1], c[2]);
   autograd::Recorder rec("ScatterAddBackward", {x, index, src});
   Tensor out = scatter_add_forward(x, dim, index, src);
   return rec.finish(out, [&] { return derivatives::scatter_add(normalize_dim(dim, x.ndim(), "scatter_add"), index, src.shape(), {rec.needs(0), false, rec.needs(2)}); });
 }
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (autocast::Cast c{"cat", tensors}) return cat(c.inputs(), dim);
   autograd::Recorder rec("CatBackward", tensors);
   Tensor out = cat_forward(tensors, dim);
   return rec.finish(out, [&] { return derivatives::cat(tensors, normalize_dim(dim, tensors.front().ndim(), "cat")); });

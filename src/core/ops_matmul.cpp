@@ -1,3 +1,4 @@
+#include "autocast.h"
 #include "derivatives.h"
 #include "ops_common.h"
 
@@ -95,12 +96,14 @@ std::pair<Tensor, Tensor> detail::matmul_pair(const Tensor& a1, const Tensor& b1
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (autocast::Cast c{"matmul", {a, b}}) return matmul(c[0], c[1]);
   autograd::Recorder rec("MatmulBackward", {a, b});
   Tensor out = matmul_forward(a, b);
   return rec.finish(out, [&] { return derivatives::matmul(a, b, {rec.needs(0), rec.needs(1)}); });
 }
 
 Tensor addmm(const Tensor& input, const Tensor& a, const Tensor& b) {
+  if (autocast::Cast c{"addmm", {input, a, b}}) return addmm(c[0], c[1], c[2]);
   const bool matrices = a.ndim() == 2 && b.ndim() == 2 && a.size(1) == b.size(0) && a.size(0) > 0 &&
                         b.size(1) > 0 && a.size(1) > 0;
   auto broadcasts_to_product = [&] {  // input's dims, right-aligned, are 1 or the product's

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "autocast.h"
 #include "derivatives.h"
 #include "ops_common.h"
 
@@ -28,6 +29,7 @@ DType reduce_dtype(ReduceOp op, DType in) {
 
 Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim,
               int64_t correction) {
+  if (autocast::Cast c{op_name(op), {x}}) return reduce(op, c[0], dims_in, keepdim, correction);
   autograd::Recorder rec(node_name(op), {x});
   std::vector<int64_t> dims = normalize_dims(dims_in, x.ndim(), op_name(op));
   if (dims.empty() || x.ndim() == 0) {
@@ -127,7 +129,13 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 }
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  if (autocast::Cast c{"softmax", {x}}) return softmax(c[0], dim);
+  return softmax_impl(x, dim, false);
+}
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (autocast::Cast c{"log_softmax", {x}}) return log_softmax(c[0], dim);
+  return softmax_impl(x, dim, true);
+}
 
 }  // namespace orchard

@@ -1,6 +1,7 @@
 // Sorting, cumulative sums and flips along a dim.
 #include <algorithm>
 
+#include "autocast.h"
 #include "derivatives.h"
 #include "ops_common.h"
 
@@ -61,6 +62,8 @@ std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool lar
 }
 
 Tensor cumsum(const Tensor& x, int64_t dim, std::optional<DType> dtype) {
+  if (!dtype)  // an explicit dtype overrides autocast's float32, as in PyTorch
+    if (autocast::Cast c{"cumsum", {x}}) return cumsum(c[0], dim, dtype);
   autograd::Recorder rec("CumsumBackward", {x});
   if (x.ndim() == 0) {
     normalize_dim(dim, 0, "cumsum");

@@ -1,15 +1,9 @@
 // Front-ends of the fused training ops: layer norm, cross-entropy, dropout and the AdamW step.
+#include "autocast.h"
 #include "derivatives.h"
 #include "ops_common.h"
 
 namespace orchard {
-
-namespace {
-void check_float_like(const char* op, const Tensor& x, const Tensor& other, const char* name) {
-  ORCHARD_CHECK(other.dtype() == x.dtype(), DTypeError, op, ": ", name, " has dtype ", dtype_name(other.dtype()),
-                " but the input has ", dtype_name(x.dtype()), "; they must match");
-}
-}  // namespace
 
 Tensor detail::apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset) {
   Tensor out = empty(x.shape(), x.dtype(), x.device());
@@ -18,10 +12,17 @@ Tensor detail::apply_dropout(const Tensor& x, double p, uint64_t seed, uint64_t 
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  autograd::Recorder rec("LayerNormBackward", {x, weight, bias});
+  if (autocast::Cast c{"layer_norm", {x, weight, bias}}) return layer_norm(c[0], c[1], c[2], eps);
   detail::check_floating(x.dtype(), "layer_norm");
-  check_float_like("layer_norm", x, weight, "weight");
-  check_float_like("layer_norm", x, bias, "bias");
+  // As PyTorch: parameters of the input's dtype, or float32 ones with a 16-bit input (as autocast leaves
+  // them), which is normalised in float32 and rounded once to its dtype.
+  const bool mixed = itemsize(x.dtype()) == 2 && weight.dtype() == DType::Float32 && bias.dtype() == DType::Float32;
+  ORCHARD_CHECK(mixed || (weight.dtype() == x.dtype() && bias.dtype() == x.dtype()), DTypeError,
+                "layer_norm: weight (", dtype_name(weight.dtype()), ") and bias (", dtype_name(bias.dtype()),
+                ") must have the input's dtype (", dtype_name(x.dtype()),
+                "), or both be float32 with a float16 or bfloat16 input");
+  if (mixed) return layer_norm(x.to(DType::Float32), weight, bias, eps).to(x.dtype());
+  autograd::Recorder rec("LayerNormBackward", {x, weight, bias});
   const int64_t k = weight.ndim();
   ORCHARD_CHECK(k >= 1 && k <= x.ndim() && weight.shape() == bias.shape() &&
                     Shape(x.shape().end() - k, x.shape().end()) == weight.shape(),
@@ -38,6 +39,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, Reduction reduction) {
+  if (autocast::Cast c{"cross_entropy", {logits, targets}}) return cross_entropy(c[0], c[1], ignore_index, reduction);
   autograd::Recorder rec("CrossEntropyBackward", {logits});
   detail::check_floating(logits.dtype(), "cross_entropy", "logits");
   detail::check_integer_index(targets, "cross_entropy");

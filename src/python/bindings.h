@@ -58,6 +58,7 @@ void bind_autograd(nb::module_& m, nb::class_<Tensor>& cls);
 void bind_ops(nb::module_& m);
 void bind_random(nb::module_& m);
 void bind_attention(nb::module_& m);
+void bind_autocast(nb::module_& m);
 void bind_training(nb::module_& m);
 void bind_profile(nb::module_& m);
 void bind_devices(nb::module_& m);

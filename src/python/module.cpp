@@ -45,6 +45,7 @@ NB_MODULE(_core, m) {
   bind_ops(m);
   bind_random(m);
   bind_attention(m);
+  bind_autocast(m);
   bind_training(m);
   bind_profile(m);
   bind_devices(m);

@@ -606,7 +606,6 @@ ORCHARD_REFUSES = [
     ({"softmax", "log_softmax"}, "softmax needs floating point input",
      lambda msg, d: "input dtype must be floating point" in msg),
     ({"matmul"}, "no bool matmul", lambda msg, d: "not supported for bool" in msg),
-    ({"layer_norm"}, "the weight and bias must have the input's dtype", lambda msg, d: "they must match" in msg),
     ({"expand"}, "negative sizes are refused (PyTorch lets one through when another side is 0)",
      lambda msg, d: "invalid size -" in msg),
     ({"mT"}, "mT needs at least 2 dims (PyTorch's identity on 0-d tensors is deprecated)",

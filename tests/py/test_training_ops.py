@@ -7,7 +7,7 @@ import torch
 import orchard as oc
 from orchard import _core
 from orchard.nn import functional as F
-from conftest import (FLOAT_DTYPES, TOLERANCE, TORCH_DTYPE, assert_close, from_numpy, make_tensor, random_array, require,
+from conftest import (FLOAT_DTYPES, FROM_TORCH, TOLERANCE, TORCH_DTYPE, assert_close, from_numpy, make_tensor, random_array, require,
                       to_numpy, to_torch)
 
 # 16-bit dtypes compute in float32 and round once, but a gradient's terms can cancel: relative to the
@@ -69,6 +69,28 @@ def test_layer_norm_dtypes_and_row_lengths(device, dtype, rows, n):
     ty.backward(torch.tensor(g, dtype=torch.float64))
     for name, ours, ref in [("dx", x, tx), ("dweight", w, tw), ("dbias", b, tb)]:
         _assert_grad_close(ours.grad, ref.grad, dtype, msg=f"{name} of {rows}x{n}")
+
+
+@pytest.mark.parametrize("dtype", [oc.float16, oc.bfloat16])
+def test_layer_norm_of_a_16_bit_input_with_float32_parameters_matches_torch(device, dtype):
+    """As autocast leaves it: computed in float32 and rounded once to the input's dtype."""
+    rng = np.random.default_rng(7)
+    tx = torch.tensor(rng.uniform(-3, 3, (6, 40))).to(TORCH_DTYPE[dtype]).requires_grad_()
+    tw, tb = (torch.tensor(rng.uniform(-2, 2, 40), dtype=torch.float32, requires_grad=True) for _ in range(2))
+    x, w, b = (oc.from_dlpack(t.detach().clone()).to(device).requires_grad_() for t in (tx, tw, tb))
+    y, ty = oc.nn.functional.layer_norm(x, 40, w, b), torch.nn.functional.layer_norm(tx, (40,), tw, tb)
+    assert y.dtype == dtype and w.dtype == oc.float32
+    np.testing.assert_array_equal(y.float().cpu().numpy(), ty.float().detach().numpy())
+    y.float().sum().backward()
+    ty.float().sum().backward()
+    for ours, ref in [(x, tx), (w, tw), (b, tb)]:
+        assert ours.grad.dtype == FROM_TORCH[ref.grad.dtype]
+        np.testing.assert_allclose(ours.grad.float().cpu().numpy(), ref.grad.float().numpy(), rtol=2e-2, atol=2e-2)
+
+
+def test_layer_norm_refuses_other_dtype_mixes():
+    with pytest.raises(oc.DTypeError, match=r"weight \(bfloat16\).*must have the input's dtype \(float32\)"):
+        oc.nn.functional.layer_norm(oc.ones(2, 3), 3, oc.ones(3, dtype=oc.bfloat16), oc.ones(3, dtype=oc.bfloat16))
 
 
 def test_layer_norm_gradcheck_float64():

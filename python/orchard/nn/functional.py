@@ -3,6 +3,7 @@ import warnings
 
 from .. import _core
 from .._core import Tensor, scaled_dot_product_attention
+from ..amp.autocast_mode import autocast_op, dtype_overrides_autocast
 from ..autograd import is_grad_enabled
 
 __all__ = ["scaled_dot_product_attention", "linear", "layer_norm", "gelu", "relu", "silu", "tanh", "sigmoid",
@@ -27,6 +28,7 @@ def _maybe_in_place(fn, input, inplace):
     return input.copy_(fn(input.clone() if recording else input))
 
 
+@autocast_op("linear")
 def linear(input, weight, bias=None):
     """input @ weight.T + bias, with weight stored [out_features, in_features] as in torch."""
     _check_tensors("linear", input=input, weight=weight, bias=bias, optional=("bias",))
@@ -89,13 +91,19 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """Softmax along dim (computed in `dtype` when given, as PyTorch: the input is cast first)."""
     _check_tensors("softmax", input=input)
     dim = _softmax_dim("softmax", input, dim, _stacklevel)
-    return _core.softmax(input if dtype is None else input.to(dtype=dtype), dim)
+    if dtype is None:
+        return _core.softmax(input, dim)
+    with dtype_overrides_autocast():
+        return _core.softmax(input.to(dtype=dtype), dim)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     _check_tensors("log_softmax", input=input)
     dim = _softmax_dim("log_softmax", input, dim, _stacklevel)
-    return _core.log_softmax(input if dtype is None else input.to(dtype=dtype), dim)
+    if dtype is None:
+        return _core.log_softmax(input, dim)
+    with dtype_overrides_autocast():
+        return _core.log_softmax(input.to(dtype=dtype), dim)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -129,6 +137,7 @@ def _reduce(losses, reduction):
     return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
 
 
+@autocast_op("mse_loss")
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Squared differences, summed or averaged by `reduction`; with weight (the input's shape) each
     is scaled by it, and the mean divides by weight's sum, as PyTorch's."""
@@ -200,6 +209,7 @@ def _nll_rows(logp, target, weight, ignore_index, reduction):
     return (losses.sum() if reduction == "sum" else losses.sum() / counts.sum()), counts
 
 
+@autocast_op("nll_loss")
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood of log-probabilities input [N, C, d...] at class indices target
     [N, d...]; the mean is weighted by weight[target] over the targets not equal to ignore_index."""
@@ -229,6 +239,7 @@ def _cross_entropy_probabilities(input, target, weight, reduction, label_smoothi
     return _reduce(losses, reduction)
 
 
+@autocast_op("cross_entropy")
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Cross-entropy of logits input [N, C, d...] (classes in dim 1, or [C]) against class indices
