@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _core, distributed
 from ._tensor import tensor
+from .amp import GradScaler, autocast
 from .autograd import no_grad
 from .models import GPT2, GPT2Config
 from .nn.parallel import DistributedDataParallel
@@ -38,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/gpt2",
                    help="run directory: checkpoint-<step> directories, resumed from the newest")
     p.add_argument("--device", default="cpu", choices=["cpu", "metal"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="bfloat16/float16: mixed precision (autocast; float16 adds loss scaling), weights stay float32")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=128)
@@ -125,9 +128,14 @@ class Ranks:
         return t.item()
 
 
+def mixed_precision(args):
+    """The autocast region the forward passes run in (a no-op for float32)."""
+    return autocast(args.device, dtype=getattr(_core.dtype, args.dtype), enabled=args.dtype != "float32")
+
+
 def evaluate(model, batches, args, rng):
     model.eval()
-    with no_grad():
+    with no_grad(), mixed_precision(args):
         losses = [model(*Ranks.shard(batches.sample("val", args.batch_size, rng, args.device)))[1].item()
                   for _ in range(args.eval_batches)]
     model.train()
@@ -147,16 +155,20 @@ def main(argv=None):
     trained = DistributedDataParallel(model) if Ranks.world > 1 else model
     optimizer = make_optimizer(model, args)
     scheduler = CosineWithWarmup(optimizer, args.warmup_steps, args.steps, min_lr_ratio=0.1)
+    # float16's narrow range needs the loss scaled so that small gradients survive; bfloat16's does not.
+    scaler = GradScaler(args.device, enabled=args.dtype == "float16")
     start, history = 0, {"train": [], "val": []}
     rng = np.random.default_rng(args.seed)  # draws the batches
     if trainer_state is not None:
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])
+        if trainer_state.get("scaler"):  # absent or empty after a run without loss scaling
+            scaler.load_state_dict(trainer_state["scaler"])
         start, history = trainer_state["step"], trainer_state["history"]
         rng.bit_generator.state = trainer_state["batch_sampler"]  # the batches an uninterrupted run would see
         _core.manual_seed(args.seed + start)  # so that dropout does not repeat the first steps' masks
     n_params = sum(p.numel() for p in model.parameters())
-    say(f"{n_params / 1e6:.2f}M parameters, {len(data):,} bytes of text, device {args.device}, "
+    say(f"{n_params / 1e6:.2f}M parameters, {len(data):,} bytes of text, device {args.device}, {args.dtype}, "
           f"{'resuming at step ' + str(start) if start else 'starting fresh'} -> {args.steps} steps"
         + (f", {Ranks.world} ranks" if Ranks.world > 1 else ""))
 
@@ -165,11 +177,14 @@ def main(argv=None):
     started = time.perf_counter()
     for step in range(start + 1, args.steps + 1):
         inputs, targets = Ranks.shard(batches.sample("train", args.batch_size, rng, args.device))
-        _, loss = trained(inputs, targets)
+        with mixed_precision(args):
+            _, loss = trained(inputs, targets)
         optimizer.zero_grad()
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clipping sees the true gradients
         clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)  # skipped when a float16 gradient overflowed
+        scaler.update()
         scheduler.step()
         history["train"].append((step, Ranks.mean(loss.item())))
         if progress:
@@ -179,6 +194,7 @@ def main(argv=None):
             if Ranks.rank == 0:
                 checkpoint.save(args.out, step, model, {
                     "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "history": history, "batch_sampler": rng.bit_generator.state})
                 progress.message(f"step {step}: val loss {history['val'][-1][1]:.4f}, checkpoint saved to {args.out}")
     if args.steps > start:
