@@ -77,3 +77,41 @@ class GPT2TrainStep(Workload):
                 optimizer.zero_grad()
                 return loss.detach()
         return step
+
+
+@register
+class GPT2TrainStepBF16(GPT2TrainStep):
+    """The same step in bfloat16 mixed precision: Orchard under orchard.autocast, PyTorch under torch.autocast
+    with its SDPA attention (its fastest CPU path). Weights, gradients and AdamW stay float32 in both."""
+    name = "gpt2_train_bf16"
+    target = ("torch", 1.0)
+
+    def label(self, **size):
+        return super().label(**size) + ", bf16 autocast"
+
+    def orchard(self, idx, targets, config):
+        import orchard as oc
+        step = super().orchard(idx, targets, config)
+        region = oc.autocast(idx.device.type, dtype=oc.bfloat16)
+        return lambda: region(step)()
+
+    def torch(self, idx, targets, config):
+        import torch
+        import transformers
+        torch.manual_seed(0)
+        with torch.inference_mode(False):
+            model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation="sdpa"))
+            model.train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+            idx, targets = idx.clone(), targets.clone()
+
+        def step():
+            with torch.inference_mode(False), torch.enable_grad():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    logits = model(idx).logits
+                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                return loss.detach()
+        return step
