@@ -1,5 +1,4 @@
 #include <cmath>
-#include <cstring>
 
 #include "autocast.h"
 #include "derivatives.h"
@@ -256,13 +255,19 @@ Tensor& copy_(Tensor& out, const Tensor& src) {
   if (src.device() == out.device()) {
     runtime_for(out.device()).copy(make_loop(out, {unaliased(src, out)}));
   } else {
-    // Across devices: both runtimes keep CPU-visible memory (Metal uses shared storage), so
-    // convert on the source device, then move contiguous bytes once.
+    // Across devices: converted on the source device, then the contiguous bytes cross once through
+    // host memory (Runtime::read/write; between two accelerators, through a host copy).
     Tensor staged = src.to(out.dtype()).expand(out.shape()).contiguous();
-    runtime_for(src.device()).synchronize();
     Tensor landing = out.is_contiguous() ? out : empty(out.shape(), out.dtype(), out.device());
-    runtime_for(out.device()).synchronize();
-    std::memcpy(landing.data(), staged.data(), staged.nbytes());
+    if (out.device() == Device::CPU) {
+      runtime_for(src.device()).read(staged, landing.data());
+    } else if (src.device() == Device::CPU) {
+      runtime_for(out.device()).write(landing, staged.data());
+    } else {
+      Tensor host = empty(out.shape(), out.dtype(), Device::CPU);
+      runtime_for(src.device()).read(staged, host.data());
+      runtime_for(out.device()).write(landing, host.data());
+    }
     if (!landing.same(out)) runtime_for(out.device()).copy(make_loop(out, {landing}));
   }
   out.storage()->bump_version();

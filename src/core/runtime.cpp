@@ -1,6 +1,7 @@
 #include "runtime.h"
 
 #include <atomic>
+#include <cstring>
 
 #include "errors.h"
 #include "loop.h"
@@ -12,6 +13,16 @@ namespace {
 std::atomic<Runtime*> g_runtimes[kNumDevices];
 std::atomic<bool> g_emulated[kNumDevices];
 }  // namespace
+
+void Runtime::read(const Tensor& src, void* host) {
+  synchronize();
+  std::memcpy(host, src.data(), src.nbytes());
+}
+
+void Runtime::write(const Tensor& dst, const void* host) {
+  synchronize();  // queued kernels may still read what this overwrites
+  std::memcpy(dst.data(), host, dst.nbytes());
+}
 
 void Runtime::matmul_accumulate(const MatmulArgs& a) {
   Tensor product = Tensor::empty(a.out.shape(), a.out.dtype(), a.out.device());

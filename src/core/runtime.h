@@ -266,6 +266,12 @@ class Runtime {
 
   // Waits until queued work is done (a no-op for synchronous runtimes).
   virtual void synchronize() {}
+
+  // The bytes of a contiguous tensor of this device to or from host memory, after the work queued
+  // before: the only way host code touches device memory, which need not be CPU-visible. The
+  // defaults synchronize and copy in place (the CPU's memory, Metal's shared storage).
+  virtual void read(const Tensor& src, void* host);
+  virtual void write(const Tensor& dst, const void* host);
 };
 
 // Registered runtimes; a device whose runtime is not linked in raises a RuntimeError saying so.

@@ -86,8 +86,8 @@ class Launch {
   Dispatch d_;
 };
 
-// Executes launches on one device. Memory is CPU-visible (Metal shared storage), so host reads only
-// need synchronize().
+// Executes launches on one device. Host code reaches its memory only through read() and write()
+// (Metal's shared storage allows them in place; a discrete GPU's memory would not).
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -101,6 +101,16 @@ class Backend {
   virtual void copy(void* dst_base, size_t dst_offset, void* src_base, size_t src_offset, size_t nbytes) = 0;
   // Commits queued work and waits for it; raises the error of a failed command buffer.
   virtual void synchronize() = 0;
+  // nbytes between an allocation and host memory, after the queued work. The defaults read and write
+  // in place, as shared storage (Metal's, the emulator's) allows.
+  virtual void read(const void* base, size_t offset, void* host, size_t nbytes) {
+    synchronize();
+    std::memcpy(host, static_cast<const uint8_t*>(base) + offset, nbytes);
+  }
+  virtual void write(void* base, size_t offset, const void* host, size_t nbytes) {
+    synchronize();
+    std::memcpy(static_cast<uint8_t*>(base) + offset, host, nbytes);
+  }
   virtual bool emulated() const = 0;
   // Bytes of freed allocations the runtime may keep for reuse. The GPU backend sizes it from the
   // device's recommended working set; elsewhere it is a fixed kDefaultCacheBudget.

@@ -49,6 +49,12 @@ class MetalRuntime final : public Runtime {
     cache_.release();
   }
   void synchronize() override { backend_.synchronize(); }
+  void read(const Tensor& src, void* host) override {
+    backend_.read(src.storage()->data(), size_t(src.offset()) * src.itemsize(), host, src.nbytes());
+  }
+  void write(const Tensor& dst, const void* host) override {
+    backend_.write(dst.storage()->data(), size_t(dst.offset()) * dst.itemsize(), host, dst.nbytes());
+  }
 
   void copy(const ElementwiseLoop& loop) override {
     const Operand &out = loop.operands[0], &in = loop.operands[1];

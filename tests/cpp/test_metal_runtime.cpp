@@ -182,3 +182,57 @@ TEST(MetalRuntime, TheEmulatorKeepsTheDefaultBudget) {
   EXPECT_EQ(make_backend()->cache_budget(), Backend::kDefaultCacheBudget);
   EXPECT_EQ(Backend::kDefaultCacheBudget, size_t(4) << 30);
 }
+
+namespace {
+
+// Memory the host cannot read in place, as a discrete GPU's: bytes are stored scrambled, and only
+// read() and write() unscramble them. Blits copy the stored bytes (scrambling is per byte).
+class PrivateMemoryBackend final : public Backend {
+ public:
+  static constexpr uint8_t kKey = 0xa5;
+  void* allocate(size_t nbytes) override { return std::malloc(std::max<size_t>(nbytes, 1)); }
+  void deallocate(void* base) override { std::free(base); }
+  void dispatch(const Dispatch& d) override { FAIL() << "no kernels on this backend, got " << d.kernel; }
+  void copy(void* dst, size_t dst_offset, void* src, size_t src_offset, size_t nbytes) override {
+    std::memmove(static_cast<uint8_t*>(dst) + dst_offset, static_cast<uint8_t*>(src) + src_offset, nbytes);
+  }
+  void synchronize() override {}
+  bool emulated() const override { return true; }
+  void read(const void* base, size_t offset, void* host, size_t nbytes) override {
+    for (size_t i = 0; i < nbytes; ++i)
+      static_cast<uint8_t*>(host)[i] = static_cast<const uint8_t*>(base)[offset + i] ^ kKey;
+  }
+  void write(void* base, size_t offset, const void* host, size_t nbytes) override {
+    for (size_t i = 0; i < nbytes; ++i)
+      static_cast<uint8_t*>(base)[offset + i] = static_cast<const uint8_t*>(host)[i] ^ kKey;
+  }
+};
+
+// Serves Device::Metal with `runtime` for one scope.
+class ScopedMetalRuntime {
+ public:
+  explicit ScopedMetalRuntime(Runtime* runtime) : old_(&runtime_for(Device::Metal)) {
+    register_runtime(Device::Metal, runtime);
+  }
+  ~ScopedMetalRuntime() { register_runtime(Device::Metal, old_); }
+
+ private:
+  Runtime* old_;
+};
+
+}  // namespace
+
+TEST(MetalRuntime, CopiesAcrossDevicesGoThroughTheBackendsReadAndWrite) {
+  PrivateMemoryBackend backend;
+  std::unique_ptr<Runtime> runtime = make_metal_runtime(backend);
+  ScopedMetalRuntime serving(runtime.get());
+  Tensor host = arange(0, 12, 1, DType::Float32);
+  Tensor device = host.to(Device::Metal);
+  const uint8_t* stored = static_cast<const uint8_t*>(device.data());
+  EXPECT_EQ(stored[4] ^ PrivateMemoryBackend::kKey, static_cast<const uint8_t*>(host.data())[4]);
+  Tensor back = device.slice(0, 2, 10).to(Device::CPU);
+  for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(back.data_as<float>()[i], float(i + 2));
+  Tensor into = zeros({4}, DType::Float32);
+  copy_(into, device.slice(0, 8, 12));
+  EXPECT_EQ(into.data_as<float>()[3], 11.0f);
+}
