@@ -252,3 +252,21 @@ def test_bad_device_types_raise():
     with pytest.raises(ValueError, match="Expected `device_type` of type `str`"):
         oc.autocast(0)
     assert oc.amp.is_autocast_available("cpu") and not oc.amp.is_autocast_available("cuda")
+
+
+@pytest.mark.parametrize("low", [oc.bfloat16, oc.float16])
+def test_attention_backward_under_autocast_matches_torch(device, low):
+    rng = np.random.default_rng(3)
+    values = [rng.standard_normal((2, 3, 17, 16)).astype(np.float32) for _ in range(3)]
+    tq, tk, tv = (torch.tensor(v, requires_grad=True) for v in values)
+    q, k, v = (oc.tensor(v, device=device, requires_grad=True) for v in values)
+    with torch.autocast("cpu", dtype=TORCH_DTYPE[low]):
+        tout = TF.scaled_dot_product_attention(tq, tk, tv, is_causal=True)
+    (tout.float() ** 2).sum().backward()
+    with oc.autocast(device, dtype=low):
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert out.dtype == low
+    (out.float() ** 2).sum().backward()
+    for ours, ref in [(q, tq), (k, tk), (v, tv)]:
+        assert ours.grad.dtype == oc.float32
+        np.testing.assert_allclose(ours.grad.cpu().numpy(), ref.grad.numpy(), rtol=5e-2, atol=5e-2)
