@@ -3,25 +3,33 @@
 // batch stride of 0 broadcasts), out contiguous [batch, M, N]. The batch index is the grid's z.
 //
 // - matmul_tiled_<float dtype>: simdgroup-matrix tiles (geometry in matmul_params.h, reasoning in
-//   src/metal/plan_matmul.cpp). Tiles of a and b are staged in threadgroup memory as float, zero
-//   padded past M, N and K, so the products accumulate in float32 whatever the input dtype and edge
-//   tiles need no special path; only the final writes are guarded.
+//   src/metal/plan_matmul.cpp). Tiles of a and b are staged in threadgroup memory in the input dtype,
+//   zero padded past M, N and K so edge tiles need no special path (only the final writes are
+//   guarded), and multiplied as simdgroup matrices of that dtype into float32 accumulators: the
+//   products accumulate in float32 whatever the input dtype, and the result rounds to T once.
 // - matmul_naive_<int dtype>: one thread per output element, accumulating with two's-complement
 //   wraparound (as the CPU's integer loops do).
 #include "common.h"
 #include "matmul_params.h"
 
+// On 16-bit inputs the multiply-accumulate mixes types: half (or bfloat) a and b, float c and d.
+// The MSL specification's table of SIMD-group matrix operations (6.7.2, MSL 3.1) writes one element
+// type T for all four operands, so it does not spell this out; Apple's compiler accepts the mix, and
+// the half and bfloat matrix products of other Metal libraries (llama.cpp's among them) are written
+// this way. Widening the fragments to float instead would need float tiles (simdgroup_load reads
+// only its own element type), twice the threadgroup memory and staging traffic this kernel saves.
 template <typename T>
 [[kernel]] void matmul_tiled(device T* out [[buffer(0)]], device const T* a [[buffer(1)]], device const T* b [[buffer(2)]],
                              constant MatmulParams& p [[buffer(3)]],
-                             threadgroup float* a_tile [[threadgroup(0)]],
-                             threadgroup float* b_tile [[threadgroup(1)]],
+                             threadgroup T* a_tile [[threadgroup(0)]],
+                             threadgroup T* b_tile [[threadgroup(1)]],
                              threadgroup float* c_tile [[threadgroup(2)]],
                              uint3 group [[threadgroup_position_in_grid]],
                              uint tid [[thread_index_in_threadgroup]],
                              uint sg [[simdgroup_index_in_threadgroup]]) {
   const uint tile_m = ORCHARD_MATMUL_TILE_M, tile_n = ORCHARD_MATMUL_TILE_N, tile_k = ORCHARD_MATMUL_TILE_K;
-  const uint a_ld = ORCHARD_MATMUL_A_LD, b_ld = ORCHARD_MATMUL_B_LD, threads = ORCHARD_MATMUL_THREADS;
+  const uint a_ld = ORCHARD_MATMUL_A_LD(sizeof(T)), b_ld = ORCHARD_MATMUL_B_LD(sizeof(T));
+  const uint threads = ORCHARD_MATMUL_THREADS;
   const int64_t row0 = int64_t(group.y) * tile_m, col0 = int64_t(group.x) * tile_n;
   a += int64_t(group.z) * p.a_strides[0];
   b += int64_t(group.z) * p.b_strides[0];
@@ -41,18 +49,18 @@ template <typename T>
       const uint r = p.a_k_unit ? e / tile_k : e % tile_m;
       const uint c = p.a_k_unit ? e % tile_k : e / tile_m;
       const int64_t gr = row0 + r, gc = k0 + c;
-      a_tile[r * a_ld + c] = (gr < p.m && gc < p.k) ? float(a[gr * p.a_strides[1] + gc * p.a_strides[2]]) : 0.0f;
+      a_tile[r * a_ld + c] = (gr < p.m && gc < p.k) ? a[gr * p.a_strides[1] + gc * p.a_strides[2]] : T(0.0f);
     }
     for (uint e = tid; e < tile_k * tile_n; e += threads) {
       const uint r = p.b_n_unit ? e / tile_n : e % tile_k;
       const uint c = p.b_n_unit ? e % tile_n : e / tile_k;
       const int64_t gr = k0 + r, gc = col0 + c;
-      b_tile[r * b_ld + c] = (gr < p.k && gc < p.n) ? float(b[gr * p.b_strides[1] + gc * p.b_strides[2]]) : 0.0f;
+      b_tile[r * b_ld + c] = (gr < p.k && gc < p.n) ? b[gr * p.b_strides[1] + gc * p.b_strides[2]] : T(0.0f);
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
     for (uint kk = 0; kk < tile_k; kk += 8) {
-      simdgroup_float8x8 a_frag[2], b_frag[2];
+      simdgroup_matrix<T, 8, 8> a_frag[2], b_frag[2];
       for (uint i = 0; i < 2; ++i) simdgroup_load(a_frag[i], a_tile + (sub_row + 8 * i) * a_ld + kk, a_ld);
       for (uint j = 0; j < 2; ++j) simdgroup_load(b_frag[j], b_tile + kk * b_ld + sub_col + 8 * j, b_ld);
       for (uint i = 0; i < 2; ++i)

@@ -6,16 +6,17 @@
 
 // The tiled float kernel: one threadgroup computes a TILE_M x TILE_N block of one output matrix,
 // stepping through K by TILE_K; its four simdgroups each own a 16 x 16 quarter (2 x 2 8x8
-// accumulators). Staged tiles are float, their rows padded by TILE_PAD floats.
+// accumulators). Tiles of a and b are staged in the input dtype (2 or 4 bytes an element), their
+// rows padded by TILE_PAD_BYTES; the output is staged as float.
 #define ORCHARD_MATMUL_TILE_M 32
 #define ORCHARD_MATMUL_TILE_N 32
 #define ORCHARD_MATMUL_TILE_K 16
-#define ORCHARD_MATMUL_TILE_PAD 4
+#define ORCHARD_MATMUL_TILE_PAD_BYTES 16
 #define ORCHARD_MATMUL_THREADS 128
-// Row pitch (in floats) of the staged A tile [TILE_M][A_LD], B tile [TILE_K][B_LD] and output tile
-// [TILE_M][TILE_N].
-#define ORCHARD_MATMUL_A_LD (ORCHARD_MATMUL_TILE_K + ORCHARD_MATMUL_TILE_PAD)
-#define ORCHARD_MATMUL_B_LD (ORCHARD_MATMUL_TILE_N + ORCHARD_MATMUL_TILE_PAD)
+// Row pitch, in elements of `bytes` bytes, of the staged A tile [TILE_M][A_LD] and B tile
+// [TILE_K][B_LD] (the output tile is [TILE_M][TILE_N] floats).
+#define ORCHARD_MATMUL_A_LD(bytes) (ORCHARD_MATMUL_TILE_K + ORCHARD_MATMUL_TILE_PAD_BYTES / (bytes))
+#define ORCHARD_MATMUL_B_LD(bytes) (ORCHARD_MATMUL_TILE_N + ORCHARD_MATMUL_TILE_PAD_BYTES / (bytes))
 
 // The integer kernel: one thread per output element, NAIVE_X x NAIVE_Y threads per threadgroup.
 #define ORCHARD_MATMUL_NAIVE_X 16

@@ -88,6 +88,30 @@ TEST(MetalEmulator, SimdgroupMatrices) {
     }
 }
 
+// 16-bit operands accumulate into float exactly: c around 4096 takes terms of 1/16 that a half or
+// bfloat16 accumulator (spacing 4 or 32 there) would round away.
+template <typename T> void check_mixed_simdgroup_matrices(const char* kernel) {
+  std::vector<T> a(64), b(64);
+  std::vector<float> c(64), want(64);
+  for (int i = 0; i < 64; ++i) {
+    a[i] = T(float(i % 7) * 0.25f - 0.75f);
+    b[i] = T(float(i % 5) * 0.25f - 0.5f);
+    c[i] = 4096.0f + float(i);
+  }
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) {
+      want[i * 8 + j] = c[i * 8 + j];
+      for (int k = 0; k < 8; ++k) want[i * 8 + j] += float(a[i * 8 + k]) * float(b[k * 8 + j]);
+    }
+  metal_emu::run(Launch(kernel).buffer(c.data(), 0).buffer(a.data(), 0).buffer(b.data(), 0).grid({1}, {32}));
+  for (int e = 0; e < 64; ++e) EXPECT_EQ(c[e], want[e]) << kernel << " element " << e;
+}
+
+TEST(MetalEmulator, MixedPrecisionSimdgroupMatrices) {
+  check_mixed_simdgroup_matrices<Half>("check_simdgroup_matrix_mixed_float16");
+  check_mixed_simdgroup_matrices<BFloat16>("check_simdgroup_matrix_mixed_bfloat16");
+}
+
 TEST(MetalEmulator, ReportsAThreadThatReturnsBeforeABarrier) {
   std::vector<float> out(32);
   EXPECT_THROW(

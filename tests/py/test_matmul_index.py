@@ -80,6 +80,32 @@ def test_matmul_large_and_expanded(device):
     assert_close(v @ v.T, np.full((3, 3), 5.0), oc.float32, device=device)
 
 
+
+def sequential_16bit_sum(arr_a, arr_b, dtype):
+    """a @ b summed term by term in the 16-bit dtype itself: what fp32 accumulation avoids."""
+    a, b = to_torch(arr_a, dtype), to_torch(arr_b, dtype)
+    acc = torch.zeros(a.shape[0], b.shape[1], dtype=a.dtype)
+    for k in range(a.shape[1]):
+        acc += a[:, k:k + 1] * b[k:k + 1, :]
+    return acc.double().numpy()
+
+
+@pytest.mark.parametrize("dt", [oc.float16, oc.bfloat16])
+@pytest.mark.parametrize("lb", ["contiguous", "transposed"])
+def test_long_16bit_products_accumulate_in_float32(device, dt, lb):
+    # 4096 positive terms of about 1: a 16-bit running sum passes 2048 (bfloat16: 256), where its
+    # spacing swallows whole terms, while a float32 sum stays within a few float32 ulps, so the
+    # result is the float64 value rounded once to the dtype (one ulp: 2^-10 or 2^-7 relative).
+    rng = np.random.default_rng(18)
+    a, arr_a = make_tensor(rng, (33, 4096), dt, "contiguous", device, low=0.5, high=1.5)
+    b, arr_b = make_tensor(rng, (4096, 40), dt, lb, device, low=0.5, high=1.5)
+    exact = arr_a.astype(np.float64) @ arr_b.astype(np.float64)
+    ulp = 2.0 ** -10 if dt == oc.float16 else 2.0 ** -7
+    drift = np.max(np.abs(sequential_16bit_sum(arr_a, arr_b, dt) - exact) / exact)
+    assert drift > 8 * ulp, f"16-bit accumulation drifts by only {drift}: the test would not tell"
+    assert_close(a @ b, exact, dt, rtol=ulp, atol=0.0, device=device)
+
+
 # ---- index_select / gather / scatter_add / embedding -----------------------------------------
 
 @given(shape=shapes(min_dims=1, max_dims=3), dtype=dtypes, layout=layouts, seed=seeds, data=st.data())

@@ -58,6 +58,10 @@ PLANTED = {
                               "  simdgroup_float8x8 acc[2][2];\n  float* tile = a_tile;\n",
                               r"matmul\.metal:\d+: error: cannot initialize a variable of type 'float \*' with an "
                               r"lvalue of type 'threadgroup float \*'"),
+    # Simdgroup matrices: 16-bit operands may accumulate into float, but a and b share one type.
+    "mixed_operands": ("matmul.metal", "simdgroup_multiply_accumulate(acc[i][j], a_frag[i], b_frag[j], acc[i][j])",
+                       "simdgroup_multiply_accumulate(acc[i][j], a_frag[i], acc[i][j], acc[i][j])",
+                       r"matmul\.metal:\d+: error: no matching function for call to 'simdgroup_multiply_accumulate'"),
     # The library: no std::, no C library, no system header.
     "std_call": ("elementwise.metal", "const float a = fabs(x);", "const float a = std::fabs(x);",
                  r"elementwise\.metal:\d+: error: use of undeclared identifier 'std'"),

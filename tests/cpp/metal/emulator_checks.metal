@@ -38,6 +38,21 @@ template <typename T>
 }
 ORCHARD_KERNEL("check_simdgroup_matrix_float32", check_simdgroup_matrix, float)
 
+// c = a @ b + c for 8x8 matrices: 16-bit a and b multiplied into a float c (metal/matmul.metal's form).
+template <typename T>
+[[kernel]] void check_simdgroup_matrix_mixed(device float* c [[buffer(0)]], device const T* a [[buffer(1)]],
+                                             device const T* b [[buffer(2)]], uint lane [[thread_index_in_simdgroup]]) {
+  simdgroup_matrix<T, 8, 8> x, y;
+  simdgroup_float8x8 z;
+  simdgroup_load(x, a);
+  simdgroup_load(y, b);
+  simdgroup_load(z, c);
+  simdgroup_multiply_accumulate(z, x, y, z);
+  simdgroup_store(z, c);
+}
+ORCHARD_KERNEL("check_simdgroup_matrix_mixed_float16", check_simdgroup_matrix_mixed, half)
+ORCHARD_KERNEL("check_simdgroup_matrix_mixed_bfloat16", check_simdgroup_matrix_mixed, bfloat)
+
 // Thread 0 returns before a barrier the others wait at: undefined on a GPU, an error here.
 template <typename T>
 [[kernel]] void check_early_return(device T* out [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {
