@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -265,12 +266,39 @@ bool bf16_gemm_supported(Bf16Gemm path) { return path == Bf16Gemm::Widened; }
 
 #endif
 
+const char* bf16_gemm_name(Bf16Gemm path) {
+  switch (path) {
+    case Bf16Gemm::Widened: return "widened";
+    case Bf16Gemm::Avx512Bf16: return "avx512bf16";
+    case Bf16Gemm::Amx: return "amx";
+  }
+  return "?";
+}
+
 namespace {
 
+constexpr Bf16Gemm kPaths[] = {Bf16Gemm::Widened, Bf16Gemm::Avx512Bf16, Bf16Gemm::Amx};
+
+// The fastest supported path, or the one ORCHARD_BF16_GEMM names (to compare the paths, or to
+// test the fallback from Python).
+Bf16Gemm initial_path() {
+  if (const char* env = std::getenv("ORCHARD_BF16_GEMM")) {
+    for (Bf16Gemm path : kPaths)
+      if (std::strcmp(env, bf16_gemm_name(path)) == 0) {
+        ORCHARD_CHECK(bf16_gemm_supported(path), RuntimeError, "ORCHARD_BF16_GEMM=", env,
+                      ": this processor lacks that bfloat16 matmul path");
+        return path;
+      }
+    throw RuntimeError(detail::concat("ORCHARD_BF16_GEMM=", env, ": expected widened, avx512bf16 or amx"));
+  }
+  Bf16Gemm best = Bf16Gemm::Widened;
+  for (Bf16Gemm path : kPaths)
+    if (bf16_gemm_supported(path)) best = path;
+  return best;
+}
+
 std::atomic<Bf16Gemm>& chosen_path() {
-  static std::atomic<Bf16Gemm> path{bf16_gemm_supported(Bf16Gemm::Amx)          ? Bf16Gemm::Amx
-                                    : bf16_gemm_supported(Bf16Gemm::Avx512Bf16) ? Bf16Gemm::Avx512Bf16
-                                                                                : Bf16Gemm::Widened};
+  static std::atomic<Bf16Gemm> path{initial_path()};
   return path;
 }
 
@@ -279,8 +307,8 @@ std::atomic<Bf16Gemm>& chosen_path() {
 Bf16Gemm bf16_gemm_path() { return chosen_path().load(std::memory_order_relaxed); }
 
 void use_bf16_gemm_path(Bf16Gemm path) {
-  ORCHARD_CHECK(bf16_gemm_supported(path), RuntimeError, "bfloat16 matmul: path ", int(path),
-                " is not supported on this processor; check bf16_gemm_supported first");
+  ORCHARD_CHECK(bf16_gemm_supported(path), RuntimeError, "bfloat16 matmul: this processor lacks the ",
+                bf16_gemm_name(path), " path; check bf16_gemm_supported first");
   chosen_path().store(path, std::memory_order_relaxed);
 }
 

@@ -13,9 +13,12 @@ enum class Bf16Gemm {
   Amx,         // tdpbf16ps tiles (Sapphire Rapids and later, with the kernel's permission)
 };
 
+const char* bf16_gemm_name(Bf16Gemm path);  // "widened", "avx512bf16", "amx"
+
 // Whether this processor and operating system offer `path`; checked once.
 bool bf16_gemm_supported(Bf16Gemm path);
-// The path bfloat16 products take: the fastest supported one, unless a test chose another.
+// The path bfloat16 products take: the fastest supported one, unless the environment variable
+// ORCHARD_BF16_GEMM named another (its name) or a test chose one.
 Bf16Gemm bf16_gemm_path();
 // Tests: run bfloat16 products through `path` (which must be supported) from now on.
 void use_bf16_gemm_path(Bf16Gemm path);

@@ -263,8 +263,7 @@ TEST_P(Bf16Matmul, NanAndInfinityReachOnlyTheirRowsAndColumns) {
 }
 
 std::string path_name(const ::testing::TestParamInfo<cpu::Bf16Gemm>& info) {
-  static const char* const names[] = {"Widened", "Avx512Bf16", "Amx"};
-  return names[int(info.param)];
+  return cpu::bf16_gemm_name(info.param);
 }
 INSTANTIATE_TEST_SUITE_P(Paths, Bf16Matmul,
                          ::testing::Values(cpu::Bf16Gemm::Widened, cpu::Bf16Gemm::Avx512Bf16, cpu::Bf16Gemm::Amx),
