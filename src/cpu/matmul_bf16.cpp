@@ -15,6 +15,7 @@
 #include "matmul_bf16.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -40,10 +41,13 @@ namespace {
 #define ORCHARD_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define ORCHARD_AMX_BF16 __attribute__((target("amx-tile,amx-bf16")))
 
-// A micro-kernel: c (an MR x NR float32 tile, rows ldc apart) = (first ? 0 : c) + a @ b over kc
+// b's panels are 32 columns wide in both kernels: two vectors of 16 floats, or two 16-column tiles.
+constexpr int kPanelCols = 32;
+
+// A micro-kernel: c (an MR x 32 float32 tile, rows ldc apart) = (first ? 0 : c) + a @ b over kc
 // values of k (a multiple of G), a and b being one panel each, starting at the chunk's k.
 struct MicroKernel {
-  int mr, nr, group;
+  int mr, group;
   void (*multiply)(int64_t kc, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc, bool first);
   void (*begin)();  // per-thread set-up before a series of calls (the AMX tile shapes), and undoing it
   void (*end)();
@@ -52,7 +56,7 @@ struct MicroKernel {
 // ---- AVX512-BF16: 14 x 32 tiles --------------------------------------------------------------
 // 28 accumulators (14 rows x two vectors of 16 columns), the two b vectors of a k pair and one
 // broadcast fill the 32 vector registers; each b load serves 14 vdpbf16ps.
-constexpr int kAvxRows = 14, kAvxCols = 32;
+constexpr int kAvxRows = 14;
 
 ORCHARD_AVX512_BF16 void avx512_multiply(int64_t kc, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
                                          bool first) {
@@ -61,7 +65,7 @@ ORCHARD_AVX512_BF16 void avx512_multiply(int64_t kc, const uint16_t* a, const ui
   for (int i = 0; i < kAvxRows; ++i)
     for (int h = 0; h < 2; ++h) acc[i][h] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + i * ldc + 16 * h);
   for (int64_t p = 0; p < kc / 2; ++p) {
-    const uint16_t* bp = b + p * 2 * kAvxCols;
+    const uint16_t* bp = b + p * 2 * kPanelCols;
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp), b1 = (__m512bh)_mm512_loadu_si512(bp + 32);
     const uint16_t* ap = a + p * 2 * kAvxRows;
 #pragma GCC unroll 14
@@ -83,7 +87,7 @@ void nothing() {}
 // ---- AMX: 32 x 32 tiles --------------------------------------------------------------------
 // Tiles 0-3 hold the four 16 x 16 float32 quarters of c, 4-5 the two 16-row halves of a's 32 k
 // values, 6-7 the two 16-column halves of b's 16 k pairs: all eight are 16 rows of 64 bytes.
-constexpr int kAmxRows = 32, kAmxCols = 32, kAmxGroup = 32;
+constexpr int kAmxRows = 32, kAmxGroup = 32;
 
 struct alignas(64) TileConfig {
   uint8_t palette = 1, start_row = 0, reserved[14] = {};
@@ -108,17 +112,17 @@ ORCHARD_AMX_BF16 void amx_multiply(int64_t kc, const uint16_t* a, const uint16_t
   }
   for (int64_t k0 = 0; k0 < kc; k0 += kAmxGroup) {
     const uint16_t* ak = a + k0 * kAmxRows;  // 32 rows of 32 k values
-    const uint16_t* bk = b + k0 * kAmxCols;  // 16 k pairs of 32 columns
+    const uint16_t* bk = b + k0 * kPanelCols;  // 16 k pairs of 32 columns
     _tile_loadd(4, ak, 64); _tile_loadd(5, ak + 16 * kAmxGroup, 64);
-    _tile_loadd(6, bk, 4 * kAmxCols); _tile_loadd(7, bk + 32, 4 * kAmxCols);
+    _tile_loadd(6, bk, 4 * kPanelCols); _tile_loadd(7, bk + 16 * 2, 4 * kPanelCols);
     _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7); _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
   }
   _tile_stored(0, c, c_stride); _tile_stored(1, c + 16, c_stride);
   _tile_stored(2, c10, c_stride); _tile_stored(3, c10 + 16, c_stride);
 }
 
-constexpr MicroKernel kAvx512Kernel{kAvxRows, kAvxCols, 2, avx512_multiply, nothing, nothing};
-constexpr MicroKernel kAmxKernel{kAmxRows, kAmxCols, kAmxGroup, amx_multiply, amx_begin, amx_end};
+constexpr MicroKernel kAvx512Kernel{kAvxRows, 2, avx512_multiply, nothing, nothing};
+constexpr MicroKernel kAmxKernel{kAmxRows, kAmxGroup, amx_multiply, amx_begin, amx_end};
 
 // ---- blocking ----------------------------------------------------------------------------------
 // A task computes an MC x NC block of one product, in KC chunks of K. The b panel of a chunk
@@ -134,23 +138,37 @@ constexpr int64_t kMinTaskFlops = int64_t(1) << 21;
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
+// Rows l and l + 1 of a row-major b, 32 columns each, as the 32 k pairs of a b panel.
+ORCHARD_AVX512_BF16 void interleave_pair(const uint16_t* row0, const uint16_t* row1, uint16_t* dst) {
+  static constexpr auto indices = [] {  // element i of a pair-interleaved half: row i % 2, column i / 2
+    std::array<std::array<uint16_t, 32>, 2> idx{};
+    for (int half = 0; half < 2; ++half)
+      for (int i = 0; i < 32; ++i) idx[size_t(half)][size_t(i)] = uint16_t(i % 2 * 32 + half * 16 + i / 2);
+    return idx;
+  }();
+  const __m512i r0 = _mm512_loadu_si512(row0), r1 = _mm512_loadu_si512(row1);
+  for (int half = 0; half < 2; ++half)
+    _mm512_storeu_si512(dst + 32 * half,
+                        _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(indices[size_t(half)].data()), r1));
+}
+
 // Packs rows [0, rows) x k of a matrix whose element (r, l) is src[r * sr + l * sk] into one panel
 // of `panel_rows` rows (see the layout above), zero-padded to panel_rows x kpad.
 void pack_panel(const uint16_t* src, int64_t sr, int64_t sk, int64_t rows, int64_t k, int panel_rows, int group,
                 int64_t kpad, uint16_t* dst) {
   if (rows < panel_rows || k < kpad) std::fill(dst, dst + panel_rows * kpad, uint16_t(0));
   const int64_t block = int64_t(panel_rows) * group;  // elements per group of k
-  if (sk == 1) {  // each row's k values are contiguous: copy runs of `group`
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t l0 = 0; l0 < k; l0 += group) {
-        const int64_t len = std::min<int64_t>(group, k - l0);
-        std::memcpy(dst + (l0 / group) * block + r * group, src + r * sr + l0, size_t(len) * 2);
-      }
-  } else {  // the rows of each k are (nearly) contiguous
-    for (int64_t l = 0; l < k; ++l) {
-      uint16_t* d = dst + (l / group) * block + l % group;
-      const uint16_t* s = src + l * sk;
-      for (int64_t r = 0; r < rows; ++r) d[r * group] = s[r * sr];
+  for (int64_t l0 = 0; l0 < k; l0 += group) {
+    uint16_t* d = dst + (l0 / group) * block;
+    const int64_t len = std::min<int64_t>(group, k - l0);
+    if (sk == 1) {  // each row's k values are contiguous
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t g = 0; g < len; ++g) d[r * group + g] = src[r * sr + l0 + g];
+    } else if (sr == 1 && len == 2 && rows == kPanelCols && panel_rows == kPanelCols) {  // a whole b panel
+      interleave_pair(src + l0 * sk, src + (l0 + 1) * sk, d);
+    } else {  // the rows of each k are strided (contiguous when sr == 1)
+      for (int64_t g = 0; g < len; ++g)
+        for (int64_t r = 0; r < rows; ++r) d[r * group + g] = src[r * sr + (l0 + g) * sk];
     }
   }
 }
@@ -181,7 +199,7 @@ ORCHARD_AVX512_BF16 void store_block(const float* c, int64_t ldc, uint16_t* out,
 
 void run_kernel(const MicroKernel& kern, const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
-  const int mr = kern.mr, nr = kern.nr;
+  const int mr = kern.mr, nr = kPanelCols;
   const int64_t kpad = round_up(k, kern.group);
   const int64_t a_panels = (m + mr - 1) / mr, b_panels = (n + nr - 1) / nr;
   const int64_t a_count = a.strides()[0] == 0 ? 1 : batch, b_count = b.strides()[0] == 0 ? 1 : batch;
