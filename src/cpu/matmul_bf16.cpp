@@ -135,8 +135,13 @@ constexpr MicroKernel kAmxKernel{kAmxRows, kAmxGroup, amx_multiply, amx_begin, a
 constexpr int64_t kChunkK = 512;  // a multiple of every kernel's group
 constexpr int64_t kBlockRows = 128, kBlockCols = 256;
 constexpr int64_t kMinTaskFlops = int64_t(1) << 21;
+constexpr int64_t kPackSlice = 64;  // k values per packing task: a multiple of every kernel's group
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// Plain vector types stand in for intrinsics whose GCC 12 versions trip -Wmaybe-uninitialized.
+using U16x16 = uint16_t __attribute__((vector_size(32)));
+using U32x16 = uint32_t __attribute__((vector_size(64)));
 
 // Rows l and l + 1 of a row-major b, 32 columns each, as the 32 k pairs of a b panel.
 ORCHARD_AVX512_BF16 void interleave_pair(const uint16_t* row0, const uint16_t* row1, uint16_t* dst) {
@@ -152,20 +157,53 @@ ORCHARD_AVX512_BF16 void interleave_pair(const uint16_t* row0, const uint16_t* r
                         _mm512_permutex2var_epi16(r0, _mm512_loadu_si512(indices[size_t(half)].data()), r1));
 }
 
-// Packs rows [0, rows) x k of a matrix whose element (r, l) is src[r * sr + l * sk] into one panel
-// of `panel_rows` rows (see the layout above), zero-padded to panel_rows x kpad.
-void pack_panel(const uint16_t* src, int64_t sr, int64_t sk, int64_t rows, int64_t k, int panel_rows, int group,
-                int64_t kpad, uint16_t* dst) {
-  if (rows < panel_rows || k < kpad) std::fill(dst, dst + panel_rows * kpad, uint16_t(0));
-  const int64_t block = int64_t(panel_rows) * group;  // elements per group of k
-  for (int64_t l0 = 0; l0 < k; l0 += group) {
-    uint16_t* d = dst + (l0 / group) * block;
-    const int64_t len = std::min<int64_t>(group, k - l0);
+// 32 k values of 32 rows of a column-major a (row r of value l at src[r + l * sk]) as an AMX a panel's
+// block: each row's 32 values contiguous. Per 16 rows, the k pairs are joined into 32-bit lanes
+// (pair p of row r in lane r of m[p]), then the 16 x 16 lanes are transposed in four rounds that
+// swap the off-diagonal s x s blocks (s = 8, 4, 2, 1) of each 2s x 2s block.
+ORCHARD_AVX512_BF16 void transpose_block(const uint16_t* src, int64_t sk, uint16_t* dst) {
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int h = 0; h < 2; ++h) {
+    __m512i m[16];
+    for (int p = 0; p < 16; ++p) {
+      U16x16 lo, hi;
+      std::memcpy(&lo, src + 2 * p * sk + 16 * h, sizeof lo);
+      std::memcpy(&hi, src + (2 * p + 1) * sk + 16 * h, sizeof hi);
+      m[p] = __m512i(__builtin_convertvector(lo, U32x16) | __builtin_convertvector(hi, U32x16) << 16);
+    }
+    for (int s = 8; s >= 1; s /= 2) {
+      const __mmask16 upper = _mm512_test_epi32_mask(lanes, _mm512_set1_epi32(s));  // lanes of the right block
+      const __m512i take_left = _mm512_mask_add_epi32(lanes, upper, lanes, _mm512_set1_epi32(16 - s));
+      const __m512i take_right = _mm512_mask_add_epi32(_mm512_add_epi32(lanes, _mm512_set1_epi32(s)), upper, lanes,
+                                                       _mm512_set1_epi32(16));
+      for (int i = 0; i < 16; ++i)
+        if (!(i & s)) {
+          const __m512i top = _mm512_permutex2var_epi32(m[i], take_left, m[i + s]);
+          m[i + s] = _mm512_permutex2var_epi32(m[i], take_right, m[i + s]);
+          m[i] = top;
+        }
+    }
+    for (int r = 0; r < 16; ++r) _mm512_storeu_si512(dst + (16 * h + r) * kAmxGroup, m[r]);
+  }
+}
+
+// Packs k values [begin, end) of rows [0, rows) of a matrix whose element (r, l) is
+// src[r * sr + l * sk] into a panel of `panel_rows` rows (see the layout above), zero-padded to
+// panel_rows rows and up to k value `padded_end`; `begin` is a multiple of the group.
+void pack_panel(const uint16_t* src, int64_t sr, int64_t sk, int64_t rows, int64_t begin, int64_t end,
+                int64_t padded_end, int panel_rows, int group, uint16_t* dst) {
+  if (rows < panel_rows || end < padded_end)
+    std::fill(dst + begin * panel_rows, dst + padded_end * panel_rows, uint16_t(0));
+  for (int64_t l0 = begin; l0 < end; l0 += group) {
+    uint16_t* d = dst + l0 * panel_rows;
+    const int64_t len = std::min<int64_t>(group, end - l0);
     if (sk == 1) {  // each row's k values are contiguous
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t g = 0; g < len; ++g) d[r * group + g] = src[r * sr + l0 + g];
     } else if (sr == 1 && len == 2 && rows == kPanelCols && panel_rows == kPanelCols) {  // a whole b panel
       interleave_pair(src + l0 * sk, src + (l0 + 1) * sk, d);
+    } else if (sr == 1 && len == kAmxGroup && rows == kAmxRows && panel_rows == kAmxRows) {  // a whole AMX a block
+      transpose_block(src + l0 * sk, sk, d);
     } else {  // the rows of each k are strided (contiguous when sr == 1)
       for (int64_t g = 0; g < len; ++g)
         for (int64_t r = 0; r < rows; ++r) d[r * group + g] = src[r * sr + (l0 + g) * sk];
@@ -173,10 +211,7 @@ void pack_panel(const uint16_t* src, int64_t sr, int64_t sk, int64_t rows, int64
   }
 }
 
-// out rows (+)= the float32 block c, rounded to bfloat16 (to nearest even; NaN stays NaN). Plain
-// vector types rather than intrinsics where GCC 12's intrinsics trip -Wmaybe-uninitialized.
-using U16x16 = uint16_t __attribute__((vector_size(32)));
-using U32x16 = uint32_t __attribute__((vector_size(64)));
+// out rows (+)= the float32 block c, rounded to bfloat16 (to nearest even; NaN stays NaN).
 
 ORCHARD_AVX512_BF16 void store_block(const float* c, int64_t ldc, uint16_t* out, int64_t ldo, int64_t rows,
                                      int64_t cols, bool accumulate) {
@@ -212,18 +247,22 @@ void run_kernel(const MicroKernel& kern, const Tensor& a, const Tensor& b, const
   const auto* b_data = reinterpret_cast<const uint16_t*>(b.data());
   const Strides &sa = a.strides(), &sb = b.strides();
 
-  // Every panel of a (rows of a) and of b (columns of b: the transposed view of b).
-  parallel_for(a_count * a_panels + b_count * b_panels, grain_for(int64_t(mr) * kpad), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p)
-      if (p < a_count * a_panels) {
-        const int64_t i = p / a_panels, r0 = p % a_panels * mr;
-        pack_panel(a_data + i * sa[0] + r0 * sa[1], sa[1], sa[2], std::min<int64_t>(mr, m - r0), k, mr, kern.group,
-                   kpad, pa + p * a_panel_size);
-      } else {
-        const int64_t q = p - a_count * a_panels, i = q / b_panels, c0 = q % b_panels * nr;
-        pack_panel(b_data + i * sb[0] + c0 * sb[2], sb[2], sb[1], std::min<int64_t>(nr, n - c0), k, nr, 2, kpad,
-                   pb + q * b_panel_size);
-      }
+  // Every panel of a (rows of a) and of b (columns of b: the transposed view of b), a slice of k
+  // values of all the panels of one matrix at a time, so that a row-major matrix is read row by row.
+  const int64_t slices = (kpad + kPackSlice - 1) / kPackSlice;
+  parallel_for((a_count + b_count) * slices, grain_for(kPackSlice * std::max(m, n)), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t i = t / slices, begin = t % slices * kPackSlice, padded_end = std::min(kpad, begin + kPackSlice);
+      const int64_t end = std::min(k, padded_end);
+      if (i < a_count)
+        for (int64_t p = 0, r0 = 0; p < a_panels; ++p, r0 += mr)
+          pack_panel(a_data + i * sa[0] + r0 * sa[1], sa[1], sa[2], std::min<int64_t>(mr, m - r0), begin, end,
+                     padded_end, mr, kern.group, pa + (i * a_panels + p) * a_panel_size);
+      else
+        for (int64_t p = 0, c0 = 0; p < b_panels; ++p, c0 += nr)
+          pack_panel(b_data + (i - a_count) * sb[0] + c0 * sb[2], sb[2], sb[1], std::min<int64_t>(nr, n - c0), begin,
+                     end, padded_end, nr, 2, pb + ((i - a_count) * b_panels + p) * b_panel_size);
+    }
   });
 
   const int64_t block_rows = round_up(kBlockRows, mr), block_cols = round_up(kBlockCols, nr);
