@@ -10,8 +10,8 @@
 // cut when the block is stored.
 //
 // The kernels are compiled for their instruction sets with target attributes and chosen at run time,
-// so a build for any x86-64 runs everywhere. Both instructions treat denormal inputs as zero and
-// round with float32 accumulation, as oneDNN's bf16 products (PyTorch's) do.
+// so a build for any x86-64 runs everywhere. Both instructions accumulate in float32 and flush
+// denormals to zero, as oneDNN's bfloat16 products (PyTorch's) do.
 #include "matmul_bf16.h"
 
 #include <algorithm>
@@ -55,7 +55,9 @@ struct MicroKernel {
 
 // ---- AVX512-BF16: 14 x 32 tiles --------------------------------------------------------------
 // 28 accumulators (14 rows x two vectors of 16 columns), the two b vectors of a k pair and one
-// broadcast fill the 32 vector registers; each b load serves 14 vdpbf16ps.
+// broadcast fill the 32 vector registers; each b load serves 14 vdpbf16ps. On Sapphire Rapids
+// vdpbf16ps issues at a quarter of vfmadd231ps's rate (measured), so there this kernel runs at
+// about half of sgemm's speed and the AMX kernel is the one chosen.
 constexpr int kAvxRows = 14;
 
 ORCHARD_AVX512_BF16 void avx512_multiply(int64_t kc, const uint16_t* a, const uint16_t* b, float* c, int64_t ldc,
@@ -129,9 +131,9 @@ constexpr MicroKernel kAmxKernel{kAmxRows, kAmxGroup, amx_multiply, amx_begin, a
 // (KC x 32 bf16 = 32 KiB) stays in L1 (48 KiB on Sapphire Rapids) while the a panels of the block
 // (MC x KC = 128 KiB) stream from L2 past it; the block's float32 sums (MC x NC = 128 KiB) and the
 // chunk of b's block (KC x NC = 256 KiB) fit in L2 beside them (2 MiB on Sapphire Rapids, 1 MiB on
-// Zen 4). A longer chunk reloads the sums less often: KC = 512 ran 1024^3 and GPT-2's shapes up to
-// a quarter faster than 256 with AMX. An MC x NC block is also the unit of work split across
-// threads: 1024 x 1024 gives 32 tasks.
+// Zen 4). A longer chunk reloads the sums less often: with AMX, KC = 512 beat 256 on 1024^3 and on
+// GPT-2's shapes. An MC x NC block is also the unit of work split across threads: 1024 x 1024 gives
+// 32 tasks.
 constexpr int64_t kChunkK = 512;  // a multiple of every kernel's group
 constexpr int64_t kBlockRows = 128, kBlockCols = 256;
 constexpr int64_t kMinTaskFlops = int64_t(1) << 21;
