@@ -327,18 +327,10 @@ bool bf16_gemm_supported(Bf16Gemm path) { return path == Bf16Gemm::Widened; }
 
 #endif
 
-const char* bf16_gemm_name(Bf16Gemm path) {
-  switch (path) {
-    case Bf16Gemm::Widened: return "widened";
-    case Bf16Gemm::Avx512Bf16: return "avx512bf16";
-    case Bf16Gemm::Amx: return "amx";
-  }
-  return "?";
-}
-
 namespace {
 
-constexpr Bf16Gemm kPaths[] = {Bf16Gemm::Widened, Bf16Gemm::Avx512Bf16, Bf16Gemm::Amx};
+constexpr Bf16Gemm kPaths[] = {Bf16Gemm::Widened, Bf16Gemm::Avx512Bf16, Bf16Gemm::Amx};  // slowest first
+constexpr const char* kPathNames[] = {"widened", "avx512bf16", "amx"};
 
 // The fastest supported path, or the one ORCHARD_BF16_GEMM names (to compare the paths, or to
 // test the fallback from Python).
@@ -364,6 +356,8 @@ std::atomic<Bf16Gemm>& chosen_path() {
 }
 
 }  // namespace
+
+const char* bf16_gemm_name(Bf16Gemm path) { return kPathNames[int(path)]; }
 
 Bf16Gemm bf16_gemm_path() { return chosen_path().load(std::memory_order_relaxed); }
 
