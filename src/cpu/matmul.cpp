@@ -9,6 +9,7 @@
 #endif
 
 #include "cpu_runtime.h"
+#include "matmul_bf16.h"
 #include "parallel.h"
 
 // The scipy-openblas wheels prefix every symbol (scipy_cblas_sgemm); a system BLAS does not.
@@ -177,7 +178,10 @@ void matmul_integer(const Tensor& a, const Tensor& b, const Tensor& out, bool ac
 void multiply(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {  // out (+)= a @ b
   ORCHARD_DISPATCH(out.dtype(), {
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) matmul_blas<T>(a, b, out, accumulate);
-    else if constexpr (std::is_floating_point_v<compute_t<T>>) matmul_widened<T>(a, b, out, accumulate);
+    else if constexpr (std::is_same_v<T, BFloat16>) {
+      if (bf16_gemm_path() == Bf16Gemm::Widened) matmul_widened<T>(a, b, out, accumulate);
+      else matmul_bf16(a, b, out, accumulate);
+    } else if constexpr (std::is_floating_point_v<compute_t<T>>) matmul_widened<T>(a, b, out, accumulate);
     else matmul_integer<T>(a, b, out, accumulate);
   });
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -10,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "matmul_bf16.h"
 #include "ops.h"
 #include "ops_common.h"
 #include "philox.h"
@@ -199,6 +201,73 @@ TEST(Matmul, AddmmAccumulatesOntoTheBroadcastInput) {
   EXPECT_EQ(values(addmm(input, a3, b)), values(add(input, matmul(a3, b))));
   EXPECT_EQ(values(addmm(input, a3.select(0, 1), b)), values(add(input, matmul(a3.select(0, 1), b))));
 }
+
+// bfloat16 products on each path: the packed AMX and AVX512-BF16 kernels and the widened fallback,
+// forced in turn. Small integers keep every float32 sum exact, so each result must be the float64
+// product (plus the addmm input) rounded once to bfloat16. The shapes cut every tile, panel, k pair
+// and K chunk of the kernels at an edge.
+class Bf16Matmul : public ::testing::TestWithParam<cpu::Bf16Gemm> {
+ protected:
+  void SetUp() override {
+    if (!cpu::bf16_gemm_supported(GetParam())) GTEST_SKIP() << "this processor lacks the path";
+    cpu::use_bf16_gemm_path(GetParam());
+  }
+  void TearDown() override { cpu::use_bf16_gemm_path(default_path); }
+  const cpu::Bf16Gemm default_path = cpu::bf16_gemm_path();
+};
+
+void expect_rounded(const Tensor& got, const std::vector<double>& exact, const std::string& what) {
+  EXPECT_EQ(got.dtype(), DType::BFloat16);
+  const std::vector<double> g = values(got);
+  ASSERT_EQ(g.size(), exact.size()) << what;
+  for (size_t i = 0; i < g.size(); ++i)
+    ASSERT_EQ(g[i], double(float(BFloat16(float(exact[i]))))) << what << " at " << i;
+}
+
+TEST_P(Bf16Matmul, EdgesLayoutsBatchesAndAccumulateGiveTheRoundedExactProduct) {
+  const DType bf = DType::BFloat16;
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},    {7, 17, 33},   {17, 33, 7},   {33, 64, 255},
+                                                      {64, 255, 64}, {255, 7, 17}, {1, 300, 33}, {33, 513, 1},
+                                                      {65, 257, 97}};
+  for (auto [m, k, n] : shapes)
+    for (int layout = 0; layout < 4; ++layout) {
+      const Tensor a = layout & 1 ? random_ints({k, m}, bf).transpose(0, 1) : random_ints({m, k}, bf);
+      const Tensor b = layout & 2 ? random_ints({n, k}, bf).transpose(0, 1) : random_ints({k, n}, bf);
+      const std::string what = detail::concat(m, "x", k, "x", n, " layout ", layout);
+      expect_rounded(matmul(a, b), naive_matmul(a, b), what);
+      const Tensor input = random_ints({n}, bf);  // addmm: out = input + a @ b, rounded once
+      std::vector<double> sum = naive_matmul(a, b), bias = values(input.expand({m, n}));
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += bias[i];
+      expect_rounded(addmm(input, a, b), sum, what + " addmm");
+    }
+  // Batches, one operand broadcast along them (batch stride 0), transposed matrices.
+  const Tensor a3 = random_ints({3, 33, 40}, bf), b1 = random_ints({1, 40, 17}, bf);
+  expect_rounded(matmul(a3, b1), naive_matmul(a3, b1), "a batched, b broadcast");
+  const Tensor a1 = random_ints({1, 40, 33}, bf).transpose(1, 2), b3 = random_ints({3, 17, 40}, bf).transpose(1, 2);
+  expect_rounded(matmul(a1, b3), naive_matmul(a1, b3), "a broadcast, both transposed");
+  const Tensor a3t = random_ints({3, 40, 33}, bf).transpose(1, 2), b3t = random_ints({3, 17, 40}, bf);
+  expect_rounded(matmul(a3t, b3t.transpose(1, 2)), naive_matmul(a3t, b3t.transpose(1, 2)), "batched, transposed");
+}
+
+// NaN and infinity spread as in float arithmetic: only along the row and column they meet.
+TEST_P(Bf16Matmul, NanAndInfinityReachOnlyTheirRowsAndColumns) {
+  const double inf = INFINITY;
+  Tensor a = from({NAN, 1, 1, inf, 2, 2, 1, 1, 1}, {3, 3}, DType::BFloat16);
+  Tensor b = from({1, 1, 1, 1, 1, 1, 1, 1, 1}, {3, 3}, DType::BFloat16);
+  const std::vector<double> got = values(matmul(a, b));
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_TRUE(std::isnan(got[size_t(j)]));
+    EXPECT_EQ(got[size_t(3 + j)], inf);
+    EXPECT_EQ(got[size_t(6 + j)], 3);
+  }
+}
+
+std::string path_name(const ::testing::TestParamInfo<cpu::Bf16Gemm>& info) {
+  return cpu::bf16_gemm_name(info.param);
+}
+INSTANTIATE_TEST_SUITE_P(Paths, Bf16Matmul,
+                         ::testing::Values(cpu::Bf16Gemm::Widened, cpu::Bf16Gemm::Avx512Bf16, cpu::Bf16Gemm::Amx),
+                         path_name);
 
 TEST(Matmul, Errors) {
   EXPECT_THROW(matmul(random_ints({2, 3}), random_ints({4, 5})), ValueError);

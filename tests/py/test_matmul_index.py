@@ -80,7 +80,6 @@ def test_matmul_large_and_expanded(device):
     assert_close(v @ v.T, np.full((3, 3), 5.0), oc.float32, device=device)
 
 
-
 def sequential_16bit_sum(arr_a, arr_b, dtype):
     """a @ b summed term by term in the 16-bit dtype itself: what fp32 accumulation avoids."""
     a, b = to_torch(arr_a, dtype), to_torch(arr_b, dtype)
@@ -104,6 +103,34 @@ def test_long_16bit_products_accumulate_in_float32(device, dt, lb):
     drift = np.max(np.abs(sequential_16bit_sum(arr_a, arr_b, dt) - exact) / exact)
     assert drift > 8 * ulp, f"16-bit accumulation drifts by only {drift}: the test would not tell"
     assert_close(a @ b, exact, dt, rtol=ulp, atol=0.0, device=device)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 17, 33), (33, 64, 255), (255, 7, 17), (65, 600, 97)])
+@pytest.mark.parametrize("layout", ["contiguous", "a transposed", "b transposed", "batched", "b broadcast"])
+def test_bfloat16_matmul_and_addmm_match_torch(m, k, n, layout):
+    """bfloat16 products on the CPU sum in float32 and round once, as PyTorch's do (through the AMX
+    or AVX512-BF16 kernel where the processor has one): the two agree to a bfloat16 rounding.
+    (tests/cpp/test_matmul_index.cpp forces each path, the widened fallback included.)"""
+    gen = torch.Generator().manual_seed(m * 1000 + k * 10 + n)
+    batch_a = (3,) if layout in ("batched", "b broadcast") else ()
+    batch_b = (3,) if layout == "batched" else (1,) if layout == "b broadcast" else ()
+    ta = torch.randn(*batch_a, k, m, generator=gen).bfloat16().mT if layout == "a transposed" else \
+        torch.randn(*batch_a, m, k, generator=gen).bfloat16()
+    tb = torch.randn(*batch_b, n, k, generator=gen).bfloat16().mT if layout == "b transposed" else \
+        torch.randn(*batch_b, k, n, generator=gen).bfloat16()
+    def orchard_like(t):  # the same values and the same transposition
+        transposed = not t.is_contiguous()
+        base = t.mT if transposed else t
+        o = from_numpy(base.float().numpy(), oc.bfloat16)
+        return o.transpose(-1, -2) if transposed else o
+    a, b = orchard_like(ta), orchard_like(tb)
+    out = oc.matmul(a, b)
+    assert out.dtype == oc.bfloat16
+    assert_close(out, torch_values(torch.matmul(ta, tb)), oc.bfloat16, rtol=2**-7, atol=1e-4)
+    if not batch_a and not batch_b:  # addmm accumulates the product onto its input
+        tbias = torch.randn(n, generator=gen).bfloat16()
+        got = oc.addmm(orchard_like(tbias), a, b)
+        assert_close(got, torch_values(torch.addmm(tbias, ta, tb)), oc.bfloat16, rtol=2**-7, atol=1e-4)
 
 
 # ---- index_select / gather / scatter_add / embedding -----------------------------------------
