@@ -82,9 +82,9 @@ Tensor cast_lower(const Tensor& t, const DeviceState& s) {
   return cast;
 }
 
-DType widest(const std::vector<Tensor>& inputs, DType low) {
-  for (const Tensor& t : inputs)
-    if (eligible(t) && t.dtype() == DType::Float32) return DType::Float32;
+DType widest(const Tensor* begin, const Tensor* end, DType low) {
+  for (const Tensor* t = begin; t != end; ++t)
+    if (eligible(*t) && t->dtype() == DType::Float32) return DType::Float32;
   return low;
 }
 
@@ -95,20 +95,24 @@ void set_state(Device device, const DeviceState& s) { t_state[int(device)] = s; 
 DType default_dtype(Device device) { return device == Device::CPU ? DType::BFloat16 : DType::Float16; }
 void clear_cache() { t_cache.clear(); }
 
-Cast::Cast(std::string_view op, std::initializer_list<Tensor> inputs) : Cast(op, std::vector<Tensor>(inputs)) {}
+Cast::Cast(std::string_view op, std::initializer_list<Tensor> inputs) : Cast(op, inputs.begin(), inputs.end()) {}
+Cast::Cast(std::string_view op, const std::vector<Tensor>& inputs)
+    : Cast(op, inputs.data(), inputs.data() + inputs.size()) {}
 
-Cast::Cast(std::string_view op, const std::vector<Tensor>& inputs) {
+Cast::Cast(std::string_view op, const Tensor* begin, const Tensor* end) {
   if (t_paused) return;
+  // The op's device: its first tensor's, passing over Python scalars (which live on the CPU).
   const Tensor* first = nullptr;
-  for (const Tensor& t : inputs)
-    if (t.defined() && !first) first = &t;
+  for (const Tensor* t = begin; t != end; ++t)
+    if (t->defined() && (!first || (first->is_wrapped_number() && !t->is_wrapped_number()))) first = t;
   if (!first) return;
   const DeviceState& s = t_state[int(first->device())];
   const Policy p = s.enabled ? policy(op, first->device()) : Policy::None;
   if (p == Policy::None) return;
-  const DType target = p == Policy::Float32 ? DType::Float32 : p == Policy::Promote ? widest(inputs, s.dtype) : s.dtype;
-  inputs_.reserve(inputs.size());
-  for (const Tensor& t : inputs) {
+  const DType target = p == Policy::Float32 ? DType::Float32 : p == Policy::Promote ? widest(begin, end, s.dtype) : s.dtype;
+  inputs_.reserve(size_t(end - begin));
+  for (const Tensor* it = begin; it != end; ++it) {
+    const Tensor& t = *it;
     // Tensors of another device keep their dtype (the op's own device check reports them), and Python
     // scalars keep promoting weakly.
     const bool castable = eligible(t) && t.device() == first->device() && !t.is_wrapped_number();

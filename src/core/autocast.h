@@ -43,6 +43,8 @@ class Cast {
   const std::vector<Tensor>& inputs() const { return inputs_; }
 
  private:
+  Cast(std::string_view op, const Tensor* begin, const Tensor* end);
+
   bool active_ = false;
   std::vector<Tensor> inputs_;
 };

@@ -270,3 +270,11 @@ def test_attention_backward_under_autocast_matches_torch(device, low):
     for ours, ref in [(q, tq), (k, tk), (v, tv)]:
         assert ours.grad.dtype == oc.float32
         np.testing.assert_allclose(ours.grad.cpu().numpy(), ref.grad.numpy(), rtol=5e-2, atol=5e-2)
+
+
+def test_a_python_scalar_first_does_not_decide_the_device():
+    if not oc.metal.is_available():
+        pytest.skip("no Metal device in this build")
+    x = oc.rand(3, device="metal", dtype=oc.float16)
+    with oc.autocast("metal"):
+        assert (2 ** x).dtype == oc.float32  # pow runs in float32 on Metal
