@@ -24,7 +24,7 @@ add_custom_command(OUTPUT ${_generated}/cuda_kernel_sources.cpp
           ${CMAKE_CURRENT_SOURCE_DIR} ${CMAKE_CXX_COMPILER}
   DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tools/cuda_codegen.py ${CMAKE_CURRENT_SOURCE_DIR}/tools/metal_codegen.py
           ${_cuda_kernels} ${_cuda_shim} ${CMAKE_CURRENT_SOURCE_DIR}/src/core/op_table.h ${CMAKE_CURRENT_SOURCE_DIR}/src/core/philox.h
-          ${CMAKE_CURRENT_SOURCE_DIR}/tools/msl_check/include/metal_stdlib
+          ${CMAKE_CURRENT_SOURCE_DIR}/tools/msl_check/include/metal_stdlib ${CMAKE_CURRENT_SOURCE_DIR}/src/metal/emulator/msl_keywords.h
   COMMENT "Generating the CUDA sources of the Metal kernels")
 
 add_library(orchard_cuda_kernels STATIC src/cuda/kernel_compiler.cpp ${_generated}/cuda_kernel_sources.cpp)
