@@ -28,10 +28,20 @@ add_custom_command(OUTPUT ${_generated}/cuda_kernel_sources.cpp
   COMMENT "Generating the CUDA sources of the Metal kernels")
 
 add_library(orchard_cuda_kernels STATIC src/cuda/kernel_compiler.cpp ${_generated}/cuda_kernel_sources.cpp)
-target_include_directories(orchard_cuda_kernels PUBLIC src/cuda)
+target_include_directories(orchard_cuda_kernels PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/src/cuda>)
 target_link_libraries(orchard_cuda_kernels PUBLIC orchard_core PRIVATE ${CMAKE_DL_LIBS})
 orchard_set_warnings(orchard_cuda_kernels)
 
 add_executable(orchard_nvrtc_compile_all tools/nvrtc_compile_all.cpp)
 target_link_libraries(orchard_nvrtc_compile_all PRIVATE orchard_cuda_kernels Threads::Threads)
 orchard_set_warnings(orchard_nvrtc_compile_all)
+
+# The CUDA device: the Metal runtime's plans on the CUDA backend (src/cuda/cuda_backend.cpp), which
+# loads the driver with dlopen and registers Device::CUDA when the machine has a GPU.
+if(TARGET orchard_metal)
+  add_library(orchard_cuda STATIC src/cuda/cuda_backend.cpp)
+  target_include_directories(orchard_cuda PRIVATE src/metal)
+  target_link_libraries(orchard_cuda PUBLIC orchard_core orchard_metal orchard_cuda_kernels PRIVATE ${CMAKE_DL_LIBS})
+  orchard_set_warnings(orchard_cuda)
+  add_library(Orchard::orchard_cuda ALIAS orchard_cuda)
+endif()

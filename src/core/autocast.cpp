@@ -17,12 +17,12 @@ enum class Policy : uint8_t { None, Lower, Float32, Promote };
 
 struct Row {
   std::string_view op;
-  Policy cpu, metal;
+  Policy cpu, gpu;
 };
 
-// PyTorch's lists for its CPU and its Apple GPU (MPS) autocast, for the ops Orchard has. On the CPU,
-// softmax, layer norm and reductions keep the low precision as PyTorch's do (their kernels
-// accumulate in float32); on Metal they run in float32, as MPS and CUDA do.
+// PyTorch's lists for its CPU and for its GPUs (MPS and CUDA, which agree on these ops), for the ops
+// Orchard has. On the CPU, softmax, layer norm and reductions keep the low precision as PyTorch's do
+// (their kernels accumulate in float32); on GPUs (Metal, CUDA) they run in float32.
 constexpr Row kPolicies[] = {
     {"matmul", Policy::Lower, Policy::Lower},
     {"addmm", Policy::Lower, Policy::Lower},
@@ -49,11 +49,12 @@ constexpr Row kPolicies[] = {
 
 Policy policy(std::string_view op, Device device) {
   for (const Row& r : kPolicies)
-    if (r.op == op) return device == Device::CPU ? r.cpu : r.metal;
+    if (r.op == op) return device == Device::CPU ? r.cpu : r.gpu;
   return Policy::None;
 }
 
-thread_local DeviceState t_state[kNumDevices] = {{false, DType::BFloat16, true}, {false, DType::Float16, true}};
+thread_local DeviceState t_state[kNumDevices] = {
+    {false, DType::BFloat16, true}, {false, DType::Float16, true}, {false, DType::Float16, true}};
 thread_local int t_paused = 0;
 
 // Parameters' casts, kept for the region so that a weight used by several ops is cast once per step.

@@ -21,7 +21,7 @@ struct DeviceState {
 
 DeviceState state(Device device);
 void set_state(Device device, const DeviceState& s);
-DType default_dtype(Device device);  // bfloat16 on the CPU, float16 on Metal, as PyTorch's CPU and MPS
+DType default_dtype(Device device);  // bfloat16 on the CPU, float16 on GPUs, as PyTorch's CPU, MPS and CUDA
 // Drops the casts of parameters kept since the outermost region began (its exit calls this).
 void clear_cache();
 

@@ -47,7 +47,8 @@ Runtime& runtime_for(Device device) {
                 "' is not available in this build of Orchard",
                 device == Device::Metal
                     ? " (Metal needs an Apple GPU, or a build with ORCHARD_METAL_EMULATOR=ON); use 'cpu'"
-                    : "");
+                : device == Device::CUDA ? " (CUDA needs an NVIDIA GPU, its driver, and NVRTC); use 'cpu'"
+                                         : "");
   return *r;
 }
 

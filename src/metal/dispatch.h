@@ -127,7 +127,8 @@ Backend* make_backend();
 
 // The Metal runtime running its plans on `backend`, whose freed buffers it caches up to the
 // backend's cache budget and releases under memory pressure. metal_runtime.cpp registers one on
-// make_backend()'s backend for Device::Metal; tests make others.
-std::unique_ptr<Runtime> make_metal_runtime(Backend& backend);
+// make_backend()'s backend for Device::Metal, src/cuda one on its CUDA backend for Device::CUDA;
+// tests make others.
+std::unique_ptr<Runtime> make_metal_runtime(Backend& backend, Device device = Device::Metal);
 
 }  // namespace orchard::metal

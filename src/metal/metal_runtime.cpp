@@ -31,16 +31,17 @@ class MetalRuntime final : public Runtime {
   // Freed buffers are kept by size class (a new MTLBuffer costs far more than a lookup), up to the
   // backend's cache budget; blocks under 4 KiB round to 256 bytes. Under memory pressure the cache
   // empties: buffers still in queued command buffers live on, since those retain them.
-  explicit MetalRuntime(Backend& backend)
-      : backend_(backend),
-        cache_("metal", 256, 1, backend.cache_budget(), [&backend](size_t n) { return backend.allocate(n); },
+  MetalRuntime(Backend& backend, Device device)
+      : device_(device),
+        backend_(backend),
+        cache_(device_name(device), 256, 1, backend.cache_budget(), [&backend](size_t n) { return backend.allocate(n); },
                [&backend](void* p) { backend.deallocate(p); }),
-        exact_("metal", 1, SIZE_MAX, 0, [&backend](size_t n) { return backend.allocate(n); },
+        exact_(device_name(device), 1, SIZE_MAX, 0, [&backend](size_t n) { return backend.allocate(n); },
                [&backend](void* p) { backend.deallocate(p); }) {
     backend.on_memory_pressure([this] { cache_.release(); });
   }
 
-  Device device() const override { return Device::Metal; }
+  Device device() const override { return device_; }
   bool supports(DType t) const override { return is_metal_dtype(t); }
   void* allocate(size_t nbytes) override { return blocks().allocate(nbytes); }
   void deallocate(void* ptr, size_t nbytes) override { blocks().deallocate(ptr, nbytes); }
@@ -85,6 +86,7 @@ class MetalRuntime final : public Runtime {
 
   BlockCache& blocks() { return backend_.cache_buffers() ? cache_ : exact_; }
 
+  Device device_;
   Backend& backend_;
   BlockCache cache_;
   // For backends that want every buffer fresh (the emulator): sizes rounded to 1 byte, nothing kept.
@@ -104,6 +106,8 @@ const bool registered = [] {
 
 }  // namespace
 
-std::unique_ptr<Runtime> make_metal_runtime(Backend& backend) { return std::make_unique<MetalRuntime>(backend); }
+std::unique_ptr<Runtime> make_metal_runtime(Backend& backend, Device device) {
+  return std::make_unique<MetalRuntime>(backend, device);
+}
 
 }  // namespace orchard::metal

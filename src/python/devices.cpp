@@ -7,13 +7,14 @@ void bind_devices(nb::module_& m) {
   m.def("synchronize", [](const DeviceArg& d) { runtime_for(d.get()).synchronize(); },
         nb::arg("device") = DeviceArg{"cpu"}, "Waits until the device has finished the work queued so far");
   m.def("empty_cache", [] {
-    for (Device d : {Device::CPU, Device::Metal})
+    for (Device d : {Device::CPU, Device::Metal, Device::CUDA})
       if (has_runtime(d)) runtime_for(d).release_cached_memory();
   }, "Returns cached device memory to the system");
 
   nb::module_ metal = m.def_submodule("_metal", "The Metal device (see orchard.metal)");
   metal.def("is_available", [] { return has_runtime(Device::Metal); });
   metal.def("is_emulated", [] { return has_runtime(Device::Metal) && runtime_is_emulated(Device::Metal); });
+  m.def("_cuda_is_available", [] { return has_runtime(Device::CUDA); });
 }
 
 }  // namespace orchard::python

@@ -73,6 +73,8 @@ Tensor wrap_array(const AnyArray& arr) {
 // storage on unified memory, so once the queued work is done the CPU reads it in place (as MLX does).
 template <typename Framework>
 nb::ndarray<Framework> as_ndarray(const Tensor& t) {
+  ORCHARD_CHECK(t.device() != Device::CUDA, TypeError,
+                "can't convert a cuda tensor to a host array: its memory is the GPU's; copy it with .cpu() first");
   runtime_for(t.device()).synchronize();
   nb::object owner = nb::cast(t);  // keeps the storage alive as long as the array
   std::vector<size_t> shape(t.shape().begin(), t.shape().end());

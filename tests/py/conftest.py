@@ -54,8 +54,9 @@ def pytest_report_header(config):
     return f"ORCHARD_METAL_EMULATOR_SEED={EMULATOR_SEED} (the emulated Metal device's launch orders)"
 
 
-# Every device this build serves: the Metal device is an Apple GPU, or the emulator in the test build.
-DEVICES = ["cpu"] + (["metal"] if oc.metal.is_available() else [])
+# Every device this build serves: the Metal device is an Apple GPU, or the emulator in the test build;
+# the CUDA device an NVIDIA GPU, where the machine has one.
+DEVICES = ["cpu"] + (["metal"] if oc.metal.is_available() else []) + (["cuda"] if oc.cuda.is_available() else [])
 
 
 @pytest.fixture(params=DEVICES)
@@ -65,8 +66,8 @@ def device(request):
 
 
 def supports(device, dtype):
-    """Whether tensors of dtype can live on device (Metal has no float64)."""
-    return not (device == "metal" and dtype == oc.float64)
+    """Whether tensors of dtype can live on device (Metal has no float64, nor CUDA, which runs its kernels)."""
+    return not (device != "cpu" and dtype == oc.float64)
 
 
 def require(device, dtype):

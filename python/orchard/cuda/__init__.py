@@ -5,13 +5,16 @@ else 'cpu'`, `torch.cuda.manual_seed_all(seed)`); Orchard has no CUDA device, so
 housekeeping calls have nothing to do.
 """
 
+from .. import _core
+
 __all__ = ["device_count", "empty_cache", "is_available", "is_bf16_supported", "is_initialized", "manual_seed",
            "manual_seed_all", "synchronize"]
 
 
 def is_available():
-    """False: Orchard runs on the CPU and on Metal (`orchard.backends.mps.is_available()`), never on CUDA."""
-    return False
+    """Whether device="cuda" works: an NVIDIA GPU, its driver and NVRTC (issue 20: the CUDA device is being
+    built; this build serves it only where those are present)."""
+    return _core._cuda_is_available()
 
 
 def is_initialized():

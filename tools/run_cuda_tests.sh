@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: builds Orchard and runs the device-parametrised suites on
+# device="cuda" (CI has no GPU; the lent GPU machine runs this, see docs/ARCHITECTURE.md).
+#   tools/run_cuda_tests.sh [pytest args...]     e.g. tools/run_cuda_tests.sh -k cuda tests/py/test_elementwise.py
+# Python packages the machine lacks may be carried as wheels in .whl/ (installed into /tmp/site).
+# NVRTC: ORCHARD_NVRTC_LIBRARY, else the CUDA toolkit's libnvrtc found under /usr/local.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+if [ -z "${ORCHARD_NVRTC_LIBRARY:-}" ]; then
+  ORCHARD_NVRTC_LIBRARY=$(find /usr/local -name 'libnvrtc.so.*' -not -name '*builtins*' 2>/dev/null | sort | head -n 1)
+  export ORCHARD_NVRTC_LIBRARY
+fi
+echo "NVRTC: $ORCHARD_NVRTC_LIBRARY"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" > /dev/null
+cmake --build build-cuda -j "$(nproc)"
+export PYTHONPATH=build-cuda/python${PYTHONPATH:+:$PYTHONPATH}
+python3 -c "import orchard as oc; assert oc.cuda.is_available(), 'no CUDA device'; print('cuda available')"
+python3 -m pytest -q -p no:cacheprovider "$@"
