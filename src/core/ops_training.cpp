@@ -46,8 +46,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   detail::check_floating(logits.dtype(), "cross_entropy", "logits");
   detail::check_integer_index(targets, "cross_entropy");
   ORCHARD_CHECK((logits.ndim() == 2 && targets.ndim() == 1 && targets.shape()[0] == logits.shape()[0]) ||
-                    (logits.ndim() == 1 && targets.ndim() == 0),
-                ValueError, "cross_entropy: expected logits [N, C] with targets [N] (or [C] with a 0-d target), got ",
+                    (logits.ndim() == 1 && (targets.ndim() == 0 || targets.shape() == Shape{1})),
+                ValueError, "cross_entropy: expected logits [N, C] with targets [N] (or [C] with a 0-d or [1] target), got ",
                 shape_str(logits.shape()), " and ", shape_str(targets.shape()));
   const Device dev = detail::common_device("cross_entropy", {logits, targets});
   const int64_t classes = logits.shape().back(), rows = targets.numel();
@@ -60,7 +60,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
   if (rows > 0) runtime_for(dev).cross_entropy_forward({x, t, ignore_index, losses, lse});
   const double count = double(rows - sum(ignored).to(Device::CPU).data_as<int64_t>()[0]);
-  Tensor out = reduction == Reduction::None ? losses.reshape(targets.shape())
+  // An unbatched [C] gives one loss, 0-d, whatever the target's shape (as PyTorch's).
+  Tensor out = reduction == Reduction::None ? losses.reshape(logits.ndim() == 1 ? Shape{} : targets.shape())
                : reduction == Reduction::Sum ? sum(losses)
                                               : div(sum(losses), scalar_tensor(count, DType::Float32, dev, true));
   out = out.to(logits.dtype());
