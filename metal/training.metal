@@ -1,7 +1,7 @@
 // Fused training kernels: layer norm (forward, dx, and the weight/bias gradients as column sums),
-// cross-entropy (log-softmax + NLL forward, softmax - onehot backward) and the AdamW step. They
-// compute exactly what src/cpu/training.cpp computes, in float for every float dtype, with float32
-// statistics (mean, rstd, log-sum-exp) and moments.
+// cross-entropy (log-softmax + NLL forward, softmax - onehot backward), the AdamW step and loss
+// scaling's unscale with its inf check. They compute exactly what src/cpu/training.cpp computes, in
+// float for every float dtype, with float32 statistics (mean, rstd, log-sum-exp) and moments.
 //
 // Row kernels give each row to a team of `threads_per_row` threads (whole simdgroups; several teams
 // per threadgroup when rows are short). A team reduces with simd_sum/simd_max, then across its
@@ -247,3 +247,22 @@ template <typename T>
 
 #define ORCHARD_ADAMW(name, T) ORCHARD_KERNEL("adamw_step_" #name, adamw_step, T)
 ORCHARD_FOR_EACH_FLOAT(ORCHARD_ADAMW)
+
+// ---- loss scaling ----------------------------------------------------------------------------
+
+// grad *= inv_scale in place, one thread per element, and found_inf = 1.0f when the element was inf
+// or NaN (left alone otherwise). Every launch over every gradient may set the one flag, so it is
+// written atomically: as the bits of 1.0f through atomic_uint, which every MSL version has. Threads
+// store only on an inf or NaN, which training rarely meets.
+template <typename T>
+[[kernel]] void amp_unscale(device T* grad [[buffer(0)]], device atomic_uint* found_inf [[buffer(1)]],
+                            device const float* inv_scale [[buffer(2)]], constant AmpUnscaleParams& p [[buffer(3)]],
+                            uint i [[thread_position_in_grid]]) {
+  if (i >= p.n) return;
+  const float v = float(grad[i]);
+  if (!isfinite(v)) atomic_store_explicit(found_inf, as_type<uint>(1.0f), memory_order_relaxed);
+  grad[i] = T(v * inv_scale[0]);
+}
+
+#define ORCHARD_AMP_UNSCALE(name, T) ORCHARD_KERNEL("amp_unscale_" #name, amp_unscale, T)
+ORCHARD_FOR_EACH_FLOAT(ORCHARD_AMP_UNSCALE)

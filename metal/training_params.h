@@ -45,4 +45,9 @@ struct AdamWStepParams {
   float inv_sqrt_bc2;  // 1 / sqrt(bias_correction2)
 };
 
+// Loss scaling's unscale and inf check over `n` elements of one gradient.
+struct AmpUnscaleParams {
+  int64_t n;
+};
+
 ORCHARD_PARAMS_END

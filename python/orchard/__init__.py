@@ -57,4 +57,7 @@ from ._core import (  # noqa: E402,F401
     argsort, cumsum, flip, masked_fill, multinomial, randint, randperm, sort, topk,
 )
 
+# Loss scaling's fused unscale and inf check, under PyTorch's name (orchard.amp.GradScaler uses it).
+from ._core import _amp_foreach_non_finite_check_and_unscale_  # noqa: E402,F401
+
 __version__ = "0.1.0"

@@ -155,6 +155,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 Tensor dropout(const Tensor& x, double p, bool training = true);
 // One AdamW step, in place, on a parameter and its float32 moments.
 void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, const AdamWParams& p);
+// PyTorch's _amp_foreach_non_finite_check_and_unscale_: multiplies every float gradient by inv_scale
+// (a 1-element float32 tensor) in place, and sets found_inf (1-element float32) to 1 when any element
+// of any gradient is inf or NaN, else leaves it as it was. One fused pass per gradient, with no host
+// read; every tensor on one device. An empty list does nothing (PyTorch checks nothing then either).
+void amp_foreach_non_finite_check_and_unscale_(const std::vector<Tensor>& grads, Tensor& found_inf,
+                                               const Tensor& inv_scale);
 
 // ---- operators for C++ users -----------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -1,6 +1,8 @@
-// Front-ends of the fused training ops: layer norm, cross-entropy, dropout and the AdamW step.
+// Front-ends of the fused training ops: layer norm, cross-entropy, dropout, the AdamW step and loss
+// scaling's unscale with its inf check.
 #include "autocast.h"
 #include "derivatives.h"
+#include "loop.h"
 #include "ops_common.h"
 
 namespace orchard {
@@ -44,8 +46,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   detail::check_floating(logits.dtype(), "cross_entropy", "logits");
   detail::check_integer_index(targets, "cross_entropy");
   ORCHARD_CHECK((logits.ndim() == 2 && targets.ndim() == 1 && targets.shape()[0] == logits.shape()[0]) ||
-                    (logits.ndim() == 1 && targets.ndim() == 0),
-                ValueError, "cross_entropy: expected logits [N, C] with targets [N] (or [C] with a 0-d target), got ",
+                    (logits.ndim() == 1 && (targets.ndim() == 0 || targets.shape() == Shape{1})),
+                ValueError, "cross_entropy: expected logits [N, C] with targets [N] (or [C] with a 0-d or [1] target), got ",
                 shape_str(logits.shape()), " and ", shape_str(targets.shape()));
   const Device dev = detail::common_device("cross_entropy", {logits, targets});
   const int64_t classes = logits.shape().back(), rows = targets.numel();
@@ -58,7 +60,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
   if (rows > 0) runtime_for(dev).cross_entropy_forward({x, t, ignore_index, losses, lse});
   const double count = double(rows - sum(ignored).to(Device::CPU).data_as<int64_t>()[0]);
-  Tensor out = reduction == Reduction::None ? losses.reshape(targets.shape())
+  // An unbatched [C] gives one loss, 0-d, whatever the target's shape (as PyTorch's).
+  Tensor out = reduction == Reduction::None ? losses.reshape(logits.ndim() == 1 ? Shape{} : targets.shape())
                : reduction == Reduction::Sum ? sum(losses)
                                               : div(sum(losses), scalar_tensor(count, DType::Float32, dev, true));
   out = out.to(logits.dtype());
@@ -99,6 +102,44 @@ void adamw_step(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_
   param.storage()->bump_version();
   exp_avg.storage()->bump_version();
   exp_avg_sq.storage()->bump_version();
+}
+
+void amp_foreach_non_finite_check_and_unscale_(const std::vector<Tensor>& grads, Tensor& found_inf,
+                                               const Tensor& inv_scale) {
+  constexpr const char* op = "_amp_foreach_non_finite_check_and_unscale_";
+  if (grads.empty()) return;
+  // Validate everything before writing anything. PyTorch raises RuntimeError for these.
+  const Device dev = grads.front().device();
+  auto check_scalar = [&](const Tensor& t, const char* name) {
+    ORCHARD_CHECK(t.device() == dev, RuntimeError, op, ": ", name, " is on ", device_name(t.device()),
+                  " but must be on the gradients' device, ", device_name(dev));
+    ORCHARD_CHECK(t.numel() == 1, RuntimeError, op, ": ", name, " must be a 1-element tensor, got shape ",
+                  shape_str(t.shape()));
+    ORCHARD_CHECK(t.dtype() == DType::Float32, RuntimeError, op, ": ", name, " must be a float32 tensor, got ",
+                  dtype_name(t.dtype()));
+  };
+  check_scalar(found_inf, "found_inf");
+  check_scalar(inv_scale, "inv_scale");
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const Tensor& g = grads[i];
+    ORCHARD_CHECK(g.device() == dev, RuntimeError, op, ": gradient ", i, " is on ", device_name(g.device()),
+                  " but gradient 0 on ", device_name(dev), "; all must be on one device");
+    detail::check_floating(g.dtype(), op, "gradient dtype");
+    detail::check_writable(g, op);
+  }
+  Runtime& rt = runtime_for(dev);
+  for (const Tensor& g : grads) {
+    if (g.is_contiguous()) {
+      if (g.numel() > 0) rt.amp_unscale({g, found_inf, inv_scale});
+    } else {  // a strided view: unscale a contiguous copy and write it back
+      Tensor c = empty(g.shape(), g.dtype(), dev);
+      rt.copy(make_loop(c, {g}));
+      rt.amp_unscale({c, found_inf, inv_scale});
+      rt.copy(make_loop(g, {c}));
+    }
+    g.storage()->bump_version();
+  }
+  found_inf.storage()->bump_version();
 }
 
 }  // namespace orchard

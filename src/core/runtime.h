@@ -220,6 +220,13 @@ struct AdamWStepArgs {
   const Tensor &param, &grad, &exp_avg, &exp_avg_sq;
   const AdamWParams& p;
 };
+// Loss-scaling's unscale and inf check in one pass over a contiguous float gradient, in place:
+// grad *= inv_scale (1-element float32, read on the device, in the compute type), and the
+// 1-element float32 found_inf is set to 1 when any element of grad was inf or NaN before the
+// multiplication (it is left alone otherwise, so one flag collects several gradients).
+struct AmpUnscaleArgs {
+  const Tensor &grad, &found_inf, &inv_scale;
+};
 
 // The primitives that take one argument struct, as X(name, Args): the runtimes declare their
 // overrides (and the Metal runtime its plans) from this list.
@@ -230,7 +237,7 @@ struct AdamWStepArgs {
   X(attention_forward, AttentionForwardArgs) X(attention_backward, AttentionBackwardArgs)          \
   X(layer_norm_forward, LayerNormForwardArgs) X(layer_norm_backward, LayerNormBackwardArgs)        \
   X(cross_entropy_forward, CrossEntropyForwardArgs) X(cross_entropy_backward, CrossEntropyBackwardArgs) \
-  X(adamw_step, AdamWStepArgs) X(sort, SortArgs) X(cumsum, CumsumArgs)
+  X(adamw_step, AdamWStepArgs) X(amp_unscale, AmpUnscaleArgs) X(sort, SortArgs) X(cumsum, CumsumArgs)
 
 class Runtime {
  public:

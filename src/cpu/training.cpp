@@ -1,7 +1,9 @@
-// Fused training kernels: layer norm, cross-entropy and the AdamW step, each one pass per row (or
-// per element) instead of a chain of elementwise ops with their temporaries.
+// Fused training kernels: layer norm, cross-entropy, the AdamW step and loss scaling's unscale, each
+// one pass per row (or per element) instead of a chain of elementwise ops with their temporaries.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -62,6 +64,20 @@ void adamw_span(T* w, const T* g, float* m, float* v, int64_t n, AdamWCoefficien
     const float denom = std::sqrt(v[i]) * c.inv_sqrt_bc2 + c.eps;
     w[i] = T(float(w[i]) * c.decay - c.step * m[i] / denom);
   }
+}
+
+// g[i] *= inv on [0, n) in the compute type; whether any g[i] was inf or NaN. |v| <= max is false
+// exactly for those (NaN compares false), and an int OR over it vectorises where std::isfinite and a
+// bool do not.
+template <typename T, typename C = compute_t<T>>
+bool unscale_span(T* g, int64_t n, C inv) {
+  int non_finite = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const C v = C(g[i]);
+    non_finite |= !(std::abs(v) <= std::numeric_limits<C>::max());
+    g[i] = T(v * inv);
+  }
+  return non_finite != 0;
 }
 
 }  // namespace
@@ -185,6 +201,19 @@ void CpuRuntime::adamw_step(const AdamWStepArgs& a) {
     float *m = exp_avg.data_as<float>(), *v = exp_avg_sq.data_as<float>();
     parallel_for(n, 32768, [&](int64_t i0, int64_t i1) { adamw_span(w + i0, g + i0, m + i0, v + i0, i1 - i0, c); });
   });
+}
+
+void CpuRuntime::amp_unscale(const AmpUnscaleArgs& a) {
+  const auto& [grad, found_inf, inv_scale] = a;
+  const float inv = inv_scale.data_as<float>()[0];
+  std::atomic<bool> non_finite{false};
+  ORCHARD_DISPATCH_FLOATING(grad.dtype(), {
+    T* g = grad.data_as<T>();
+    parallel_for(grad.numel(), 32768, [&](int64_t i0, int64_t i1) {
+      if (unscale_span(g + i0, i1 - i0, compute_t<T>(inv))) non_finite.store(true, std::memory_order_relaxed);
+    });
+  });
+  if (non_finite.load(std::memory_order_relaxed)) found_inf.data_as<float>()[0] = 1.0f;
 }
 
 }  // namespace orchard::cpu

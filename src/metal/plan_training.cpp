@@ -1,6 +1,7 @@
 // Plans for the fused training kernels (metal/training.metal): layer norm forward and backward,
-// cross-entropy forward and backward, and the AdamW step. Operands arrive contiguous and validated
-// by src/core/ops_training.cpp; statistics, losses, log-sum-exps and moments are float32.
+// cross-entropy forward and backward, the AdamW step and loss scaling's unscale. Operands arrive
+// contiguous and validated by src/core/ops_training.cpp; statistics, losses, log-sum-exps and moments
+// are float32.
 //
 // Block sizes
 // - Row kernels (layer norm forward and dx, cross-entropy forward) give each row to a team of W
@@ -19,8 +20,8 @@
 //   small next to the inputs) and at most 1024 blocks (so the second launch's per-column loop stays
 //   short). A single block writes the gradients directly. Since blocks * n < 64K + n, the float32
 //   scratch holds under 512 KiB + 8 n bytes.
-// - Cross-entropy backward and AdamW are elementwise: one thread per element, 256 per threadgroup
-//   (for cross-entropy a 2-D group of classes x rows, so that short rows still fill it).
+// - Cross-entropy backward, AdamW and unscale are elementwise: one thread per element, 256 per
+//   threadgroup (for cross-entropy a 2-D group of classes x rows, so that short rows still fill it).
 // Apple GPUs run 32-wide simdgroups; the plans and kernels assume that width.
 #include <algorithm>
 #include <cmath>
@@ -62,6 +63,7 @@ std::string layer_norm_column_reduce_kernel(DType t) { return kernel_name("layer
 std::string cross_entropy_forward_kernel(DType t) { return kernel_name("cross_entropy_forward", t); }
 std::string cross_entropy_backward_kernel(DType t) { return kernel_name("cross_entropy_backward", t); }
 std::string adamw_step_kernel(DType t) { return kernel_name("adamw_step", t); }
+std::string amp_unscale_kernel(DType t) { return kernel_name("amp_unscale", t); }
 
 // ---- launch helpers --------------------------------------------------------------------------
 
@@ -235,6 +237,23 @@ Launches plan_adamw_step(const AdamWStepArgs& args) {
   return out;
 }
 
+Launches plan_amp_unscale(const AmpUnscaleArgs& args) {
+  const auto& [grad, found_inf, inv_scale] = args;
+  const DType t = grad.dtype();
+  check_float_dtype(t, "amp_unscale");
+  const int64_t n = grad.numel();
+  Launches out;
+  for (int64_t i0 = 0; i0 < n; i0 += kMaxLaunchThreads) {
+    const AmpUnscaleParams q{std::min(kMaxLaunchThreads, n - i0)};
+    Launch l(amp_unscale_kernel(t));
+    bind_at(l, grad, i0);
+    bind_at(l, found_inf, 0);
+    bind_at(l, inv_scale, 0).constants(q);
+    out.push_back(l.grid({groups_for(q.n, kMaxThreads)}, {kMaxThreads}));
+  }
+  return out;
+}
+
 void training_kernel_names(std::vector<std::string>& names) {
   for (DType t : kFloatDTypes) {
     names.push_back(layer_norm_forward_kernel(t));
@@ -245,6 +264,7 @@ void training_kernel_names(std::vector<std::string>& names) {
     names.push_back(cross_entropy_forward_kernel(t));
     names.push_back(cross_entropy_backward_kernel(t));
     names.push_back(adamw_step_kernel(t));
+    names.push_back(amp_unscale_kernel(t));
   }
 }
 

@@ -46,6 +46,10 @@ Shape shape_from(const nb::args& args, const char* op);
 // dim=None | int | tuple of ints, for bindings that hold the GIL anyway.
 std::vector<int64_t> dims_from(const nb::handle& dim, const char* op);
 
+// The tensors of a list or tuple (TypeError naming op otherwise). A Tensor is refused: it iterates,
+// but cat(t) is a mistake. Needs the GIL.
+std::vector<Tensor> tensor_list(nb::handle seq, const char* op);
+
 // Releases the GIL while a bound function runs (kernels never touch Python objects); nanobind
 // converts the arguments and the result with it held.
 using nogil = nb::call_guard<nb::gil_scoped_release>;

@@ -65,20 +65,6 @@ nb::object extreme(const Tensor& x, nb::handle dim, bool keepdim, bool is_max) {
   return values_indices(result);
 }
 
-// The tensors of a list or tuple. A Tensor is refused: it iterates, but cat(t) is a mistake.
-std::vector<Tensor> tensor_list(nb::handle seq, const char* op) {
-  if (!nb::isinstance<nb::list>(seq) && !nb::isinstance<nb::tuple>(seq))
-    throw TypeError(detail::concat(op, ": expected a list or tuple of tensors, got ", nb::inst_name(seq).c_str()));
-  std::vector<Tensor> out;
-  for (nb::handle h : seq) {
-    if (!nb::isinstance<Tensor>(h))
-      throw TypeError(detail::concat(op, ": expected a list or tuple of tensors, got an element of type ",
-                                     nb::inst_name(h).c_str()));
-    out.push_back(nb::cast<Tensor>(h));
-  }
-  return out;
-}
-
 // orchard.<name>(*shape, dtype=float32, device=None) for a factory f(shape, dtype, device).
 void factory(nb::module_& m, const char* name, const char* doc, Tensor (*f)(const Shape&, DType, Device)) {
   m.def(name, [name, f](nb::args shape, DType dtype, std::optional<DeviceArg> device) {
@@ -94,6 +80,19 @@ std::optional<Tensor> opt(const std::optional<TensorArg>& a) {
 }
 
 }  // namespace
+
+std::vector<Tensor> tensor_list(nb::handle seq, const char* op) {
+  if (!nb::isinstance<nb::list>(seq) && !nb::isinstance<nb::tuple>(seq))
+    throw TypeError(detail::concat(op, ": expected a list or tuple of tensors, got ", nb::inst_name(seq).c_str()));
+  std::vector<Tensor> out;
+  for (nb::handle h : seq) {
+    if (!nb::isinstance<Tensor>(h))
+      throw TypeError(detail::concat(op, ": expected a list or tuple of tensors, got an element of type ",
+                                     nb::inst_name(h).c_str()));
+    out.push_back(nb::cast<Tensor>(h));
+  }
+  return out;
+}
 
 void bind_ops(nb::module_& m) {
   auto cls = nb::borrow<nb::class_<Tensor>>(m.attr("Tensor"));

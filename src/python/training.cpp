@@ -1,4 +1,4 @@
-// Fused training ops for orchard.nn.functional and orchard.optim.
+// Fused training ops for orchard.nn.functional, orchard.optim and orchard.amp.
 #include <cmath>
 
 #include "bindings.h"
@@ -35,6 +35,14 @@ void bind_training(nb::module_& m) {
   }, nb::arg("param"), nb::arg("grad"), nb::arg("exp_avg"), nb::arg("exp_avg_sq"), nb::arg("lr"),
      nb::arg("beta1"), nb::arg("beta2"), nb::arg("eps"), nb::arg("weight_decay"), nb::arg("step"), nogil(),
      "One fused AdamW update of a parameter and its float32 moments, in place");
+
+  m.def("_amp_foreach_non_finite_check_and_unscale_", [](nb::handle grads, Tensor& found_inf,
+                                                         const Tensor& inv_scale) {
+    std::vector<Tensor> ts = tensor_list(grads, "_amp_foreach_non_finite_check_and_unscale_");
+    nb::gil_scoped_release release;
+    amp_foreach_non_finite_check_and_unscale_(ts, found_inf, inv_scale);
+  }, nb::arg("self"), nb::arg("found_inf"), nb::arg("inv_scale"),
+     "Multiplies float gradients by inv_scale in place and sets found_inf to 1 where any is inf or NaN");
 }
 
 }  // namespace orchard::python

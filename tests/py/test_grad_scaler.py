@@ -10,6 +10,7 @@ import torch
 import orchard as oc
 from orchard import amp, optim
 
+DTYPES = [oc.bfloat16, oc.float32]  # parameters and gradients of one optimizer in two dtypes
 # The gradient each step sees: finite, or with an inf / -inf / NaN in one place.
 SCHEDULE = ["ok", "ok", "inf", "ok", "ok", "ok", "ok", "nan", "ok", "-inf", "inf", "ok", "ok", "ok", "ok", "ok"]
 
@@ -148,6 +149,42 @@ def test_call_order_errors_as_torch():
             p.grad = None
         with pytest.raises(AssertionError, match="No inf checks were recorded for this optimizer"):
             s.step(o)
+
+
+@pytest.mark.parametrize("kind", ["ok", "inf", "nan"])
+def test_unscale_is_one_fused_call_per_device_over_mixed_dtypes(device, monkeypatch, kind):
+    """bfloat16 and float32 gradients unscaled as PyTorch does (it calls once per dtype, Orchard once per
+    device), with one found-inf flag read on the host."""
+    rng = np.random.default_rng(5)
+    grads = [rng.standard_normal(s).astype(np.float32) * 256 for s in [(3, 4), (6,)]]
+    if kind != "ok":
+        grads[0][2, 1] = np.inf if kind == "inf" else np.nan
+    ours = [oc.zeros(tuple(g.shape), dtype=d, device=device).requires_grad_() for g, d in zip(grads, DTYPES)]
+    theirs = [torch.zeros(g.shape, dtype=getattr(torch, str(d).split(".")[-1]), requires_grad=True)
+              for g, d in zip(grads, DTYPES)]
+    for p, tp, g in zip(ours, theirs, grads):
+        p.grad = oc.tensor(g, device=device).to(p.dtype)
+        tp.grad = torch.tensor(g).to(tp.dtype)
+    calls = []
+    fused = amp.grad_scaler._core._amp_foreach_non_finite_check_and_unscale_
+    monkeypatch.setattr(amp.grad_scaler._core, "_amp_foreach_non_finite_check_and_unscale_",
+                        lambda *args: calls.append(len(args[0])) or fused(*args))
+    scaler = amp.GradScaler(device, init_scale=256.0)
+    tscaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+    tscaler.scale(torch.ones(()))
+    opt, topt = optim.SGD(ours, lr=0.1), torch.optim.SGD(theirs, lr=0.1)
+    scaler.unscale_(opt)
+    tscaler.unscale_(topt)
+    assert calls == [2]
+    for p, tp in zip(ours, theirs):
+        np.testing.assert_array_equal(p.grad.float().cpu().numpy(), tp.grad.float().numpy())
+    scaler.step(opt)
+    tscaler.step(topt)
+    scaler.update()
+    tscaler.update()
+    assert scaler.get_scale() == tscaler.get_scale() == (256.0 if kind == "ok" else 128.0)
+    for p, tp in zip(ours, theirs):
+        np.testing.assert_array_equal(p.detach().float().cpu().numpy(), tp.detach().float().numpy())
 
 
 def test_float16_gradients_cannot_be_unscaled():

@@ -313,3 +313,16 @@ def test_scaled_dot_product_attention_signature_matches_torch(device):
                     lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0,
                                                                     is_causal=True, scale=0.3),
                     [q, k, v], device, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("target", [1, [1]])
+def test_unbatched_class_losses_take_a_0d_or_one_element_target(device, name, reduction, target):
+    logits = np.random.default_rng(4).standard_normal(5).astype(np.float32)
+    expected = getattr(torch.nn.functional, name)(torch.tensor(logits), torch.tensor(target), reduction=reduction)
+    got = getattr(F, name)(oc.tensor(logits, device=device), oc.tensor(target, device=device), reduction=reduction)
+    assert tuple(got.shape) == tuple(expected.shape)
+    np.testing.assert_allclose(got.cpu().numpy(), expected.numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="1D target must have size 1, but got target size: 2"):
+        getattr(F, name)(oc.tensor(logits, device=device), oc.tensor([1, 2], device=device))

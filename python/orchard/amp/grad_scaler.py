@@ -16,7 +16,6 @@ import numpy as np
 
 from .. import _core
 from .._core import Tensor, dtype
-from ..autograd import no_grad
 
 
 class OptState(enum.Enum):
@@ -35,17 +34,22 @@ def _float32(x):
         return float(np.float32(x))
 
 
-def _found_inf(grads):
-    """Whether any of the gradients holds an inf or a NaN, with one host read per device.
+def _unscale_and_check(grads, inv_scale):
+    """Multiplies the gradients by inv_scale in place; whether any held an inf or a NaN.
 
-    Each gradient costs two reductions (its max and min, which are inf or NaN when any value is, and never
-    overflow), stacked per device and read once. Issue 18 fuses this with unscaling into one pass per device
-    over all gradients, raising a found-inf flag, as PyTorch's _amp_foreach_non_finite_check_and_unscale_."""
-    extremes = {}
+    As PyTorch's GradScaler: one fused _amp_foreach_non_finite_check_and_unscale_ per device, over all its
+    gradients (any float dtypes), each raising that device's found-inf flag; then each flag is read on the host
+    once (a single read when the gradients share one device, as they usually do)."""
+    per_device = {}
     for g in grads:
-        if g.numel():
-            extremes.setdefault(str(g.device), []).extend((g.amax().float(), g.amin().float()))
-    return any(not np.isfinite(_core.stack(values).cpu().numpy()).all() for values in extremes.values())
+        per_device.setdefault(str(g.device), []).append(g)
+    flags = []
+    for device, device_grads in per_device.items():
+        found_inf = _core.zeros(1, device=device)
+        _core._amp_foreach_non_finite_check_and_unscale_(device_grads, found_inf,
+                                                         _core.full([1], inv_scale, device=device))
+        flags.append(found_inf)
+    return any(flag.item() for flag in flags)
 
 
 class GradScaler:
@@ -101,10 +105,7 @@ class GradScaler:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if any(g.dtype == dtype.float16 for g in grads):
             raise ValueError("Attempting to unscale FP16 gradients.")
-        with no_grad():
-            for g in grads:
-                g.mul_(inv_scale)
-        state["found_inf"] = _found_inf(grads) if grads else None
+        state["found_inf"] = _unscale_and_check(grads, inv_scale) if grads else None
         state["stage"] = OptState.UNSCALED
 
     def step(self, optimizer, *args, **kwargs):

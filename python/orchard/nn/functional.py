@@ -164,9 +164,8 @@ def _classes_last(op, input, target):
         raise RuntimeError(f"{op}: expected target dtype to be int64 (class indices) or, for cross_entropy, "
                            f"floating point probabilities of the input's shape, but got {target.dtype!r}")
     if input.ndim == 1:
-        if target.ndim != 0:
-            raise RuntimeError(f"{op}: for an input of shape {tuple(input.shape)} the target must be 0-d, "
-                               f"got shape {tuple(target.shape)}")
+        if target.ndim > 1 or target.numel() != 1:
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.numel()}")
         return input.reshape(1, -1), target.reshape(1)
     if target.ndim == 0 or target.shape[0] != input.shape[0]:
         raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
@@ -177,6 +176,11 @@ def _classes_last(op, input, target):
     if input.ndim > 2:
         input = input.permute(0, *range(2, input.ndim), 1)
     return input.reshape(-1, input.shape[-1]), target.reshape(-1)
+
+
+def _loss_shape(input, target):
+    """reduction="none"'s shape: the target's, or 0-d for an unbatched input [C] (as PyTorch's)."""
+    return () if input.ndim == 1 else tuple(target.shape)
 
 
 def _check_class_weight(weight, classes):
@@ -218,7 +222,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     rows, flat = _classes_last("nll_loss", input, target)
     _check_class_weight(weight, rows.shape[1])
     loss, _ = _nll_rows(rows, flat, weight, ignore_index, reduction)
-    return loss.reshape(target.shape) if reduction == "none" else loss
+    return loss.reshape(_loss_shape(input, target)) if reduction == "none" else loss
 
 
 def _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing):
@@ -265,7 +269,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             if reduction != "none":
                 spread = spread.sum() / counts.sum() if reduction == "mean" else spread.sum()
             loss = loss * (1 - label_smoothing) + spread * (label_smoothing / classes)
-    return loss.reshape(target.shape) if reduction == "none" else loss
+    return loss.reshape(_loss_shape(input, target)) if reduction == "none" else loss
 
 
 # ---- indices and shapes ------------------------------------------------------------------------
