@@ -165,7 +165,7 @@ def to_numpy(t):
     assert isinstance(t, oc.Tensor), f"expected an orchard.Tensor, got {type(t).__name__}"
     if t.dtype == oc.bfloat16:
         t = t.float()
-    return np.array(t.numpy(), copy=True)
+    return np.array(t.cpu().numpy(), copy=True)
 
 
 def to_torch(arr, dtype):
