@@ -229,6 +229,7 @@ def test_backward_inside_the_region_matches_backward_after_it():
     np.testing.assert_array_equal(inside.numpy(), w.grad.numpy())
 
 
+@pytest.mark.skipif(oc.cuda.is_available(), reason="what a machine without a CUDA device answers")
 def test_cuda_and_unsupported_dtypes_warn_and_disable_as_pytorch():
     x = oc.randn(2, 2)
     with pytest.warns(UserWarning, match="CUDA is not available"):
@@ -251,7 +252,7 @@ def test_bad_device_types_raise():
         oc.autocast("tpu")
     with pytest.raises(ValueError, match="Expected `device_type` of type `str`"):
         oc.autocast(0)
-    assert oc.amp.is_autocast_available("cpu") and not oc.amp.is_autocast_available("cuda")
+    assert oc.amp.is_autocast_available("cpu") and oc.amp.is_autocast_available("cuda") == oc.cuda.is_available()
 
 
 @pytest.mark.parametrize("low", [oc.bfloat16, oc.float16])

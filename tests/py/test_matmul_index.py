@@ -339,7 +339,7 @@ def test_cat_and_stack(device, shape, seed, data):
     assert_close(oc.cat(parts, d), expected, out_dtype, exact=True, device=device)
     same = [make_tensor(rng, shape, dts[0], device=device)[0] for _ in range(len(parts))]
     sd = data.draw(st.integers(-nd - 1, nd))
-    assert_close(oc.stack(same, sd), np.stack([s_.numpy() if dts[0] != oc.bfloat16 else s_.float().numpy()
+    assert_close(oc.stack(same, sd), np.stack([s_.cpu().numpy() if dts[0] != oc.bfloat16 else s_.float().cpu().numpy()
                                                for s_ in same], sd), dts[0], exact=True, device=device)
 
 

@@ -13,45 +13,50 @@ import warnings
 from .. import _core
 from .._core import Tensor, dtype
 
-_DEVICE_TYPES = ("cpu", "metal")
+_DEVICE_TYPES = ("cpu", "metal", "cuda")
 _LOW_DTYPES = (dtype.bfloat16, dtype.float16)
 _nesting = threading.local()  # .depth: autocast regions entered on this thread
 
 
 def is_autocast_available(device_type):
-    """Whether autocast can be enabled for device_type."""
-    return device_type in _DEVICE_TYPES
+    """Whether autocast can be enabled for device_type ("cuda" only where this machine has the CUDA device)."""
+    return device_type in _DEVICE_TYPES and (device_type != "cuda" or _core._cuda_is_available())
+
+
+def _absent(device_type):
+    """A device type scripts name that this machine lacks: autocast for it is off, as PyTorch's without CUDA."""
+    return device_type == "cuda" and not _core._cuda_is_available()
 
 
 def _checked_device_type(device_type):
     if not isinstance(device_type, str):
         raise ValueError(f"Expected `device_type` of type `str`, got: `{type(device_type)}`")
-    if device_type not in _DEVICE_TYPES and device_type != "cuda":
+    if device_type not in _DEVICE_TYPES:
         raise RuntimeError(f"User specified an unsupported autocast device_type '{device_type}'; Orchard's are "
                            f"{', '.join(repr(d) for d in _DEVICE_TYPES)}")
     return device_type
 
 
 def is_autocast_enabled(device_type="cuda"):
-    """Whether autocast is on for device_type on this thread (never for "cuda": Orchard has no CUDA device)."""
-    return _checked_device_type(device_type) != "cuda" and _core._autocast_state(device_type)[0]
+    """Whether autocast is on for device_type on this thread."""
+    return not _absent(_checked_device_type(device_type)) and _core._autocast_state(device_type)[0]
 
 
 def get_autocast_dtype(device_type):
     """The low-precision dtype autocast uses for device_type."""
-    if _checked_device_type(device_type) == "cuda":
+    if _absent(_checked_device_type(device_type)):
         return dtype.float16
     return _core._autocast_state(device_type)[1]
 
 
 def set_autocast_enabled(device_type, enabled):
-    if _checked_device_type(device_type) != "cuda":
+    if not _absent(_checked_device_type(device_type)):
         _, low, cache = _core._autocast_state(device_type)
         _core._set_autocast_state(device_type, bool(enabled), low, cache)
 
 
 def set_autocast_dtype(device_type, dtype):
-    if _checked_device_type(device_type) != "cuda":
+    if not _absent(_checked_device_type(device_type)):
         enabled, _, cache = _core._autocast_state(device_type)
         _core._set_autocast_state(device_type, enabled, dtype, cache)
 
@@ -64,18 +69,18 @@ def clear_autocast_cache():
 class autocast:
     """Context manager and decorator: ops on device_type's tensors run in mixed precision inside it.
 
-    device_type: "cpu" or "metal" ("cuda" warns and disables itself, as PyTorch does without CUDA).
+    device_type: "cpu", "metal" or "cuda" ("cuda" without a CUDA device warns and disables itself, as PyTorch does).
     dtype: bfloat16 or float16 (default: bfloat16 on the CPU, float16 on Metal, as PyTorch's CPU and MPS).
     enabled: False makes the region a no-op (or turns autocast off inside an enclosing one).
     cache_enabled: keep parameters' casts for the region (default True)."""
 
     def __init__(self, device_type, dtype=None, enabled=True, cache_enabled=None):
         self.device = _checked_device_type(device_type)
-        self.fast_dtype = _core._autocast_default_dtype(device_type) if dtype is None and device_type != "cuda" \
+        self.fast_dtype = _core._autocast_default_dtype(device_type) if dtype is None and not _absent(device_type) \
             else dtype
         self._cache_enabled = True if cache_enabled is None else bool(cache_enabled)
         self._enabled = bool(enabled)
-        if device_type == "cuda":
+        if _absent(device_type):
             if enabled:
                 warnings.warn("User provided device_type of 'cuda', but CUDA is not available. Disabling",
                               stacklevel=2)
@@ -87,7 +92,7 @@ class autocast:
             self._enabled = False
 
     def __enter__(self):
-        if self.device == "cuda":
+        if _absent(self.device):
             return self
         self._previous = _core._autocast_state(self.device)
         low = self.fast_dtype if self._enabled else self._previous[1]
@@ -96,7 +101,7 @@ class autocast:
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
-        if self.device == "cuda":
+        if _absent(self.device):
             return False
         _nesting.depth -= 1
         if _nesting.depth == 0:

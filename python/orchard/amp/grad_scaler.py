@@ -55,9 +55,9 @@ def _unscale_and_check(grads, inv_scale):
 class GradScaler:
     def __init__(self, device="cuda", init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
                  growth_interval=2000, enabled=True):
-        if device == "cuda":
-            if enabled:  # as PyTorch does on a machine without CUDA, which Orchard always is
-                warnings.warn("GradScaler for device 'cuda' is enabled, but Orchard has no CUDA device.  Disabling.",
+        if device == "cuda" and not _core._cuda_is_available():
+            if enabled:  # as PyTorch does on a machine without CUDA
+                warnings.warn("GradScaler for device 'cuda' is enabled, but CUDA is not available.  Disabling.",
                               stacklevel=2)
                 enabled = False
         else:
@@ -199,8 +199,8 @@ class GradScaler:
 
 
 class CudaGradScaler(GradScaler):
-    """torch.cuda.amp.GradScaler: GradScaler("cuda", ...), which Orchard (no CUDA) runs disabled with a
-    warning when enabled, as PyTorch does on a machine without CUDA. orchard.cuda.amp exports it."""
+    """torch.cuda.amp.GradScaler: GradScaler("cuda", ...), disabled with a warning when enabled on a machine
+    without the CUDA device, as PyTorch's. orchard.cuda.amp exports it."""
 
     def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
                  enabled=True):

@@ -1,10 +1,9 @@
-"""orchard.cuda: what PyTorch scripts ask of torch.cuda, answered for a library without CUDA devices.
+"""orchard.cuda: what PyTorch scripts ask of torch.cuda.
 
-Scripts written for PyTorch probe CUDA even when they run on the CPU (`'cuda' if torch.cuda.is_available()
-else 'cpu'`, `torch.cuda.manual_seed_all(seed)`); Orchard has no CUDA device, so the probes say so and the
-housekeeping calls have nothing to do.
+device="cuda" runs Orchard's kernels on an NVIDIA GPU (issue 20, in progress: the Metal runtime's plans on
+the CUDA driver, kernels compiled by NVRTC) where the machine has one; elsewhere the probes say there is
+none and the housekeeping calls have nothing to do, so scripts that pick "cuda" when available pick the CPU.
 """
-
 from .. import _core
 
 __all__ = ["device_count", "empty_cache", "is_available", "is_bf16_supported", "is_initialized", "manual_seed",
@@ -12,27 +11,27 @@ __all__ = ["device_count", "empty_cache", "is_available", "is_bf16_supported", "
 
 
 def is_available():
-    """Whether device="cuda" works: an NVIDIA GPU, its driver and NVRTC (issue 20: the CUDA device is being
-    built; this build serves it only where those are present)."""
+    """Whether device="cuda" works: an NVIDIA GPU with its driver, and NVRTC to compile the kernels."""
     return _core._cuda_is_available()
 
 
 def is_initialized():
-    return False
+    return is_available()
 
 
 def device_count():
-    return 0
+    """1 with a CUDA device (Orchard uses the first GPU), else 0."""
+    return int(is_available())
 
 
 def is_bf16_supported(including_emulation=True):
-    """False, as there is no CUDA device to support it."""
+    """Whether bfloat16 runs on the CUDA device (it does wherever there is one: sm_80 and later)."""
     del including_emulation
-    return False
+    return is_available()
 
 
 def manual_seed(seed):
-    """Nothing to seed: there are no CUDA generators. orchard.manual_seed seeds every Orchard device."""
+    """orchard.manual_seed seeds every Orchard device, the CUDA one too; this only checks the argument."""
     int(seed)  # PyTorch accepts anything int() takes; the same mistakes raise here
 
 
@@ -41,12 +40,15 @@ def manual_seed_all(seed):
 
 
 def synchronize(device=None):
-    """Nothing to wait for: no CUDA work is ever queued."""
+    """Waits for the work queued on the CUDA device (nothing to wait for without one)."""
     del device
+    if is_available():
+        _core.synchronize("cuda")
 
 
 def empty_cache():
-    """Nothing to release: no CUDA memory is ever cached."""
+    """Returns cached device memory to the system."""
+    _core.empty_cache()
 
 
 from . import amp  # noqa: E402  (torch.cuda.amp.GradScaler, as older scripts spell it)
