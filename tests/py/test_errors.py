@@ -66,7 +66,7 @@ VALUE_ERRORS = [
     (lambda: oc.add(oc.ones(2, dtype=oc.int64), oc.ones(2, dtype=oc.int64), alpha=0.5),
      r"add: alpha must be a whole number for int64 inputs, got 0.5"),
     (lambda: oc.zeros(5).split([2, 2]), r"sum to 4 but dimension 0 of shape \[5\] has size 5"),
-    (lambda: oc.device("cuda"), r"unknown device 'cuda'; expected 'cpu' or 'metal'"),
+    (lambda: oc.device("tpu"), r"unknown device 'tpu'; expected 'cpu', 'metal' or 'cuda'"),
     (lambda: oc.zeros(3).expand(2, 3).fill_(1.0), r"cannot write in place to an expanded tensor.*clone"),
     (lambda: oc.from_numpy(np.arange(3.0)[::-1]), r"negative strides cannot be shared; pass a copy"),
 ]

@@ -204,8 +204,9 @@ def test_device_objects_and_errors():
     assert d == "cpu" and d == oc.device("cpu") and d != "metal" and not (d == 3)
     assert hash(d) == hash(oc.device("cpu"))
     assert oc.zeros(1).device == d
-    with pytest.raises(ValueError, match="unknown device 'cuda'; expected 'cpu' or 'metal'"):
-        oc.device("cuda")
+    assert oc.device("cuda") == oc.device("cuda:0") == "cuda"
+    with pytest.raises(ValueError, match="unknown device 'cuda:1'; expected 'cpu', 'metal' or 'cuda'"):
+        oc.device("cuda:1")
     with pytest.raises(ValueError, match="unknown device"):
         oc.zeros(2, device="gpu")
     oc.synchronize()
@@ -290,3 +291,9 @@ def test_to_keeps_or_converts(device):
     assert y.dtype == oc.float16 and y.device == device
     assert x.cpu().device == "cpu" and x.cpu().is_alias_of(x) == (device == "cpu")
     assert x.cpu().tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.skipif(oc.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_not_available():
+    with pytest.raises(RuntimeError, match="device 'cuda' is not available.*NVIDIA GPU"):
+        oc.zeros(2, device="cuda")
