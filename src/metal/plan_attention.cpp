@@ -186,7 +186,7 @@ Launches plan_attention_backward(const AttentionBackwardArgs& args) {
 
   // D_i = rowsum(dO * O), float32, one thread per query row.
   const int64_t rows = B * Hq * Lq;
-  Tensor delta = Tensor::empty({std::max<int64_t>(rows, 1)}, DType::Float32, Device::Metal);
+  Tensor delta = Tensor::empty({std::max<int64_t>(rows, 1)}, DType::Float32, q.device());  // Metal, or CUDA
   if (rows > 0) {
     constexpr uint32_t kThreads = 256;
     const AttentionRowsParams rp{rows, uint32_t(D), 0};

@@ -156,7 +156,7 @@ Launches plan_layer_norm_backward(const LayerNormBackwardArgs& args) {
     return out;
   }
   // Partials [2, blocks, n]: the weight's, then the bias's.
-  Tensor scratch = Tensor::empty({2, blocks, n}, DType::Float32, Device::Metal);
+  Tensor scratch = Tensor::empty({2, blocks, n}, DType::Float32, x.device());  // Metal, or CUDA
   Launch partial(layer_norm_column_sums_kernel(t, true));
   partial.buffer(dy).buffer(x).buffer(mean).buffer(rstd).buffer(scratch);
   bind_at(partial, scratch, blocks * n).constants(cp);
