@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--corpus-bytes", type=int, default=4_000_000, help="bytes of the default corpus to read")
     p.add_argument("--out", default="runs/gpt2",
                    help="run directory: checkpoint-<step> directories, resumed from the newest")
-    p.add_argument("--device", default="cpu", choices=["cpu", "metal"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "metal", "cuda"])
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="bfloat16/float16: mixed precision (autocast; float16 adds loss scaling), weights stay float32")
     p.add_argument("--steps", type=int, default=200)
