@@ -103,8 +103,10 @@ template <typename T> void check_mixed_simdgroup_matrices(const char* kernel) {
       want[i * 8 + j] = c[i * 8 + j];
       for (int k = 0; k < 8; ++k) want[i * 8 + j] += float(a[i * 8 + k]) * float(b[k * 8 + j]);
     }
-  metal_emu::run(Launch(kernel).buffer(c.data(), 0).buffer(a.data(), 0).buffer(b.data(), 0).grid({1}, {32}));
-  for (int e = 0; e < 64; ++e) EXPECT_EQ(c[e], want[e]) << kernel << " element " << e;
+  std::vector<float> out(64);
+  metal_emu::run(
+      Launch(kernel).buffer(out.data(), 0).buffer(a.data(), 0).buffer(b.data(), 0).buffer(c.data(), 0).grid({1}, {32}));
+  for (int e = 0; e < 64; ++e) EXPECT_EQ(out[e], want[e]) << kernel << " element " << e;
 }
 
 TEST(MetalEmulator, MixedPrecisionSimdgroupMatrices) {

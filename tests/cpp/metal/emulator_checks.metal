@@ -38,17 +38,19 @@ template <typename T>
 }
 ORCHARD_KERNEL("check_simdgroup_matrix_float32", check_simdgroup_matrix, float)
 
-// c = a @ b + c for 8x8 matrices: 16-bit a and b multiplied into a float c (metal/matmul.metal's form).
+// out = a @ b + c for 8x8 matrices: 16-bit a and b multiplied into a float c (metal/matmul.metal's form).
+// out is not c: the emulator's lanes each load and store whole matrices, which would race on one buffer.
 template <typename T>
-[[kernel]] void check_simdgroup_matrix_mixed(device float* c [[buffer(0)]], device const T* a [[buffer(1)]],
-                                             device const T* b [[buffer(2)]], uint lane [[thread_index_in_simdgroup]]) {
+[[kernel]] void check_simdgroup_matrix_mixed(device float* out [[buffer(0)]], device const T* a [[buffer(1)]],
+                                             device const T* b [[buffer(2)]], device const float* c [[buffer(3)]],
+                                             uint lane [[thread_index_in_simdgroup]]) {
   simdgroup_matrix<T, 8, 8> x, y;
   simdgroup_float8x8 z;
   simdgroup_load(x, a);
   simdgroup_load(y, b);
   simdgroup_load(z, c);
   simdgroup_multiply_accumulate(z, x, y, z);
-  simdgroup_store(z, c);
+  simdgroup_store(z, out);
 }
 ORCHARD_KERNEL("check_simdgroup_matrix_mixed_float16", check_simdgroup_matrix_mixed, half)
 ORCHARD_KERNEL("check_simdgroup_matrix_mixed_bfloat16", check_simdgroup_matrix_mixed, bfloat)
