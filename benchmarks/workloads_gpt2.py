@@ -6,6 +6,8 @@ is one step (forward, backward, optimizer update, grads cleared) and returns tha
 start from their own random weights, so the losses are not compared. Peak memory: the growth of the peak RSS
 over three steps of a freshly built model, one process per framework (run.py, memory.py).
 """
+import contextlib
+
 import numpy as np
 
 from registry import Workload, register
@@ -41,6 +43,12 @@ class GPT2TrainStep(Workload):
         return dict(idx=tokens[:, :-1].copy(), targets=tokens[:, 1:].copy(),
                     config=_config_fields(layers, width, heads, seq, vocab))
 
+    attention = "eager"  # transformers' attention implementation for the PyTorch model
+
+    def precision(self, framework, device_type):
+        """The region each framework's forward pass runs in: none here, autocast in the bf16 variant."""
+        return contextlib.nullcontext()
+
     def orchard(self, idx, targets, config):
         import orchard as oc
         from orchard.models import GPT2, GPT2Config
@@ -50,7 +58,8 @@ class GPT2TrainStep(Workload):
         optimizer = AdamW(model.parameters(), lr=LR)
 
         def step():
-            _, loss = model(idx, targets)
+            with self.precision(oc, idx.device.type):
+                _, loss = model(idx, targets)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -63,15 +72,16 @@ class GPT2TrainStep(Workload):
         torch.manual_seed(0)
         # The runner times PyTorch under inference_mode: build and train outside it, on ordinary tensors.
         with torch.inference_mode(False):
-            model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation="eager"))
+            model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation=self.attention))
             model.train()
             optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
             idx, targets = idx.clone(), targets.clone()
 
         def step():
             with torch.inference_mode(False), torch.enable_grad():
-                logits = model(idx).logits
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+                with self.precision(torch, "cpu"):
+                    logits = model(idx).logits
+                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
@@ -85,33 +95,10 @@ class GPT2TrainStepBF16(GPT2TrainStep):
     with its SDPA attention (its fastest CPU path). Weights, gradients and AdamW stay float32 in both."""
     name = "gpt2_train_bf16"
     target = ("torch", 1.0)
+    attention = "sdpa"
 
     def label(self, **size):
         return super().label(**size) + ", bf16 autocast"
 
-    def orchard(self, idx, targets, config):
-        import orchard as oc
-        step = super().orchard(idx, targets, config)
-        region = oc.autocast(idx.device.type, dtype=oc.bfloat16)
-        return lambda: region(step)()
-
-    def torch(self, idx, targets, config):
-        import torch
-        import transformers
-        torch.manual_seed(0)
-        with torch.inference_mode(False):
-            model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation="sdpa"))
-            model.train()
-            optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-            idx, targets = idx.clone(), targets.clone()
-
-        def step():
-            with torch.inference_mode(False), torch.enable_grad():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    logits = model(idx).logits
-                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-                return loss.detach()
-        return step
+    def precision(self, framework, device_type):
+        return framework.autocast(device_type, dtype=framework.bfloat16)
