@@ -62,7 +62,7 @@ def entry_macro(kernel, params):
             raise SystemExit(f"kernel {kernel}: its [[{attr}(i)]] indices must be 0, 1, ... (the entry point's parameter order)")
         return pairs
     signature = ([f"ORCHARD_CUDA_BUFFER({k}, __VA_ARGS__) b{i}" for i, k in indices("buffer")] +
-                 [f"uint32_t tg{i}" for i, _ in indices("threadgroup")])
+                 [f"uint32_t tg{i}" for i, _ in indices("threadgroup")] + ["::orchard_cuda::GridPart grid"])
     args = []
     for k, (param, attr, index) in enumerate(params):
         if attr == "buffer":
@@ -70,7 +70,7 @@ def entry_macro(kernel, params):
         elif attr == "threadgroup":
             args.append(f"ORCHARD_CUDA_THREADGROUP({k}, tg{index}, __VA_ARGS__)")
         elif attr in metal_codegen.POSITIONS:
-            args.append(f"::orchard_cuda::{attr}()")
+            args.append(f"::orchard_cuda::{attr}(grid)")
         else:
             raise SystemExit(f"kernel {kernel}: attribute [[{attr}]] has no CUDA equivalent here")
     return (f"#define ORCHARD_CUDA_ENTRY_{kernel}(host, ...) "

@@ -1,15 +1,22 @@
-// Compiles every kernel family to PTX with NVRTC for sm_80 and sm_90 (src/cuda/kernel_compiler.h),
+// Compiles every kernel family, and the native kernels' modules, to PTX with NVRTC for sm_80 and sm_90
+// (src/cuda/kernel_compiler.h),
 // checks that each PTX holds an entry point for every kernel of its family, and reports each failure
 // with NVRTC's log. Needs no GPU: CI runs it (ctest nvrtc_compile_all) so that the CUDA build of the
 // kernels cannot rot. Exit status 1 when anything failed. Prints, per family and architecture, the
-// wall and CPU seconds NVRTC took (the families compile in parallel, one thread each).
+// wall and CPU seconds NVRTC took (the families compile in parallel, one thread each). Then checks the
+// CUBIN path and the on-disk cache (cached_kernel_family) in a fresh directory: it stores a family's
+// CUBIN, reads it back, and compiles again over a file that was cut short.
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +55,28 @@ void run(Job& job) {
   job.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The cache's failure, or "".
+std::string check_cache(const KernelFamilySource& family, const std::string& expected) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("orchard_kernel_cache_" + std::to_string(::getpid()));
+  setenv("ORCHARD_CACHE_DIR", dir.c_str(), 1);
+  std::string failure;
+  const fs::path file = dir / "cuda" / (std::string(family.name) + "-sm_80.cubin");
+  if (expected.size() < 4 || expected.compare(0, 4, "\x7f" "ELF") != 0) failure = "NVRTC's CUBIN is no ELF file";
+  else if (cached_kernel_family(family, 80) != expected) failure = "the first call's CUBIN differs from NVRTC's";
+  else if (!fs::exists(file)) failure = "no file at " + file.string();
+  else if (cached_kernel_family(family, 80) != expected) failure = "the cached CUBIN differs from NVRTC's";
+  else {
+    fs::resize_file(file, fs::file_size(file) / 2);
+    if (cached_kernel_family(family, 80) != expected) failure = "a file cut short was read as code";
+    else if (fs::file_size(file) <= expected.size()) failure = "a file cut short was not replaced";
+  }
+  std::error_code ignored;
+  fs::remove_all(dir, ignored);
+  unsetenv("ORCHARD_CACHE_DIR");
+  return failure;
+}
+
 }  // namespace
 
 int main() {
@@ -60,9 +89,12 @@ int main() {
   }
   std::vector<Job> jobs;  // a family's two architectures side by side
   size_t kernels = 0;
-  for (size_t f = 0; f < kKernelFamilySourceCount; ++f) {
-    kernels += kKernelFamilySources[f].kernel_count;
-    for (int arch : {80, 90}) jobs.push_back({&kKernelFamilySources[f], arch, 0, 0, {}});
+  std::vector<const KernelFamilySource*> modules;  // the families, then the native kernels' modules
+  for (size_t f = 0; f < kKernelFamilySourceCount; ++f) modules.push_back(&kKernelFamilySources[f]);
+  modules.insert(modules.end(), kNativeModules, kNativeModules + kNativeModuleCount);
+  for (const KernelFamilySource* module : modules) {
+    kernels += module->kernel_count;
+    for (int arch : {80, 90}) jobs.push_back({module, arch, 0, 0, {}});
   }
   const auto start = std::chrono::steady_clock::now();
   std::atomic<size_t> next{0};
@@ -78,13 +110,29 @@ int main() {
   size_t failed = 0;
   for (const Job& job : jobs) {
     cpu += job.cpu;
-    std::printf("%-12s sm_%d %4zu kernels %7.1f s wall %7.1f s CPU%s\n", job.family->name, job.arch,
+    std::printf("%-24s sm_%d %4zu kernels %7.1f s wall %7.1f s CPU%s\n", job.family->name, job.arch,
                 job.family->kernel_count, job.wall, job.cpu, job.failure.empty() ? "" : "  FAILED");
     if (!job.failure.empty()) ++failed;
   }
-  std::printf("%zu kernels of %zu families, each for sm_80 and sm_90: %.1f s wall, %.1f s CPU\n", kernels,
-              kKernelFamilySourceCount, wall, cpu);
+  std::printf("%zu kernels of %zu modules, each for sm_80 and sm_90: %.1f s wall, %.1f s CPU\n", kernels,
+              modules.size(), wall, cpu);
   for (const Job& job : jobs)
     if (!job.failure.empty()) std::fprintf(stderr, "FAILED %s.metal for sm_%d:%s\n", job.family->name, job.arch, job.failure.c_str());
+
+  const Job& smallest = *std::min_element(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) {
+    return a.family->kernel_count < b.family->kernel_count;
+  });
+  try {
+    const std::string cubin = compile_kernel_family(*smallest.family, 80, KernelCode::Cubin);
+    if (const std::string failure = check_cache(*smallest.family, cubin); !failure.empty()) {
+      std::fprintf(stderr, "FAILED the kernel cache (%s.metal): %s\n", smallest.family->name, failure.c_str());
+      ++failed;
+    } else {
+      std::printf("kernel cache: stored, read back and replaced %s.metal's CUBIN\n", smallest.family->name);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "FAILED the kernel cache: %s\n", e.what());
+    ++failed;
+  }
   return failed == 0 ? 0 : 1;
 }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <mutex>
 
 #include "errors.h"
 #include "loop.h"
@@ -12,6 +13,15 @@ namespace orchard {
 namespace {
 std::atomic<Runtime*> g_runtimes[kNumDevices];
 std::atomic<bool> g_emulated[kNumDevices];
+std::atomic<bool> g_tf32{false};
+Runtime* (*g_factories[kNumDevices])();
+std::once_flag g_made[kNumDevices];
+
+Runtime* registered(Device device) {
+  if (Runtime* (*make)() = g_factories[int(device)])
+    std::call_once(g_made[int(device)], [&] { register_runtime(device, make()); });
+  return g_runtimes[int(device)].load(std::memory_order_acquire);
+}
 }  // namespace
 
 void Runtime::read(const Tensor& src, void* host) {
@@ -42,7 +52,7 @@ int64_t ElementwiseLoop::numel() const {
 }
 
 Runtime& runtime_for(Device device) {
-  Runtime* r = g_runtimes[int(device)].load(std::memory_order_acquire);
+  Runtime* r = registered(device);
   ORCHARD_CHECK(r, RuntimeError, "device '", device_name(device),
                 "' is not available in this build of Orchard",
                 device == Device::Metal
@@ -52,11 +62,16 @@ Runtime& runtime_for(Device device) {
   return *r;
 }
 
-bool has_runtime(Device device) { return g_runtimes[int(device)].load() != nullptr; }
+bool has_runtime(Device device) { return registered(device) != nullptr; }
 
 void register_runtime(Device device, Runtime* runtime) {
   g_runtimes[int(device)].store(runtime, std::memory_order_release);
 }
+
+void register_runtime_factory(Device device, Runtime* (*make)()) { g_factories[int(device)] = make; }
+
+void set_float32_matmul_tf32(bool allowed) { g_tf32 = allowed; }
+bool float32_matmul_tf32() { return g_tf32; }
 
 void set_runtime_emulated(Device device, bool emulated) { g_emulated[int(device)] = emulated; }
 bool runtime_is_emulated(Device device) { return g_emulated[int(device)]; }

@@ -285,6 +285,14 @@ class Runtime {
 Runtime& runtime_for(Device device);
 bool has_runtime(Device device);
 void register_runtime(Device device, Runtime* runtime);
+// Registers a device whose runtime is made on first use (by runtime_for or has_runtime), so that
+// loading Orchard does not start a GPU driver; `make` returns nullptr when the device is absent.
+void register_runtime_factory(Device device, Runtime* (*make)());
+// Whether float32 products may round their inputs to TF32 on tensor cores (PyTorch's
+// backends.cuda.matmul.allow_tf32, or set_float32_matmul_precision "high"/"medium"). Only the CUDA
+// device's cuBLAS products read it; every other float32 product multiplies in float32.
+void set_float32_matmul_tf32(bool allowed);
+bool float32_matmul_tf32();
 // Set when a device is served by an emulator rather than the real hardware.
 void set_runtime_emulated(Device device, bool emulated);
 bool runtime_is_emulated(Device device);

@@ -5,16 +5,27 @@
 // Everything runs in order on the legacy default stream: a launch or a copy starts after the work
 // queued before it, as Metal's command queue orders it. Errors of a kernel (a fault) surface at the
 // next call that waits, and are raised there as RuntimeError.
+//
+// Where CUDA has hardware that the portable kernel cannot reach, a native implementation replaces
+// the kernel by its host name (Dispatch::kernel), taking the same arguments: float products run
+// through cuBLAS (cublas_matmul.h), the float16 and bfloat16 attention forward through a
+// tensor-core FlashAttention kernel compiled from its own CUDA source (flash_attention.h). The
+// driver starts on the first use of the device, not when Orchard is loaded.
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "cublas_matmul.h"
 #include "dispatch.h"
 #include "errors.h"
+#include "flash_attention.h"
 #include "kernel_compiler.h"
+#include "plans.h"
 
 namespace orchard::cuda {
 
@@ -30,7 +41,7 @@ using CUstream = struct CUstream_st*;
 constexpr int kComputeCapabilityMajor = 75, kComputeCapabilityMinor = 76;  // CUdevice_attribute
 constexpr int kMaxSharedPerBlockOptin = 97;
 constexpr int kFuncMaxDynamicShared = 8;  // CUfunction_attribute
-constexpr uint32_t kMaxGridYZ = 65535;
+constexpr uint32_t kMaxGridYZ = 65535;  // CUDA's limit on a grid's y and z; x takes 2^31 - 1
 
 // The driver functions used, looked up once.
 struct Driver {
@@ -88,7 +99,7 @@ CUdeviceptr device_address(const void* base, size_t offset) {
   return reinterpret_cast<CUdeviceptr>(base) + offset;
 }
 
-class CudaBackend final : public metal::Backend {
+class CudaBackend final : public metal::Backend, private NativeLauncher {
  public:
   CudaBackend(const Driver& driver, CUcontext context, int arch, int max_shared)
       : d_(driver), context_(context), arch_(arch), max_shared_(max_shared) {}
@@ -105,11 +116,10 @@ class CudaBackend final : public metal::Backend {
 
   void dispatch(const metal::Dispatch& d) override {
     current();
-    ORCHARD_CHECK(d.groups.y <= kMaxGridYZ && d.groups.z <= kMaxGridYZ, RuntimeError, "cuda: kernel ", d.kernel,
-                  " needs a grid of ", d.groups.x, " x ", d.groups.y, " x ", d.groups.z,
-                  " blocks; CUDA allows at most 65535 in y and z");
+    if (auto native = natives_.find(d.kernel); native != natives_.end() && native->second(d)) return;
     // [[buffer(i)]]: device addresses, or the constants themselves by value; then the byte offset of
-    // each [[threadgroup(i)]] buffer in the dynamic shared memory (entry_points.h).
+    // each [[threadgroup(i)]] buffer in the dynamic shared memory; then the part of the grid that
+    // this launch covers (entry_points.h).
     std::vector<CUdeviceptr> addresses(d.args.size());
     std::vector<uint32_t> offsets(d.threadgroup_memory.size());
     std::vector<void*> params;
@@ -126,10 +136,18 @@ class CudaBackend final : public metal::Backend {
     }
     ORCHARD_CHECK(int64_t(shared) <= max_shared_, RuntimeError, "cuda: kernel ", d.kernel, " needs ", shared,
                   " bytes of shared memory; this GPU has ", max_shared_);
-    CUfunction f = function(d.kernel, shared);
-    check(d_.cuLaunchKernel(f, d.groups.x, d.groups.y, d.groups.z, d.threads.x, d.threads.y, d.threads.z, shared,
-                            nullptr, params.data(), nullptr),
-          "launching ", d.kernel);
+    const KernelFamilySource* family = kernel_family_of(d.kernel);
+    ORCHARD_CHECK(family, RuntimeError, "cuda: no kernel named ", d.kernel);
+    CUfunction f = function(*family, d.kernel, shared);
+    // A grid taller or deeper than CUDA allows runs as several launches, each told its first group.
+    GridPart part{0, 0, d.groups.y, d.groups.z};
+    params.push_back(&part);
+    for (part.first_y = 0; part.first_y < d.groups.y; part.first_y += kMaxGridYZ)
+      for (part.first_z = 0; part.first_z < d.groups.z; part.first_z += kMaxGridYZ)
+        check(d_.cuLaunchKernel(f, d.groups.x, std::min(kMaxGridYZ, d.groups.y - part.first_y),
+                                std::min(kMaxGridYZ, d.groups.z - part.first_z), d.threads.x, d.threads.y,
+                                d.threads.z, shared, nullptr, params.data(), nullptr),
+              "launching ", d.kernel);
   }
 
   void copy(void* dst_base, size_t dst_offset, void* src_base, size_t src_offset, size_t nbytes) override {
@@ -153,6 +171,16 @@ class CudaBackend final : public metal::Backend {
   bool emulated() const override { return false; }
 
  private:
+  int arch() const override { return arch_; }
+
+  void launch(const KernelFamilySource& module, const char* kernel, metal::Size3 groups, metal::Size3 threads,
+              void** params) override {
+    CUfunction f = function(module, kernel);
+    check(d_.cuLaunchKernel(f, groups.x, groups.y, groups.z, threads.x, threads.y, threads.z, 0, nullptr, params,
+                            nullptr),
+          "launching ", kernel);
+  }
+
   template <typename... Context> void check(CUresult r, const Context&... what) const {
     if (r == 0) return;
     const char* message = nullptr;
@@ -167,23 +195,22 @@ class CudaBackend final : public metal::Backend {
     if (bound != context_) check(d_.cuCtxSetCurrent(bound = context_), "making the context current");
   }
 
-  // The kernel's function, compiling and loading its family on first use.
-  CUfunction function(const std::string& kernel, uint32_t shared) {
+  // Kernel `kernel` of `module` (a family, or a native module), compiling and loading the module on
+  // first use, with at least `shared` bytes of dynamic shared memory allowed.
+  CUfunction function(const KernelFamilySource& module, const std::string& kernel, uint32_t shared = 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = functions_.find(kernel);
     if (it == functions_.end()) {
-      const KernelFamilySource* family = kernel_family_of(kernel);
-      ORCHARD_CHECK(family, RuntimeError, "cuda: no kernel named ", kernel);
-      const std::string ptx = compile_kernel_family(*family, arch_);
-      CUmodule module = nullptr;
-      check(d_.cuModuleLoadData(&module, ptx.c_str()), "loading the kernels of ", family->name);
-      for (size_t i = 0; i < family->kernel_count; ++i) {
+      const std::string code = cached_kernel_family(module, arch_);
+      CUmodule loaded = nullptr;
+      check(d_.cuModuleLoadData(&loaded, code.data()), "loading the kernels of ", module.name);
+      for (size_t i = 0; i < module.kernel_count; ++i) {
         CUfunction f = nullptr;
-        check(d_.cuModuleGetFunction(&f, module, family->kernels[i]), "finding kernel ", family->kernels[i]);
-        functions_[family->kernels[i]] = {f, 48 * 1024};
+        check(d_.cuModuleGetFunction(&f, loaded, module.kernels[i]), "finding kernel ", module.kernels[i]);
+        functions_[module.kernels[i]] = {f, 48 * 1024};
       }
       it = functions_.find(kernel);
-      ORCHARD_CHECK(it != functions_.end(), RuntimeError, "cuda: family ", family->name, " has no kernel ", kernel);
+      ORCHARD_CHECK(it != functions_.end(), RuntimeError, "cuda: ", module.name, " has no kernel ", kernel);
     }
     if (shared > it->second.shared_limit) {  // above 48 KiB, a kernel must opt in
       check(d_.cuFuncSetAttribute(it->second.f, kFuncMaxDynamicShared, int(shared)), "raising the shared memory of ",
@@ -197,12 +224,29 @@ class CudaBackend final : public metal::Backend {
     CUfunction f;
     uint32_t shared_limit;
   };
+  // The entry points' last parameter (orchard_cuda::GridPart in entry_points.h).
+  struct GridPart {
+    uint32_t first_y, first_z, groups_y, groups_z;
+  };
+  // Native replacements of kernels, by host name: each returns false where it cannot take a launch,
+  // which then runs the kernel.
+  using Native = std::function<bool(const metal::Dispatch&)>;
+  std::unordered_map<std::string, Native> native_kernels() {
+    std::unordered_map<std::string, Native> natives;
+    for (DType t : metal::kFloatDTypes) {
+      natives[metal::matmul_tiled_kernel(t)] = [t](const metal::Dispatch& d) { return cublas_matmul(d, t); };
+      for (const std::string& kernel : flash_attention_forward_kernels(t))
+        natives[kernel] = [this, t](const metal::Dispatch& d) { return cuda_flash_attention_forward(d, t, *this); };
+    }
+    return natives;
+  }
 
   const Driver& d_;
   CUcontext context_;
   int arch_, max_shared_;
   std::mutex mutex_;
   std::unordered_map<std::string, Loaded> functions_;
+  const std::unordered_map<std::string, Native> natives_ = native_kernels();
 };
 
 // The backend of the machine's first GPU, or nullptr without a driver or a GPU.
@@ -224,10 +268,10 @@ metal::Backend* make_cuda_backend() {
 }
 
 const bool registered = [] {
-  metal::Backend* backend = make_cuda_backend();
-  if (!backend) return false;
-  static Runtime* runtime = metal::make_metal_runtime(*backend, Device::CUDA).release();  // as Metal's: never freed
-  register_runtime(Device::CUDA, runtime);
+  register_runtime_factory(Device::CUDA, []() -> Runtime* {
+    metal::Backend* backend = make_cuda_backend();
+    return backend ? metal::make_metal_runtime(*backend, Device::CUDA).release() : nullptr;  // as Metal's: never freed
+  });
   return true;
 }();
 

@@ -4,7 +4,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <vector>
 
 #include "errors.h"
@@ -27,6 +26,8 @@ struct Nvrtc {
   int (*GetProgramLog)(NvrtcProgram* program, char* log);
   int (*GetPTXSize)(NvrtcProgram* program, size_t* size);
   int (*GetPTX)(NvrtcProgram* program, char* ptx);
+  int (*GetCUBINSize)(NvrtcProgram* program, size_t* size);
+  int (*GetCUBIN)(NvrtcProgram* program, char* cubin);
 };
 
 template <typename F> void bind(void* library, const std::string& path, const char* name, F& function) {
@@ -60,6 +61,8 @@ Nvrtc load_nvrtc() {
     bind(library, path, "nvrtcGetProgramLog", api.GetProgramLog);
     bind(library, path, "nvrtcGetPTXSize", api.GetPTXSize);
     bind(library, path, "nvrtcGetPTX", api.GetPTX);
+    bind(library, path, "nvrtcGetCUBINSize", api.GetCUBINSize);
+    bind(library, path, "nvrtcGetCUBIN", api.GetCUBIN);
     return api;
   }
   throw RuntimeError(detail::concat(
@@ -93,7 +96,16 @@ const KernelFamilySource* kernel_family_of(const std::string& kernel) {
   return nullptr;
 }
 
-std::string compile_kernel_family(const KernelFamilySource& family, int arch) {
+std::vector<std::string> compile_options(int arch, KernelCode code) {
+  return {
+      detail::concat("--gpu-architecture=", code == KernelCode::Ptx ? "compute_" : "sm_", arch),
+      "-default-device",     // unannotated functions are device functions, as every function in MSL
+      "-std=c++20",          // MSL's ulong2(0, 0) builds CUDA's aggregate vector types (parenthesised init)
+      "-diag-suppress=1097"  // "unknown attribute": the kernels' [[buffer(i)]]..., which the entry points carry
+  };
+}
+
+std::string compile_kernel_family(const KernelFamilySource& family, int arch, KernelCode code) {
   const Nvrtc& api = nvrtc();
   std::vector<const char*> names, texts;
   for (size_t h = 0; h < kShimHeaderCount; ++h) {
@@ -110,14 +122,10 @@ std::string compile_kernel_family(const KernelFamilySource& family, int arch) {
     ~Release() { api.DestroyProgram(&program); }
   } release{api, program};
 
-  const std::string architecture = detail::concat("--gpu-architecture=compute_", arch);
-  const char* options[] = {
-      architecture.c_str(),
-      "-default-device",     // unannotated functions are device functions, as every function in MSL
-      "-std=c++20",          // MSL's ulong2(0, 0) builds CUDA's aggregate vector types (parenthesised init)
-      "-diag-suppress=1097"  // "unknown attribute": the kernels' [[buffer(i)]]..., which the entry points carry
-  };
-  const int compiled = api.CompileProgram(program, int(std::size(options)), options);
+  const std::vector<std::string> option_strings = compile_options(arch, code);
+  std::vector<const char*> options;
+  for (const std::string& o : option_strings) options.push_back(o.c_str());
+  const int compiled = api.CompileProgram(program, int(options.size()), options.data());
   size_t size = 0;
   check(api, api.GetProgramLogSize(program, &size), "nvrtcGetProgramLogSize");
   std::string log(size, '\0');
@@ -126,6 +134,12 @@ std::string compile_kernel_family(const KernelFamilySource& family, int arch) {
   if (compiled != 0)
     throw RuntimeError(detail::concat("NVRTC could not compile the CUDA kernels of metal/", family.name, ".metal for compute_",
                                       arch, " (", api.GetErrorString(compiled), "):\n", log));
+  if (code == KernelCode::Cubin) {
+    check(api, api.GetCUBINSize(program, &size), "nvrtcGetCUBINSize");
+    std::string cubin(size, '\0');
+    check(api, api.GetCUBIN(program, cubin.data()), "nvrtcGetCUBIN");
+    return cubin;
+  }
   check(api, api.GetPTXSize(program, &size), "nvrtcGetPTXSize");
   std::string ptx(size, '\0');
   check(api, api.GetPTX(program, ptx.data()), "nvrtcGetPTX");

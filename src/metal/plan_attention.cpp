@@ -100,9 +100,6 @@ const Tier& tier_for(int64_t head_dim) {
 
 const DType kAttentionDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
 
-std::string forward_kernel(DType t, uint32_t dt) {
-  return std::string("attention_forward_") + dtype_name(t) + "_d" + std::to_string(dt);
-}
 std::string dq_kernel(DType t, uint32_t dt) {
   return std::string("attention_dq_") + dtype_name(t) + "_d" + std::to_string(dt);
 }
@@ -170,7 +167,7 @@ Launches plan_attention_forward(const AttentionForwardArgs& args) {
   const Tier& t = tier_for(q.size(3));
   const int64_t bq = 8 * t.fwd_sg;
   const AttentionKernelParams a = kernel_params(q, k, p, bq);
-  Launch launch(forward_kernel(q.dtype(), t.dt));
+  Launch launch(attention_forward_kernel(q.dtype(), t.dt));
   launch.buffer(q).buffer(k).buffer(v).buffer(mask_or_lse(p, lse)).buffer(out).buffer(lse).constants(a);
   launch.work(score_work(q, k, 2));  // S = q k^T, O = P v
   with_memory(launch, t.forward_memory());
@@ -222,11 +219,15 @@ Launches plan_attention_backward(const AttentionBackwardArgs& args) {
   return launches;
 }
 
+std::string attention_forward_kernel(DType t, uint32_t dt) {
+  return std::string("attention_forward_") + dtype_name(t) + "_d" + std::to_string(dt);
+}
+
 void attention_kernel_names(std::vector<std::string>& names) {
   for (DType dtype : kAttentionDTypes) {
     names.push_back(delta_kernel(dtype));
     for (const Tier& t : kTiers) {
-      names.push_back(forward_kernel(dtype, t.dt));
+      names.push_back(attention_forward_kernel(dtype, t.dt));
       names.push_back(dq_kernel(dtype, t.dt));
       names.push_back(dkv_kernel(dtype, t.dt));
     }

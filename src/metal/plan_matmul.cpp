@@ -64,7 +64,6 @@ constexpr uint64_t kNaiveWorkFactor = 8;
 
 const DType kIntDTypes[] = {DType::Int32, DType::Int64};
 
-std::string tiled_kernel(DType t) { return std::string("matmul_tiled_") + dtype_name(t); }
 std::string naive_kernel(DType t) { return std::string("matmul_naive_") + dtype_name(t); }
 
 uint32_t grid_dim(int64_t n, int64_t per_group, const char* what) {
@@ -100,7 +99,7 @@ Launches plan_matmul(const MatmulArgs& args) {
   ORCHARD_CHECK(tiled || t == DType::Int32 || t == DType::Int64, RuntimeError, "metal: no matmul kernel for ",
                 dtype_name(t));
   const uint32_t z = grid_dim(batch, 1, "batch");
-  Launch launch(tiled ? tiled_kernel(t) : naive_kernel(t));
+  Launch launch(tiled ? matmul_tiled_kernel(t) : naive_kernel(t));
   launch.buffer(out).buffer(a).buffer(b).constants(p);
   launch.work(2 * uint64_t(batch) * uint64_t(m) * uint64_t(n) * uint64_t(k) * (tiled ? 1 : kNaiveWorkFactor));
   if (!tiled) return {launch.grid({grid_dim(n, kNaiveX, "n"), grid_dim(m, kNaiveY, "m"), z}, {kNaiveX, kNaiveY, 1})};
@@ -109,8 +108,10 @@ Launches plan_matmul(const MatmulArgs& args) {
   return {launch.grid({grid_dim(n, kTileN, "n"), grid_dim(m, kTileM, "m"), z}, {kThreads, 1, 1})};
 }
 
+std::string matmul_tiled_kernel(DType t) { return std::string("matmul_tiled_") + dtype_name(t); }
+
 void matmul_kernel_names(std::vector<std::string>& names) {
-  for (DType t : kFloatDTypes) names.push_back(tiled_kernel(t));
+  for (DType t : kFloatDTypes) names.push_back(matmul_tiled_kernel(t));
   for (DType t : kIntDTypes) names.push_back(naive_kernel(t));
 }
 

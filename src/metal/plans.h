@@ -37,6 +37,9 @@ void reduce_kernel_names(std::vector<std::string>& names);
 
 // plan_matmul.cpp
 void matmul_kernel_names(std::vector<std::string>& names);
+// The kernel of a float product (a MatmulParams launch: out, a, b, params), which backends with a
+// native matmul (cuBLAS) replace by name.
+std::string matmul_tiled_kernel(DType t);
 
 // plan_index.cpp
 void index_kernel_names(std::vector<std::string>& names);
@@ -50,6 +53,9 @@ void scan_kernel_names(std::vector<std::string>& names);
 
 // plan_attention.cpp
 void attention_kernel_names(std::vector<std::string>& names);
+// The forward kernel of dtype t for the head-dim tier dt (attention_params.h), which backends with a
+// native attention (CUDA's tensor cores) replace by name.
+std::string attention_forward_kernel(DType t, uint32_t dt);
 
 // Every kernel name a plan can request (the test checks each exists in the kernel library).
 std::vector<std::string> planned_kernel_names();

@@ -15,6 +15,8 @@ void bind_devices(nb::module_& m) {
   metal.def("is_available", [] { return has_runtime(Device::Metal); });
   metal.def("is_emulated", [] { return has_runtime(Device::Metal) && runtime_is_emulated(Device::Metal); });
   m.def("_cuda_is_available", [] { return has_runtime(Device::CUDA); });
+  m.def("_set_float32_matmul_tf32", &set_float32_matmul_tf32, nb::arg("allowed"),
+        "Lets the CUDA device's float32 products use TF32 (orchard.backends)");
 }
 
 }  // namespace orchard::python

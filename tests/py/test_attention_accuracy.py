@@ -104,6 +104,20 @@ def test_dtypes_cross_lengths_and_grouped_queries(device, dtype_name, lq, lk, he
     _check(lq, lk, 64, causal, dtype_name, heads=heads, device=device)
 
 
+# On the CUDA device, float16 and bfloat16 forwards at head dims 32, 64, 96 and 128 run a native
+# tensor-core kernel (src/cuda/flash_attention.h: blocks of 64 queries by 64 keys), and the portable
+# backward runs on its out and lse: several blocks each way with partial last ones, Lq != Lk both
+# ways, grouped queries, causal and not, at every head dim it takes.
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
+@pytest.mark.parametrize("head_dim", [32, 64, 96, 128])
+@pytest.mark.parametrize("lq,lk,heads,causal", [(300, 300, (2, 2), False), (300, 300, (4, 2), True),
+                                                (129, 300, (4, 1), False), (300, 129, (2, 1), True)])
+def test_half_precision_head_dims(device, dtype_name, head_dim, lq, lk, heads, causal):
+    if _emulated(device):
+        pytest.skip("the Metal emulator's half precision runs test_dtypes_cross_lengths_and_grouped_queries")
+    _check(lq, lk, head_dim, causal, dtype_name, heads=heads, device=device)
+
+
 # ---- masks and dropout -------------------------------------------------------------------------
 
 def _written_out(q, k, v, scale, add_mask=None, causal=False, keep=None, dropout_p=0.0):

@@ -59,6 +59,19 @@ def test_float32_matmul_precision_is_accepted_as_pytorch():
     oc.set_float32_matmul_precision("highest")
 
 
+def test_allow_tf32_is_the_float32_matmul_precision_as_in_pytorch():
+    matmul = oc.backends.cuda.matmul
+    try:
+        matmul.allow_tf32 = True
+        assert oc.get_float32_matmul_precision() == "high"
+        oc.set_float32_matmul_precision("medium")
+        assert matmul.allow_tf32 is True
+        oc.set_float32_matmul_precision("highest")
+        assert matmul.allow_tf32 is False
+    finally:
+        oc.set_float32_matmul_precision("highest")
+
+
 @pytest.fixture
 def fresh_compile_warning(monkeypatch):
     monkeypatch.setattr(_compile, "_warned", False)

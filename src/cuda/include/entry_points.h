@@ -7,8 +7,10 @@
 //   itself, in the kernel parameter space, with no device allocation or copy per launch);
 // - one uint32_t per [[threadgroup(i)]], i = 0, 1, ...: that buffer's byte offset in the launch's
 //   dynamic shared memory (a multiple of 16; the backend lays the buffers out and sizes the launch's
-//   shared memory).
-// Positions come from CUDA's built-ins: a threadgroup is a block, a simdgroup a warp.
+//   shared memory);
+// - a GridPart: CUDA caps a grid's y and z at 65535 blocks, so the backend runs a taller or deeper
+//   Metal grid as several launches, each covering the groups from (first_y, first_z) on.
+// Positions come from CUDA's built-ins and the GridPart: a threadgroup is a block, a simdgroup a warp.
 #pragma once
 
 #include <metal_stdlib>
@@ -35,22 +37,28 @@ struct Position {
   operator uint2() const { return {v.x, v.y}; }
   operator uint3() const { return v; }
 };
-inline Position thread_position_in_grid() {
-  return {{blockIdx.x * blockDim.x + threadIdx.x, blockIdx.y * blockDim.y + threadIdx.y,
-           blockIdx.z * blockDim.z + threadIdx.z}};
+struct GridPart {
+  unsigned first_y, first_z, groups_y, groups_z;
+};
+inline uint3 group(const GridPart& g) { return {blockIdx.x, blockIdx.y + g.first_y, blockIdx.z + g.first_z}; }
+inline Position threadgroup_position_in_grid(const GridPart& g) { return {group(g)}; }
+inline Position thread_position_in_grid(const GridPart& g) {
+  const uint3 b = group(g);
+  return {{b.x * blockDim.x + threadIdx.x, b.y * blockDim.y + threadIdx.y, b.z * blockDim.z + threadIdx.z}};
 }
-inline Position thread_position_in_threadgroup() { return {threadIdx}; }
-inline Position threadgroup_position_in_grid() { return {blockIdx}; }
-inline Position threads_per_threadgroup() { return {{blockDim.x, blockDim.y, blockDim.z}}; }
-inline Position threadgroups_per_grid() { return {{gridDim.x, gridDim.y, gridDim.z}}; }
-inline Position threads_per_grid() {
-  return {{gridDim.x * blockDim.x, gridDim.y * blockDim.y, gridDim.z * blockDim.z}};
+inline Position thread_position_in_threadgroup(const GridPart&) { return {threadIdx}; }
+inline Position threads_per_threadgroup(const GridPart&) { return {{blockDim.x, blockDim.y, blockDim.z}}; }
+inline Position threadgroups_per_grid(const GridPart& g) { return {{gridDim.x, g.groups_y, g.groups_z}}; }
+inline Position threads_per_grid(const GridPart& g) {
+  return {{gridDim.x * blockDim.x, g.groups_y * blockDim.y, g.groups_z * blockDim.z}};
 }
-inline unsigned thread_index_in_threadgroup() { return ::metal::detail::thread_index(); }
-inline unsigned thread_index_in_simdgroup() { return ::metal::detail::lane(); }
-inline unsigned simdgroup_index_in_threadgroup() { return ::metal::detail::thread_index() / 32u; }
-inline unsigned threads_per_simdgroup() { return 32u; }
-inline unsigned simdgroups_per_threadgroup() { return (blockDim.x * blockDim.y * blockDim.z + 31u) / 32u; }
+inline unsigned thread_index_in_threadgroup(const GridPart&) { return ::metal::detail::thread_index(); }
+inline unsigned thread_index_in_simdgroup(const GridPart&) { return ::metal::detail::lane(); }
+inline unsigned simdgroup_index_in_threadgroup(const GridPart&) { return ::metal::detail::thread_index() / 32u; }
+inline unsigned threads_per_simdgroup(const GridPart&) { return 32u; }
+inline unsigned simdgroups_per_threadgroup(const GridPart&) {
+  return (blockDim.x * blockDim.y * blockDim.z + 31u) / 32u;
+}
 
 }  // namespace orchard_cuda
 
