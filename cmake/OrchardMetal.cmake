@@ -5,9 +5,10 @@
 #   use; when the Metal compiler runs, a precompiled metallib is embedded too and used instead.
 # - ORCHARD_METAL_EMULATOR (any host): the same kernels compiled as C++ and run by the emulator, so
 #   device="metal" works without a GPU (the test build turns it on).
-# With neither, no orchard_metal library is built and Metal reports itself unavailable.
+# With neither, Metal reports itself unavailable, and orchard_metal holds only the runtime and its
+# plans, for the CUDA device (ORCHARD_CUDA_KERNELS), which runs them; without that too, it is not built.
 option(ORCHARD_METAL_EMULATOR "Run the Metal kernels on the CPU through the MSL emulator" OFF)
-if(NOT ORCHARD_METAL AND NOT ORCHARD_METAL_EMULATOR)
+if(NOT ORCHARD_METAL AND NOT ORCHARD_METAL_EMULATOR AND NOT ORCHARD_CUDA_KERNELS)
   return()
 endif()
 

@@ -7,6 +7,7 @@ Without that wheel the command cannot run: under CI (the CI variable set, as .ci
 Actions set it), which installs the wheel, that is a failure; elsewhere the test is skipped (exit
 status 77, ctest's SKIP_RETURN_CODE) with a message saying how to install it.
 """
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -16,16 +17,12 @@ SKIPPED = 77
 
 
 def wheel_library():
-    """libnvrtc.so.12 of the installed nvidia-cuda-nvrtc-cu12 wheel, or None."""
-    try:
-        import nvidia.cuda_nvrtc  # a namespace package: its directory is in __path__
-    except ImportError:
-        return None
-    for directory in nvidia.cuda_nvrtc.__path__:
-        library = pathlib.Path(directory) / "lib" / "libnvrtc.so.12"
-        if library.is_file():
-            return library
-    return None
+    """libnvrtc.so.12 (else .13) of the installed nvidia-cuda-nvrtc wheel, found as orchard.cuda finds it."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "python" / "orchard" / "cuda" / "_libraries.py"
+    spec = importlib.util.spec_from_file_location("orchard_cuda_libraries", path)
+    libraries = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(libraries)
+    return libraries.wheel_library("libnvrtc.so")
 
 
 def main(command):

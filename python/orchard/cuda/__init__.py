@@ -1,10 +1,15 @@
 """orchard.cuda: what PyTorch scripts ask of torch.cuda.
 
-device="cuda" runs Orchard's kernels on an NVIDIA GPU (issue 20, in progress: the Metal runtime's plans on
-the CUDA driver, kernels compiled by NVRTC) where the machine has one; elsewhere the probes say there is
-none and the housekeeping calls have nothing to do, so scripts that pick "cuda" when available pick the CPU.
+device="cuda" runs Orchard's kernels on an NVIDIA GPU where the machine has one: the Metal runtime's plans
+on the CUDA driver, the same kernels compiled by NVRTC, float products through cuBLAS (`pip install
+orchard[cuda]` brings both; _libraries.py says how they are found). The driver starts on the first call
+that needs the device. Elsewhere the probes say there is none and the housekeeping calls have nothing to
+do, so scripts that pick "cuda" when available pick the CPU.
 """
 from .. import _core
+from . import _libraries
+
+_libraries.configure()
 
 __all__ = ["device_count", "empty_cache", "is_available", "is_bf16_supported", "is_initialized", "manual_seed",
            "manual_seed_all", "synchronize"]
