@@ -43,10 +43,23 @@ DType from_dlpack_dtype(nb::dlpack::dtype d) {
 
 using AnyArray = nb::ndarray<nb::ro>;
 
-// Wraps the array's memory without copying; the array stays alive until the last view is gone.
+// The Orchard device of DLPack memory: the CPU's, or the CUDA device's (the first GPU, the one whose
+// primary context Orchard shares with PyTorch and other frameworks).
+Device array_device(const AnyArray& arr) {
+  if (arr.device_type() == nb::device::cpu::value) return Device::CPU;
+  ORCHARD_CHECK(arr.device_type() == nb::device::cuda::value && arr.device_id() == 0, RuntimeError,
+                "from_dlpack: only CPU memory and the memory of the first CUDA GPU (cuda:0) can be shared with "
+                "Orchard; got DLPack device (", arr.device_type(), ", ", arr.device_id(), "); copy it to one of them first");
+  ORCHARD_CHECK(has_runtime(Device::CUDA), RuntimeError,
+                "from_dlpack: the array is in CUDA memory, but Orchard's CUDA device is not available here");
+  return Device::CUDA;
+}
+
+// Wraps the array's memory without copying; the array stays alive until the last view is gone. Work
+// queued on CUDA memory is ordered by the legacy default stream, which Orchard's CUDA device runs on
+// and which DLPack's producers order their export by when the consumer names no stream.
 Tensor wrap_array(const AnyArray& arr) {
-  if (arr.device_type() != nb::device::cpu::value)
-    throw RuntimeError("from_dlpack: only CPU arrays can be shared with Orchard; move the array to the CPU first");
+  const Device device = array_device(arr);
   DType dtype = from_dlpack_dtype(arr.dtype());
   Shape shape(arr.ndim());
   Strides strides(arr.ndim());
@@ -62,24 +75,35 @@ Tensor wrap_array(const AnyArray& arr) {
   size_t nbytes = empty_array ? 0 : size_t(extent) * itemsize(dtype);
   // The deleter may run on any thread; it takes the GIL to drop the Python-side owner.
   auto owner = std::make_shared<std::optional<AnyArray>>(arr);
-  auto storage = Storage::wrap(Device::CPU, const_cast<void*>(arr.data()), nbytes, [owner](void*) {
+  auto storage = Storage::wrap(device, const_cast<void*>(arr.data()), nbytes, [owner](void*) {
     nb::gil_scoped_acquire gil;
     owner->reset();
   });
   return Tensor::view_of(storage, shape, strides, 0, dtype);
 }
 
-// A view of t's memory as an nb::ndarray; the Tensor handle is its owner. Metal memory is shared
-// storage on unified memory, so once the queued work is done the CPU reads it in place (as MLX does).
+// DLPack's device of t's memory: Metal memory is shared storage on unified memory, which the CPU
+// reads in place once the queued work is done (as MLX does); CUDA memory is the GPU's.
+int dlpack_device(const Tensor& t) {
+  return t.device() == Device::CUDA ? nb::device::cuda::value : nb::device::cpu::value;
+}
+
+// A view of t's memory as an nb::ndarray, after the work queued on it; the Tensor handle is its owner.
 template <typename Framework>
 nb::ndarray<Framework> as_ndarray(const Tensor& t) {
-  ORCHARD_CHECK(t.device() != Device::CUDA, TypeError,
-                "can't convert a cuda tensor to a host array: its memory is the GPU's; copy it with .cpu() first");
   runtime_for(t.device()).synchronize();
   nb::object owner = nb::cast(t);  // keeps the storage alive as long as the array
   std::vector<size_t> shape(t.shape().begin(), t.shape().end());
   return nb::ndarray<Framework>(t.data(), t.ndim(), shape.data(), owner, t.strides().data(), to_dlpack(t.dtype()),
-                                nb::device::cpu::value);
+                                dlpack_device(t));
+}
+
+// A NumPy array needs memory the CPU can read.
+nb::ndarray<nb::numpy> as_numpy(const Tensor& t) {
+  ORCHARD_CHECK(t.dtype() != DType::BFloat16, DTypeError, "NumPy has no bfloat16; convert with .float() first");
+  ORCHARD_CHECK(t.device() != Device::CUDA, TypeError,
+                "can't convert a cuda tensor to a host array: its memory is the GPU's; copy it with .cpu() first");
+  return as_ndarray<nb::numpy>(t);
 }
 
 }  // namespace
@@ -111,17 +135,12 @@ void bind_interop(nb::module_& m, nb::class_<Tensor>& cls) {
     return wrap_array(arr);
   }, nb::arg("obj"), "A tensor sharing memory with any object supporting __dlpack__ (no copy)");
 
-  cls.def("numpy", [](const Tensor& t) {
-    if (t.dtype() == DType::BFloat16)
-      throw DTypeError("NumPy has no bfloat16; convert with .float() first");
-    return as_ndarray<nb::numpy>(t);
-  }, "A NumPy array sharing this tensor's memory");
+  cls.def("numpy", &as_numpy, "A NumPy array sharing this tensor's memory");
 
   // NumPy's protocol: copy=None shares memory when it can, copy=True always copies (np.array(t)),
   // copy=False never does (NumPy raises when a dtype conversion would need one).
   cls.def("__array__", [](const Tensor& t, nb::handle dtype, nb::handle copy) {
-    if (t.dtype() == DType::BFloat16) throw DTypeError("NumPy has no bfloat16; convert with .float() first");
-    nb::object arr = nb::cast(as_ndarray<nb::numpy>(t));
+    nb::object arr = nb::cast(as_numpy(t));
     nb::module_ np = nb::module_::import_("numpy");
     if (copy.is_none()) return np.attr("asarray")(arr, dtype);
     return np.attr("array")(arr, dtype, nb::arg("copy") = copy);
@@ -131,7 +150,7 @@ void bind_interop(nb::module_& m, nb::class_<Tensor>& cls) {
     nb::object arr = nb::cast(as_ndarray<nb::array_api>(t));
     return arr.attr("__dlpack__")(**kwargs);
   });
-  cls.def("__dlpack_device__", [](const Tensor&) { return nb::make_tuple(int(nb::device::cpu::value), 0); });
+  cls.def("__dlpack_device__", [](const Tensor& t) { return nb::make_tuple(dlpack_device(t), 0); });
 }
 
 }  // namespace orchard::python

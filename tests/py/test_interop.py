@@ -2,7 +2,8 @@
 oc.from_numpy and oc.from_dlpack, including owners kept alive, views, bfloat16, 0-d and size-0.
 
 Exports run on every device (Metal memory is shared with the CPU: the export waits for the queued
-work, then shares it); imports and two-way sharing are about CPU memory."""
+work, then shares it; CUDA memory goes to DLPack as the GPU's); imports and two-way sharing are about
+CPU memory, and CUDA memory shared with PyTorch where there is a GPU."""
 import gc
 import weakref
 
@@ -144,11 +145,12 @@ def test_from_numpy_errors():
 @given(shape=shapes(max_dims=3), dtype=dtypes, layout=layouts, seed=seeds)
 def test_dlpack_to_torch_is_zero_copy(device, shape, dtype, layout, seed):
     x, arr = make_tensor(np.random.default_rng(seed), shape, dtype, layout, device)
-    assert x.__dlpack_device__() == (1, 0)
+    assert x.__dlpack_device__() == ((2, 0) if device == "cuda" else (1, 0))  # kDLCUDA, else kDLCPU
     t = torch.from_dlpack(x)
     assert t.dtype == TORCH_DTYPE[dtype] and tuple(t.shape) == shape
+    assert t.device.type == ("cuda" if device == "cuda" else "cpu")
     ref = torch.from_numpy(np.array(arr, order="C")).to(TORCH_DTYPE[dtype])
-    assert torch.equal(t, ref)
+    assert torch.equal(t.cpu(), ref)
     if x.numel():
         assert t.data_ptr() == x.data_ptr()
         if x.numel() > 1 and 1 not in shape:
@@ -193,6 +195,28 @@ def test_dlpack_shares_writes_and_owners():
     w = torch.from_dlpack(oc.full((3,), 7.0))
     gc.collect()
     assert w.tolist() == [7.0, 7.0, 7.0]
+
+
+@pytest.mark.skipif(not (oc.cuda.is_available() and torch.cuda.is_available()),
+                    reason="needs an NVIDIA GPU (tools/run_cuda_tests.sh runs this on one)")
+def test_dlpack_shares_cuda_memory_with_torch_both_ways():
+    t = torch.arange(12.0, device="cuda").reshape(3, 4)
+    x = oc.from_dlpack(t)
+    assert x.device == "cuda" and x.shape == (3, 4) and x.data_ptr() == t.data_ptr()
+    t[0, 0] = 100.0  # both run on the legacy default stream, so each sees the other's writes in order
+    y = x * 2
+    back = torch.from_dlpack(y)
+    assert back.device.type == "cuda" and back.data_ptr() == y.data_ptr()
+    assert torch.equal(back, t * 2)
+    x[1] = -1.0
+    assert t[1].tolist() == [-1.0] * 4
+    ref = weakref.ref(t)
+    del t
+    gc.collect()
+    assert ref() is not None  # x keeps torch's memory alive
+    del x
+    gc.collect()
+    assert ref() is None
 
 
 def test_dlpack_with_numpy_and_errors():

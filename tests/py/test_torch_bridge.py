@@ -315,10 +315,19 @@ def test_mps_route_runs_attention_and_its_dropout_on_orchard_metal(monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs torch's MPS device (an Apple GPU)")
-def test_mps_tensors_run_on_orchard_metal():
+GPU_ROUTES = {  # torch's device: whether this machine has it and Orchard's device for it
+    "mps": lambda: torch.backends.mps.is_available(),
+    "cuda": lambda: torch.cuda.is_available() and oc.cuda.is_available(),
+}
+
+
+@pytest.mark.parametrize("device", GPU_ROUTES)
+def test_gpu_tensors_run_on_orchard(device):
+    if not GPU_ROUTES[device]():
+        pytest.skip(f"needs torch's {device} device and Orchard's (an Apple GPU; an NVIDIA GPU, which "
+                    "tools/run_cuda_tests.sh runs this on)")
     torch.manual_seed(0)
-    q, k, v, grad_out = (torch.randn(2, 4, 33, 16, device="mps") for _ in range(4))
+    q, k, v, grad_out = (torch.randn(2, 4, 33, 16, device=device) for _ in range(4))
     inputs = [x.clone().requires_grad_() for x in (q, k, v)]
     out = ot.flash_attention(*inputs, causal=True)
     grads = torch.autograd.grad(out, inputs, grad_out)
@@ -326,5 +335,5 @@ def test_mps_tensors_run_on_orchard_metal():
     ref = F.scaled_dot_product_attention(*ref_inputs, is_causal=True)
     ref_grads = torch.autograd.grad(ref, ref_inputs, grad_out.cpu().double())
     for got, want in zip([out, *grads], [ref, *ref_grads]):
-        assert got.device.type == "mps" and got.dtype == torch.float32
+        assert got.device.type == device and got.dtype == torch.float32
         torch.testing.assert_close(got.cpu().double(), want.detach(), rtol=1e-4, atol=1e-4)

@@ -1,8 +1,9 @@
 """PyTorch bridge: Orchard's FlashAttention as a differentiable PyTorch function, and as an attention
 implementation named "orchard" for Hugging Face transformers (4.50 and later, 5.x).
 
-CPU tensors cross through DLPack without copies and nothing is compiled against PyTorch; tensors on
-torch's `mps` device run on Orchard's Metal runtime, copied once each way (see _mps.py). The backward
+CPU tensors, and tensors on torch's `cuda` device (the first GPU, on Orchard's CUDA device), cross through
+DLPack without copies and nothing is compiled against PyTorch; tensors on torch's `mps` device run on
+Orchard's Metal runtime, copied once each way (see _mps.py). The backward
 recomputes the forward from the saved inputs and dropout seed and runs Orchard's fused backward, so no
 attention matrix is ever stored. Dropout seeds come from torch's generator (torch.manual_seed repeats
 runs); with an attention mask, Orchard's global generator is reseeded from it at each call.
@@ -61,13 +62,18 @@ def _check(q, k, v):
                          f"same leading dims, got {list(q.shape)}, {list(k.shape)} and {list(v.shape)}")
     if _on_metal(q):
         _mps.require_metal()
+    elif q.device.type == "cuda" and q.device.index in (None, 0):
+        if not oc.cuda.is_available():
+            raise RuntimeError("orchard.experimental.torch: the tensors are on 'cuda', but Orchard's CUDA device is not "
+                               "available (see orchard.cuda.is_available())")
     elif q.device.type != "cpu":
         raise ValueError(f"orchard.experimental.torch: tensors on device '{q.device}' cannot be served; Orchard takes "
-                         "CPU tensors, and 'mps' ones on its Metal runtime")
+                         "CPU tensors, 'cuda:0' ones on its CUDA device and 'mps' ones on its Metal runtime")
 
 
 def _share(t):
-    """torch tensor t as an Orchard tensor: CPU memory shared, MPS tensors copied into Orchard's Metal storage."""
+    """torch tensor t as an Orchard tensor: CPU and CUDA memory shared, MPS tensors copied into Orchard's Metal
+    storage."""
     return _mps.to_orchard(t) if _on_metal(t) else oc.from_dlpack(t.detach())
 
 
