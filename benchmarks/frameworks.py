@@ -1,9 +1,15 @@
 """One small adapter per framework: import it, turn NumPy inputs into its tensors, wait for its
-results, name the device its kernels ran on, and read results back for the correctness check."""
+results, name the device its kernels ran on, and read results back for the correctness check.
+Each adapter is made for the run's --device: Orchard's and PyTorch's inputs go to "cuda" on a CUDA run."""
 import contextlib
 import importlib
 
 import numpy as np
+
+
+def _require(probe, available, needs):
+    if not available:
+        raise SystemExit(f"--device cuda: {probe} is False on this machine (it needs {needs})")
 
 
 def _first(out, cls):
@@ -22,7 +28,8 @@ class Framework:
     name = ""
     module_name = ""
 
-    def __init__(self):
+    def __init__(self, device="cpu"):
+        """`device` is the run's --device; the frameworks that have no such device ignore it."""
         self.mod = importlib.import_module(self.module_name)
         self.version = getattr(self.mod, "__version__", "?")
 
@@ -57,6 +64,9 @@ class Orchard(Framework):
     def __init__(self, device="cpu"):
         super().__init__()
         self.on = device  # inputs go to this device; workloads build their models where the inputs are
+        if device == "cuda":
+            _require("orchard.cuda.is_available()", self.mod.cuda.is_available(),
+                     "an NVIDIA GPU, its driver, NVRTC and cuBLAS: pip install orchard[cuda]")
 
     def convert(self, x):
         return self.mod.from_numpy(x).clone().to(self.on)  # Orchard-owned memory, as oc.randn would give
@@ -74,14 +84,21 @@ class Orchard(Framework):
         return kind
 
     def to_numpy(self, out):
-        return _first(out, self.mod.Tensor).cpu().numpy()
+        t = _first(out, self.mod.Tensor).cpu()
+        return (t.float() if t.dtype == self.mod.bfloat16 else t).numpy()  # NumPy has no bfloat16
 
 
 class Torch(Framework):
     name = module_name = "torch"
 
+    def __init__(self, device="cpu"):
+        super().__init__()
+        self.on = "cuda" if device == "cuda" else "cpu"  # the same GPU as Orchard's; else the CPU (Metal runs too)
+        if self.on == "cuda":
+            _require("torch.cuda.is_available()", self.mod.cuda.is_available(), "an NVIDIA GPU and a CUDA build of PyTorch")
+
     def convert(self, x):
-        return self.mod.from_numpy(x).clone()  # torch-owned memory, as torch.randn would give
+        return self.mod.from_numpy(x).clone().to(self.on)  # torch-owned memory, as torch.randn would give
 
     def sync(self, out):
         t = _first(out, self.mod.Tensor)
@@ -95,18 +112,24 @@ class Torch(Framework):
         return t.device.type if t is not None else "cpu"
 
     def to_numpy(self, out):
-        return _first(out, self.mod.Tensor).detach().cpu().numpy()
+        t = _first(out, self.mod.Tensor).detach().cpu()
+        return (t.float() if t.dtype == self.mod.bfloat16 else t).numpy()  # NumPy has no bfloat16
 
     def context(self):
         return self.mod.inference_mode()
+
+
+class TorchCompile(Torch):
+    """PyTorch with the workload's model or function compiled by torch.compile (Workload.torch_compile)."""
+    name = "torch.compile"
 
 
 class MLX(Framework):
     name = "mlx"
     module_name = "mlx.core"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, device="cpu"):
+        super().__init__(device)
         if self.version == "?":
             self.version = getattr(importlib.import_module("mlx"), "__version__", "?")
 
@@ -123,15 +146,16 @@ class MLX(Framework):
         return np.array(_first(out, self.mod.array))
 
 
-ADAPTERS = {cls.name: cls for cls in (Orchard, NumPy, Torch, MLX)}
+ADAPTERS = {cls.name: cls for cls in (Orchard, NumPy, Torch, TorchCompile, MLX)}
 
 
-def load(names, orchard_device="cpu"):
-    """Adapters for the frameworks in `names` that import; the rest are reported and skipped."""
+def load(names, device="cpu"):
+    """Adapters for the frameworks in `names` that import, for a run on `device` (--device); the rest are
+    reported and skipped. On "cuda", Orchard and PyTorch exit with a message where they see no GPU."""
     loaded, missing = {}, {}
     for name in names:
         try:
-            loaded[name] = ADAPTERS[name](orchard_device) if name == "orchard" else ADAPTERS[name]()
+            loaded[name] = ADAPTERS[name](device)
         except ImportError as e:
             missing[name] = str(e)
     return loaded, missing

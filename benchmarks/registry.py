@@ -4,7 +4,8 @@ A workload is a class registered with `@register`. It declares
 
     name    short id used by `--only`
     unit    a key of UNITS
-    sizes   {"full": {...}, "quick": {...}}: keyword parameters for the methods below
+    sizes   {"full": {...}, "quick": {...}, "cuda": {...}}: keyword parameters for the methods below,
+            one set per size mode (size_mode): a run takes the workloads that have its mode's size
     target  optional (framework, ratio): Orchard must reach `ratio` times that framework
     check   optional (rtol, atol): compare each framework's output with NumPy's; None skips it
     memory_calls  optional: also measure the growth of peak memory over this many calls, in a
@@ -12,6 +13,8 @@ A workload is a class registered with `@register`. It declares
     interleave  True: time the frameworks in alternating rounds instead of one after the other
             (timing.time_interleaved), for calls long enough (~1 s) that the machine's speed drifts
             between frameworks; each switch costs a pause of timing.SETTLE_S
+    torch_compile  True: also a "torch.compile" row, the `torch` method given compile=torch.compile
+            (default mode) to apply to its model or function; its first calls compile
 
 and implements
 
@@ -21,8 +24,10 @@ and implements
     inputs(**size)  -> dict of NumPy arrays (converted to each framework's own tensors) and plain
                        values (passed through as they are)
     <framework>(**inputs) -> a zero-argument callable doing one timed call and returning its output,
-                       one method per framework it supports: numpy, orchard, torch, mlx.
+                       one method per framework it supports: numpy, orchard, torch, mlx. A workload
+                       with torch_compile takes `compile=as_is` in `torch` and wraps what it runs in it.
 """
+import functools
 from dataclasses import dataclass
 
 
@@ -46,7 +51,30 @@ UNITS = {u.name: u for u in (
     Unit("ms", False, 1.0),
 )}
 
-FRAMEWORKS = ("orchard", "numpy", "torch", "mlx")  # display order
+FRAMEWORKS = ("orchard", "numpy", "torch", "torch.compile", "mlx")  # display order
+
+
+def default_frameworks(device):
+    """The frameworks a run on Orchard's `device` loads unless --frameworks names others. On CUDA the peers
+    are PyTorch on the same GPU, eager and compiled (NumPy and MLX have no CUDA device); elsewhere NumPy,
+    PyTorch and MLX (torch.compile only when asked for: its compilation is slow on a CPU)."""
+    return ("orchard", "torch", "torch.compile") if device == "cuda" else ("orchard", "numpy", "torch", "mlx")
+
+
+def size_mode(device, quick):
+    """The key of Workload.sizes a run uses: small sizes for --quick, GPU sizes on CUDA, else full."""
+    return "quick" if quick else "cuda" if device == "cuda" else "full"
+
+
+def as_is(fn):
+    """A torch method's default `compile`: plain PyTorch, nothing compiled."""
+    return fn
+
+
+def _torch_compile(fn):
+    import torch
+    return torch.compile(fn)
+
 
 REGISTRY = {}
 
@@ -59,6 +87,7 @@ class Workload:
     check = (1e-4, 1e-5)
     memory_calls = None
     interleave = False
+    torch_compile = False
 
     def label(self, **size):
         return ", ".join(f"{k}={v}" for k, v in size.items())
@@ -71,6 +100,8 @@ class Workload:
 
     def impl(self, framework):
         """The setup method for `framework`, or None if this workload has none."""
+        if framework == "torch.compile":
+            return functools.partial(self.torch, compile=_torch_compile) if self.torch_compile else None
         return getattr(self, framework, None) if framework in FRAMEWORKS else None
 
 

@@ -74,7 +74,8 @@ def table(result):
     text.insert(1, "  ".join("-" * w for w in widths))
 
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-    notes = [f"{env['cpu']} ({env['cpu_count']} cores), {versions}"
+    notes = [f"{env['cpu']} ({env['cpu_count']} cores)" + (f", {env['gpu']}" if env.get("gpu") else "")
+             + f", {versions}"
              + (f", torch threads {env['torch_threads']}" if "torch_threads" in env else ""),
              f"median of {env['repeat']} runs after {env['warmup']} warm-ups"
              + (" (quick sizes)" if env["quick"] else "") + "; cells: figure (median time)",
@@ -104,7 +105,8 @@ def chart(result, path):
     cols = min(3, len(summaries)) or 1
     rows_n = (len(summaries) + cols - 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.6 * rows_n), squeeze=False)
-    colors = {"orchard": "#2e7d32", "numpy": "#1565c0", "torch": "#ef6c00", "mlx": "#6a1b9a"}
+    colors = {"orchard": "#2e7d32", "numpy": "#1565c0", "torch": "#ef6c00", "torch.compile": "#ffa726",
+              "mlx": "#6a1b9a"}
     for ax, s in zip(axes.flat, summaries):
         rows = [r for f in FRAMEWORKS for r in result["results"]
                 if r["workload"] == s["workload"] and r["framework"] == f and r["value"]]

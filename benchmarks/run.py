@@ -3,6 +3,9 @@
 
     PYTHONPATH=build-dev/python python benchmarks/run.py [--only add,sum] [--repeat 10] [--quick]
                                                          [--out DIR] [--frameworks orchard,numpy]
+                                                         [--device cpu|metal|cuda]
+
+--device cuda runs Orchard and PyTorch on the same NVIDIA GPU, eager and torch.compile'd, at GPU sizes.
 
 Prints a table, and writes results.json, table.txt and bench.png to DIR (runs/bench-<timestamp>).
 Ratios are the other framework's median time over Orchard's: > 1 means Orchard is faster.
@@ -28,7 +31,7 @@ import workloads_autograd  # noqa: E402,F401  (registers the training-step workl
 import workloads_attention  # noqa: E402,F401  (registers the FlashAttention workloads)
 import workloads_gpt2  # noqa: E402,F401  (registers the GPT-2 training workload)
 import workloads_gpt2_decode  # noqa: E402,F401  (registers the GPT-2 decoding workloads)
-from registry import FRAMEWORKS, REGISTRY, UNITS  # noqa: E402
+from registry import FRAMEWORKS, REGISTRY, UNITS, default_frameworks, size_mode  # noqa: E402
 from timing import Timed, time_interleaved  # noqa: E402
 
 
@@ -48,7 +51,7 @@ def _error_text(e):
     return f"{type(e).__name__}: {e}"
 
 
-def prepare(workload, fw, size, inputs, reference):
+def prepare(workload, fw, size, inputs, reference, is_reference):
     """Sets up `fw` running `workload` and makes the first call (device, correctness, first warm-up).
     Returns (row, run or None after an error, output as NumPy if it is the reference)."""
     unit = UNITS[workload.unit]
@@ -66,7 +69,7 @@ def prepare(workload, fw, size, inputs, reference):
             row["device"] = fw.device(out)
             if workload.check is not None:
                 got = fw.to_numpy(out)
-                if fw.name == "numpy":
+                if is_reference:
                     ref_out, row["check"] = np.asarray(got, dtype=np.float64), "reference"
                 else:
                     row["check"] = _check(workload, got, reference)
@@ -79,12 +82,15 @@ def prepare(workload, fw, size, inputs, reference):
 
 def measure(workload, fws, size, inputs, repeat, warmup):
     """One row per framework: timed one after the other, or in interleaved rounds when the workload
-    asks for it (Workload.interleave)."""
+    asks for it (Workload.interleave). The outputs are checked against NumPy's in runs with NumPy, else
+    against PyTorch's (a CUDA run's): that framework runs first."""
     rows, runs, reference = [], {}, None
-    for name, fw in fws.items():
+    ref_name = "numpy" if "numpy" in fws else "torch"
+    for name in sorted(fws, key=lambda f: f != ref_name):
+        fw = fws[name]
         if workload.impl(name) is None:
             continue
-        row, run, ref_out = prepare(workload, fw, size, inputs, reference)
+        row, run, ref_out = prepare(workload, fw, size, inputs, reference, is_reference=name == ref_name)
         reference = ref_out if ref_out is not None else reference
         rows.append(row)
         if run is not None:
@@ -163,27 +169,34 @@ def _environment(fws, missing, args):
                loadavg_start=os.getloadavg())
     if "torch" in fws:
         env["torch_threads"] = fws["torch"].mod.get_num_threads()
+    torch = next((fw.mod for fw in fws.values() if fw.module_name == "torch"), None)
+    if args.device == "cuda" and torch is not None:
+        env["gpu"] = torch.cuda.get_device_name()
     return env
 
 
 def run_all(args, log=lambda msg: print(msg, file=sys.stderr, flush=True)):
-    names = args.only.split(",") if args.only else list(REGISTRY)
+    mode = size_mode(args.device, args.quick)
+    names = args.only.split(",") if args.only else [n for n, w in REGISTRY.items() if mode in w.sizes]
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(REGISTRY)}")
-    wanted = args.frameworks.split(",") if args.frameworks else FRAMEWORKS
+    unsized = [n for n in names if mode not in REGISTRY[n].sizes]
+    if unsized:
+        raise SystemExit(f"workload(s) {unsized} have no {mode!r} sizes")
+    wanted = args.frameworks.split(",") if args.frameworks else default_frameworks(args.device)
     fws, missing = frameworks.load([f for f in FRAMEWORKS if f in wanted], args.device)
-    # NumPy runs first: its output is the reference for the others.
-    order = sorted(fws, key=lambda f: f != "numpy")
+    # Peak RSS says nothing of GPU memory: no memory cells on CUDA.
+    measure_memory = args.memory and args.device != "cuda"
     cpu_start = _cpu_seconds()
     result = dict(environment=_environment(fws, missing, args), results=[], summary=[])
     for name in names:
         workload = REGISTRY[name]
-        size = workload.sizes["quick" if args.quick else "full"]
+        size = workload.sizes[mode]
         inputs = workload.inputs(**size)
-        rows = measure(workload, {f: fws[f] for f in order}, size, inputs, args.repeat, args.warmup)
+        rows = measure(workload, fws, size, inputs, args.repeat, args.warmup)
         for row in rows:
-            if workload.memory_calls and args.memory and not row["error"]:
+            if workload.memory_calls and measure_memory and not row["error"]:
                 peak = memory.peak_growth_mb(memory.workload_calls, name, row["framework"], size,
                                              workload.memory_calls, args.device)
                 row["peak_mb"] = peak.get("growth_mb")
@@ -201,13 +214,15 @@ def parse_args(argv=None):
     p.add_argument("--only", help="comma-separated workload names: " + ", ".join(REGISTRY))
     p.add_argument("--repeat", type=int, default=10, help="timed runs per row (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
-    p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    p.add_argument("--frameworks", help="comma-separated subset of " + ", ".join(FRAMEWORKS))
+    p.add_argument("--quick", action="store_true", help="small sizes (smoke test), on any device")
+    p.add_argument("--frameworks", help="comma-separated subset of " + ", ".join(FRAMEWORKS)
+                   + " (default: all but torch.compile; on cuda orchard, torch, torch.compile)")
     p.add_argument("--out", help="output directory (default runs/bench-<timestamp>)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
-                   help="skip the peak memory of workloads that measure it (fresh processes)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "metal"],
-                   help="Orchard's device (rows say where kernels ran: 'metal (emulated)' off Apple GPUs)")
+                   help="skip the peak memory of workloads that measure it (fresh processes; never on cuda)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "metal", "cuda"],
+                   help="Orchard's device (rows say where kernels ran: 'metal (emulated)' off Apple GPUs);\n"
+                        "cuda: PyTorch on the same GPU too, GPU-sized workloads (those with a 'cuda' size)")
     return p.parse_args(argv)
 
 

@@ -2,7 +2,8 @@
 
 Orchard runs `oc.flash_attention` (fused backward, dropout from Philox); PyTorch runs
 `torch.nn.functional.scaled_dot_product_attention`, whose CPU flash kernel has no dropout, so with
-dropout_p > 0 it falls back to its math path, which materialises the [L, L] scores.
+dropout_p > 0 it falls back to its math path, which materialises the [L, L] scores. On CUDA (attn1k and
+attn1k_bf16, B=8) SDPA picks FlashAttention for bfloat16 and its memory-efficient kernel for float32.
 
 Peak memory is not a timing, so it is measured apart: `peak_memory_mb` runs one forward + backward
 in a fresh subprocess per framework (memory.py) and reports the growth of the peak resident set
@@ -15,14 +16,14 @@ import argparse
 import numpy as np
 
 import memory
-from registry import Workload, register
+from registry import Workload, as_is, register
 
 HEADS, HEAD_DIM = 12, 64
 
 
-def _inputs(length, seed=0):
+def _inputs(length, batch=1, seed=0):
     rng = np.random.default_rng(seed)
-    shape = (1, HEADS, length, HEAD_DIM)
+    shape = (batch, HEADS, length, HEAD_DIM)
     return {name: rng.standard_normal(shape, dtype=np.float32) for name in ("q", "k", "v", "grad")}
 
 
@@ -32,16 +33,20 @@ class _CausalAttention(Workload):
     check = None  # no NumPy reference at these sizes (and dropout differs per framework)
     target = ("torch", 1.0)
     dropout_p = 0.0
+    dtype = "float32"  # Orchard's and PyTorch's tensors are converted to it before timing
+    torch_compile = True
 
-    def label(self, length):
+    def label(self, length, batch=1):
         drop = f", dropout {self.dropout_p}" if self.dropout_p else ""
-        return f"causal fwd+bwd B1 H{HEADS} L{length} D{HEAD_DIM}{drop}"
+        dtype = "" if self.dtype == "float32" else f" {self.dtype}"
+        return f"causal fwd+bwd B{batch} H{HEADS} L{length} D{HEAD_DIM}{drop}{dtype}"
 
-    def inputs(self, length):
-        return _inputs(length)
+    def inputs(self, length, batch=1):
+        return _inputs(length, batch)
 
     def orchard(self, q, k, v, grad):
         import orchard as oc
+        q, k, v, grad = (t.to(getattr(oc, self.dtype)) for t in (q, k, v, grad))
         for t in (q, k, v):
             t.requires_grad = True
 
@@ -53,20 +58,22 @@ class _CausalAttention(Workload):
             return out
         return run
 
-    def torch(self, q, k, v, grad):
+    def torch(self, q, k, v, grad, compile=as_is):
         import torch
         import torch.nn.functional as F
         # The adapter builds inputs under inference_mode; autograd needs ordinary tensors.
         with torch.inference_mode(False):
-            q, k, v, grad = (t.clone() for t in (q, k, v, grad))
+            q, k, v, grad = (t.clone().to(getattr(torch, self.dtype)) for t in (q, k, v, grad))
             for t in (q, k, v):
                 t.requires_grad_()
+        attention = compile(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                           dropout_p=self.dropout_p))
 
         def run():
             with torch.inference_mode(False), torch.enable_grad():
                 for t in (q, k, v):
                     t.grad = None
-                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout_p)
+                out = attention(q, k, v)
                 out.backward(grad)
             return out
         return run
@@ -81,7 +88,14 @@ class Attention512(_CausalAttention):
 @register
 class Attention1k(_CausalAttention):
     name = "attn1k"
-    sizes = {"full": dict(length=1024), "quick": dict(length=128)}
+    sizes = {"full": dict(length=1024), "quick": dict(length=128), "cuda": dict(length=1024, batch=8)}
+
+
+@register
+class Attention1kBF16(Attention1k):
+    name = "attn1k_bf16"
+    dtype = "bfloat16"
+    sizes = {k: v for k, v in Attention1k.sizes.items() if k != "full"}  # new: CPU full runs keep their rows
 
 
 @register

@@ -1,10 +1,12 @@
-"""Core float32 workloads: memory-bound copy/add/sum/softmax and a compute-bound matmul.
+"""Core workloads: memory-bound copy/add/sum/softmax/layer norm in float32 and a compute-bound matmul
+(float32, and bfloat16 on GPUs).
 
-Bytes count what an ideal kernel must move (each input read once, each output written once).
+Bytes count what an ideal kernel must move (each input read once, each output written once). On CUDA the
+memory-bound ones run on [8192, 8192] (256 MB) and the matmul on 4096 x 4096 x 4096.
 """
 import numpy as np
 
-from registry import Workload, register
+from registry import Workload, as_is, register
 
 F32 = 4
 
@@ -16,7 +18,7 @@ def _randn(*shape, seed=0):
 class _Square(Workload):
     """An [n, n] float32 input `a`."""
     unit = "GB/s"
-    sizes = {"full": dict(n=4096), "quick": dict(n=256)}
+    sizes = {"full": dict(n=4096), "quick": dict(n=256), "cuda": dict(n=8192)}
 
     def inputs(self, n):
         return dict(a=_randn(n, n))
@@ -100,6 +102,7 @@ class Softmax(_Square):
     name = "softmax"
     target = ("torch", 1.0)
     check = (1e-4, 1e-6)
+    torch_compile = True
 
     def label(self, n):
         return f"softmax(dim=-1) [{n},{n}]"
@@ -118,9 +121,10 @@ class Softmax(_Square):
         import orchard as oc
         return lambda: oc.softmax(a, -1)
 
-    def torch(self, a):
+    def torch(self, a, compile=as_is):
         import torch
-        return lambda: torch.softmax(a, -1)
+        softmax = compile(lambda x: torch.softmax(x, -1))
+        return lambda: softmax(a)
 
     def mlx(self, a):
         import mlx.core as mx
@@ -128,15 +132,50 @@ class Softmax(_Square):
 
 
 @register
+class LayerNorm(_Square):
+    name = "layernorm"
+    target = ("torch", 1.0)
+    check = (1e-4, 1e-4)
+    torch_compile = True
+    sizes = {k: v for k, v in _Square.sizes.items() if k != "full"}  # new: CPU full runs keep their rows
+
+    def label(self, n):
+        return f"layer_norm(last dim, affine) [{n},{n}]"
+
+    def work(self, n):
+        return (2 * n * n + 2 * n) * F32  # read a, write out, read weight and bias
+
+    def inputs(self, n):
+        return dict(a=_randn(n, n), weight=_randn(n, seed=1), bias=_randn(n, seed=2))
+
+    def numpy(self, a, weight, bias):
+        def layer_norm():
+            mean = a.mean(axis=-1, keepdims=True)
+            var = a.var(axis=-1, keepdims=True)
+            return (a - mean) / np.sqrt(var + np.float32(1e-5)) * weight + bias
+        return layer_norm
+
+    def orchard(self, a, weight, bias):
+        import orchard as oc
+        return lambda: oc.nn.functional.layer_norm(a, (a.shape[-1],), weight, bias)
+
+    def torch(self, a, weight, bias, compile=as_is):
+        import torch
+        layer_norm = compile(lambda x: torch.nn.functional.layer_norm(x, (x.shape[-1],), weight, bias))
+        return lambda: layer_norm(a)
+
+
+@register
 class Matmul(Workload):
     name = "matmul"
     unit = "GFLOP/s"
     target = ("numpy", 0.9)
-    sizes = {"full": dict(n=2048), "quick": dict(n=128)}
+    sizes = {"full": dict(n=2048), "quick": dict(n=128), "cuda": dict(n=4096)}
     check = (1e-3, 1e-3)
+    dtype = "float32"  # Orchard's and PyTorch's operands are converted to it before timing
 
     def label(self, n):
-        return f"[{n},{n}] @ [{n},{n}]"
+        return f"[{n},{n}] @ [{n},{n}]" + ("" if self.dtype == "float32" else f" {self.dtype}")
 
     def work(self, n):
         return 2 * n ** 3
@@ -148,10 +187,25 @@ class Matmul(Workload):
         return lambda: a @ b
 
     def orchard(self, a, b):
+        import orchard as oc
+        a, b = (t.to(getattr(oc, self.dtype)) for t in (a, b))
         return lambda: a @ b
 
     def torch(self, a, b):
+        import torch
+        a, b = (t.to(getattr(torch, self.dtype)) for t in (a, b))
         return lambda: a @ b
 
     def mlx(self, a, b):
         return lambda: a @ b
+
+
+@register
+class MatmulBF16(Matmul):
+    """bfloat16 operands and output (float32 accumulation): the GPU's tensor cores, cuBLAS in both."""
+    name = "matmul_bf16"
+    target = ("torch", 0.9)
+    sizes = {k: v for k, v in Matmul.sizes.items() if k != "full"}  # new: CPU full runs keep their rows
+    check = (2e-2, 5e-2)  # against PyTorch's bf16 result (NumPy has no bfloat16): output rounding
+    dtype = "bfloat16"
+    numpy = mlx = None

@@ -5,12 +5,16 @@ attention. Both: float32, dropout 0, mean cross-entropy on next-token targets, t
 is one step (forward, backward, optimizer update, grads cleared) and returns that step's loss. The two models
 start from their own random weights, so the losses are not compared. Peak memory: the growth of the peak RSS
 over three steps of a freshly built model, one process per framework (run.py, memory.py).
+
+On CUDA the bf16 steps train GPT-2 124M (12 x 768, 12 heads, vocab 50257, seq 1024, batch 8) on the GPU of the
+inputs, PyTorch with SDPA attention (and with eager attention in gpt2_train_bf16_eager); the torch.compile row
+compiles the forward pass and loss (the optimizer step stays eager in both).
 """
 import contextlib
 
 import numpy as np
 
-from registry import Workload, register
+from registry import Workload, as_is, register
 
 LR = 3e-4
 
@@ -28,6 +32,7 @@ class GPT2TrainStep(Workload):
     check = None
     memory_calls = 3  # the first step also allocates AdamW's moments
     interleave = True  # ~1 s steps: the machine's drift over a run exceeds the differences measured
+    torch_compile = True
     sizes = {"full": dict(layers=4, width=256, heads=4, seq=256, batch=8, vocab=8192),
              "quick": dict(layers=1, width=32, heads=2, seq=16, batch=2, vocab=64)}
 
@@ -66,22 +71,26 @@ class GPT2TrainStep(Workload):
             return loss.detach()
         return step
 
-    def torch(self, idx, targets, config):
+    def torch(self, idx, targets, config, compile=as_is):
         import torch
         import transformers
         torch.manual_seed(0)
         # The runner times PyTorch under inference_mode: build and train outside it, on ordinary tensors.
         with torch.inference_mode(False):
             model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation=self.attention))
-            model.train()
+            model.to(idx.device).train()
             optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
             idx, targets = idx.clone(), targets.clone()
 
+        def forward(idx, targets):
+            with self.precision(torch, idx.device.type):
+                logits = model(idx).logits
+                return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        forward = compile(forward)
+
         def step():
             with torch.inference_mode(False), torch.enable_grad():
-                with self.precision(torch, "cpu"):
-                    logits = model(idx).logits
-                    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+                loss = forward(idx, targets)
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
@@ -96,9 +105,24 @@ class GPT2TrainStepBF16(GPT2TrainStep):
     name = "gpt2_train_bf16"
     target = ("torch", 1.0)
     attention = "sdpa"
+    sizes = {**GPT2TrainStep.sizes,
+             "cuda": dict(layers=12, width=768, heads=12, seq=1024, batch=8, vocab=50257)}  # GPT-2 124M
 
     def label(self, **size):
         return super().label(**size) + ", bf16 autocast"
 
     def precision(self, framework, device_type):
         return framework.autocast(device_type, dtype=framework.bfloat16)
+
+
+@register
+class GPT2TrainStepBF16Eager(GPT2TrainStepBF16):
+    """The bf16 step with transformers' eager attention (matmul, mask, softmax, matmul) instead of SDPA; on
+    GPUs only (and --quick), compiled in gpt2_train_bf16 already."""
+    name = "gpt2_train_bf16_eager"
+    attention = "eager"
+    torch_compile = False
+    sizes = {k: v for k, v in GPT2TrainStepBF16.sizes.items() if k != "full"}  # CPU full runs keep their rows
+
+    def label(self, **size):
+        return super().label(**size) + ", eager attention in torch"

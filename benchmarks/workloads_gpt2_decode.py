@@ -50,7 +50,7 @@ class _GPT2Decode(Workload):
         import transformers
         torch.manual_seed(0)
         model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, bos_token_id=None,
-                                                                     eos_token_id=None)).eval()
+                                                                     eos_token_id=None)).to(context_ids.device).eval()
         with torch.no_grad():
             cache = model(context_ids, use_cache=True, logits_to_keep=1).past_key_values
 
