@@ -41,6 +41,7 @@ using CUstream = struct CUstream_st*;
 constexpr int kComputeCapabilityMajor = 75, kComputeCapabilityMinor = 76;  // CUdevice_attribute
 constexpr int kMaxSharedPerBlockOptin = 97;
 constexpr int kFuncMaxDynamicShared = 8;  // CUfunction_attribute
+constexpr CUresult kErrorInitialization = 3;  // CUDA_ERROR_INITIALIZATION_ERROR: what a forked child gets
 constexpr uint32_t kMaxGridYZ = 65535;  // CUDA's limit on a grid's y and z; x takes 2^31 - 1
 
 // The driver functions used, looked up once.
@@ -185,8 +186,11 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     if (r == 0) return;
     const char* message = nullptr;
     d_.cuGetErrorString(r, &message);
-    throw RuntimeError(detail::concat("cuda: ", what..., " failed: ", message ? message : "unknown error", " (",
-                                      r, ")"));
+    throw RuntimeError(detail::concat("cuda: ", what..., " failed: ", message ? message : "unknown error", " (", r, ")",
+                                      r == kErrorInitialization
+                                          ? "; CUDA cannot run in a process forked from one that had started it (as "
+                                            "in PyTorch): start DataLoader workers and other children with 'spawn'"
+                                          : ""));
   }
 
   // The driver keeps the current context per thread.

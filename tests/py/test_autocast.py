@@ -1,9 +1,9 @@
 """orchard.autocast against torch.autocast: the dtype each op returns inside a region, its values,
 gradients through the casts, the parameter-cast cache, and the region's state rules.
 
-On the CPU the reference is torch.autocast("cpu") run live. PyTorch's Apple GPU autocast (MPS) cannot
-run on this machine, so on Metal the expected dtypes come from the CPU's, except for the ops PyTorch's
-MPS lists run in float32 (METAL_FLOAT32 below, from aten/src/ATen/autocast_mode.cpp)."""
+On the CPU the reference is torch.autocast("cpu") run live. PyTorch's GPU autocasts (MPS, CUDA) cannot
+run on this machine, so on Metal and CUDA the expected dtypes come from the CPU's, except for the ops
+PyTorch's MPS and CUDA lists run in float32 (GPU_FLOAT32 below, from aten/src/ATen/autocast_mode.cpp)."""
 import threading
 import warnings
 
@@ -16,7 +16,7 @@ import orchard as oc
 import orchard.nn.functional as F
 from conftest import FROM_TORCH, TORCH_DTYPE
 
-METAL_FLOAT32 = {"exp", "log", "rsqrt", "pow", "pow_tensor", "softmax", "log_softmax", "layer_norm",
+GPU_FLOAT32 = {"exp", "log", "rsqrt", "pow", "pow_tensor", "softmax", "log_softmax", "layer_norm",
                  "layer_norm_fp32_params", "sum", "logsumexp", "cumsum"}
 
 # name: (function of a library's names (TORCH or ORCHARD below), the input dtypes)
@@ -94,11 +94,11 @@ def run_ops(name, device, low=oc.bfloat16):
 
 @pytest.mark.parametrize("name", OPS)
 def test_op_dtypes_and_values_match_torch_autocast(device, name):
-    if device == "metal" and OPS[name][1].get("x") == "f64":
-        pytest.skip("Metal has no float64")
+    if device != "cpu" and OPS[name][1].get("x") == "f64":
+        pytest.skip(f"{device} has no float64")
     actual, expected = run_ops(name, device)
     expected_dtype = FROM_TORCH[expected.dtype]
-    if device == "metal" and name in METAL_FLOAT32:
+    if device != "cpu" and name in GPU_FLOAT32:
         expected_dtype = oc.float32
     assert actual.dtype == expected_dtype, f"{name} on {device}"
     got = actual.float().cpu().numpy()

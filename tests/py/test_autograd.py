@@ -26,7 +26,7 @@ def tleaf(values, dtype=torch.float32):
 def grad_np(t):
     assert t.grad is not None
     assert t.grad.device == t.device and t.grad.dtype == t.dtype and t.grad.shape == t.shape
-    return (t.grad.float() if t.grad.dtype == oc.bfloat16 else t.grad).numpy()
+    return (t.grad.float() if t.grad.dtype == oc.bfloat16 else t.grad).cpu().numpy()
 
 
 # ---- leaves, grad_fn, requires_grad ---------------------------------------------------------
@@ -204,7 +204,7 @@ def test_diamond_and_reuse_match_torch(device):
         h = a * a
         out = (h.exp() + h.sin() * a + (h * h)).sum() + (a * a * a).sum()
         out.backward()
-    np.testing.assert_allclose(grad_np(x), tx.grad.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(grad_np(x), tx.grad.cpu().numpy(), rtol=1e-5)
 
 
 def test_same_tensor_as_both_operands(device):
@@ -225,7 +225,7 @@ def test_split_parts_gradients_fill_one_tensor(device):
         p, q = (a * 1.5).split(2, dim=-1)
         r = a[1] * 2  # a select, whose gradient joins the split's parts
         (p * L.tensor(w) + q.exp() + r.sum() * q).sum().backward()
-    np.testing.assert_allclose(grad_np(x), tx.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(grad_np(x), tx.grad.cpu().numpy(), rtol=1e-6)
 
 
 def test_view_gradient_never_added_into_a_shared_one(device):
@@ -237,7 +237,7 @@ def test_view_gradient_never_added_into_a_shared_one(device):
         b, c = a * 2.0, a * -3.0
         s = b[:, :2]
         ((b + c).sum() + (s * s).sum()).backward()
-    np.testing.assert_allclose(grad_np(x), tx.grad.numpy())
+    np.testing.assert_allclose(grad_np(x), tx.grad.cpu().numpy())
 
 
 def test_leaf_grad_not_aliased_with_other_grads(device):
@@ -292,7 +292,7 @@ def test_autograd_grad_leaves_grad_untouched(device):
     a, b = leaf([1.0, 2.0], device=device), leaf([3.0, 4.0], device=device)
     out = (a * b).sum()
     (ga,) = oc.autograd.grad(out, [a])
-    np.testing.assert_allclose(ga.numpy(), [3, 4])
+    np.testing.assert_allclose(ga.cpu().numpy(), [3, 4])
     assert a.grad is None and b.grad is None  # not even the input not asked for
 
 
@@ -300,7 +300,7 @@ def test_autograd_grad_existing_grad_unchanged(device):
     a = leaf([1.0, 2.0], device=device)
     a.grad = oc.tensor([10.0, 10.0], device=device)
     ga, = oc.autograd.grad((a * a).sum(), a)
-    np.testing.assert_allclose(ga.numpy(), [2, 4])
+    np.testing.assert_allclose(ga.cpu().numpy(), [2, 4])
     np.testing.assert_allclose(grad_np(a), [10, 10])
 
 
@@ -310,8 +310,8 @@ def test_autograd_grad_non_leaf_input(device):
     h = x * 3
     out = (h * h * w).sum()
     gh, gx = oc.autograd.grad(out, [h, x])
-    np.testing.assert_allclose(gh.numpy(), 2 * np.array([3.0, 6.0]) * 0.5)
-    np.testing.assert_allclose(gx.numpy(), 2 * np.array([3.0, 6.0]) * 0.5 * 3)
+    np.testing.assert_allclose(gh.cpu().numpy(), 2 * np.array([3.0, 6.0]) * 0.5)
+    np.testing.assert_allclose(gx.cpu().numpy(), 2 * np.array([3.0, 6.0]) * 0.5 * 3)
     assert x.grad is None and w.grad is None
 
 
@@ -319,12 +319,12 @@ def test_autograd_grad_grad_outputs_multiple_and_unused(device):
     x, y = leaf([1.0, 2.0], device=device), leaf([3.0], device=device)
     out = x * 2
     (gx,) = oc.autograd.grad([out], [x], grad_outputs=[oc.tensor([1.0, 10.0], device=device)])
-    np.testing.assert_allclose(gx.numpy(), [2, 20])
+    np.testing.assert_allclose(gx.cpu().numpy(), [2, 20])
     with pytest.raises(RuntimeError, match="allow_unused"):
         oc.autograd.grad((x * 2).sum(), [x, y])
     gx, gy = oc.autograd.grad((x * 2).sum(), [x, y], allow_unused=True)
     assert gy is None
-    np.testing.assert_allclose(gx.numpy(), [2, 2])
+    np.testing.assert_allclose(gx.cpu().numpy(), [2, 2])
     with pytest.raises(RuntimeError, match="does not require grad"):
         oc.autograd.grad((x * 2).sum(), [oc.tensor([1.0], device=device)])
 
@@ -334,7 +334,7 @@ def test_autograd_grad_retain_graph(device):
     out = (x.exp()).sum()
     g1, = oc.autograd.grad(out, x, retain_graph=True)
     g2, = oc.autograd.grad(out, x)
-    np.testing.assert_allclose(g1.numpy(), g2.numpy())
+    np.testing.assert_allclose(g1.cpu().numpy(), g2.cpu().numpy())
     with pytest.raises(RuntimeError, match="retain_graph"):
         oc.autograd.grad(out, x)
 
@@ -456,7 +456,7 @@ def test_sgd_update_under_no_grad(device):
     with oc.no_grad():
         w -= 0.5 * w.grad
     assert w.is_leaf and w.requires_grad
-    np.testing.assert_allclose(w.detach().numpy(), [0.0, 0.0])
+    np.testing.assert_allclose(w.detach().cpu().numpy(), [0.0, 0.0])
     w.grad = None
     (w * 3).sum().backward()
     np.testing.assert_allclose(grad_np(w), [3, 3])
@@ -470,7 +470,7 @@ def test_detach_shares_storage_and_mutation_is_visible(device):
     assert d.is_alias_of(x) and x.is_alias_of(d)
     assert not d.requires_grad and d.is_leaf and d.grad_fn is None
     d.mul_(10)  # allowed: d does not require grad
-    np.testing.assert_allclose(x.detach().numpy(), [10, 20, 30])
+    np.testing.assert_allclose(x.detach().cpu().numpy(), [10, 20, 30])
     assert x._version == d._version
 
 
@@ -505,11 +505,11 @@ def test_inplace_on_leaf_requiring_grad_raises(device):
         x[0] = 5.0  # a view of the leaf
     with pytest.raises(RuntimeError, match="leaf"):
         x[1:].mul_(2)
-    np.testing.assert_array_equal(x.detach().numpy(), [1.0, 2.0])  # nothing changed
+    np.testing.assert_array_equal(x.detach().cpu().numpy(), [1.0, 2.0])  # nothing changed
     assert x._version == version
     with oc.no_grad():
         x.add_(1)
-    np.testing.assert_array_equal(x.detach().numpy(), [2.0, 3.0])
+    np.testing.assert_array_equal(x.detach().cpu().numpy(), [2.0, 3.0])
 
 
 def test_inplace_bumps_version(device):
@@ -609,10 +609,10 @@ def test_div_inplace_matches_torch(device, case):
     x, tx = leaf(v, device=device), tleaf(v)
     y, ty = case(x, OrchardOn(device)), case(tx, torch)
     assert y.device == device
-    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y.detach().cpu().numpy(), ty.detach().cpu().numpy(), rtol=1e-6)
     (y * oc.tensor(w, device=device)).sum().backward()
     (ty * torch.tensor(w)).sum().backward()
-    np.testing.assert_allclose(grad_np(x), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad_np(x), tx.grad.cpu().numpy(), rtol=1e-5, atol=1e-7)
 
 
 def _add_mul_cases():
@@ -674,10 +674,10 @@ def test_add_mul_inplace_matches_torch(device, case):
     x, tx = leaf(v, device=device), tleaf(v)
     y, ty = case(x, OrchardOn(device)), case(tx, torch)
     assert y.device == device
-    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y.detach().cpu().numpy(), ty.detach().cpu().numpy(), rtol=1e-6)
     y.sum().backward()
     ty.sum().backward()
-    np.testing.assert_allclose(grad_np(x), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad_np(x), tx.grad.cpu().numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_inplace_gradient_accumulated_exactly_once(device):

@@ -88,16 +88,16 @@ def check_against_cpu_float64(fn, *inputs):
     ref_grads = oc.autograd.grad((ref_out * oc.tensor(w)).sum(), [ref_inputs[i] for i in checked], allow_unused=True)
     out = fn(*inputs)
     assert out.device == device and out.shape == ref_out.shape
-    _close(out.detach().cpu().double().numpy(), ref_out.detach().numpy(), "forward")
+    _close(out.detach().cpu().double().cpu().numpy(), ref_out.detach().cpu().numpy(), "forward")
     grads = oc.autograd.grad((out * oc.tensor(w, dtype=out.dtype, device=device)).sum(), [inputs[i] for i in checked],
                              allow_unused=True)
     for i, g, ref in zip(checked, grads, ref_grads):
-        want = np.zeros(inputs[i].shape) if ref is None else ref.numpy()
+        want = np.zeros(inputs[i].shape) if ref is None else ref.cpu().numpy()
         if g is None:
             assert not np.any(want), f"input {i}: no gradient on {device}"
             continue
         assert g.device == device and g.dtype == inputs[i].dtype and g.shape == inputs[i].shape
-        _close(g.cpu().double().numpy(), want, f"gradient of input {i}")
+        _close(g.cpu().double().cpu().numpy(), want, f"gradient of input {i}")
 
 
 def torch_grads(fn_oc, fn_torch, *arrays, device="cpu", weight_seed=0):
@@ -111,13 +111,13 @@ def torch_grads(fn_oc, fn_torch, *arrays, device="cpu", weight_seed=0):
     (out * oc.tensor(w, dtype=dtype, device=device)).sum().backward()
     (tout * torch.tensor(w)).sum().backward()
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == oc.float64 else {"rtol": FLOAT32_RTOL, "atol": FLOAT32_ATOL}
-    np.testing.assert_allclose(out.detach().cpu().double().numpy(), tout.detach().numpy(), **tol)
+    np.testing.assert_allclose(out.detach().cpu().double().cpu().numpy(), tout.detach().cpu().numpy(), **tol)
     if dtype == oc.float64:
         tol = {"rtol": 1e-10, "atol": 1e-12}
     for x, t in zip(xs, ts):
         assert x.grad is None or x.grad.device == device
-        got = np.zeros(x.shape) if x.grad is None else x.grad.cpu().double().numpy()
-        want = np.zeros(t.shape) if t.grad is None else t.grad.numpy()
+        got = np.zeros(x.shape) if x.grad is None else x.grad.cpu().double().cpu().numpy()
+        want = np.zeros(t.shape) if t.grad is None else t.grad.cpu().numpy()
         np.testing.assert_allclose(got, want, **tol)
 
 
@@ -243,11 +243,11 @@ def test_safe_div_zero_divisor(device):
     check(lambda a, b: oc.safe_div(a, b), a, b)
     out = oc.safe_div(a, b)
     out.sum().backward()
-    g = a.grad.numpy()
+    g = a.grad.cpu().numpy()
     assert g[0, 1] == 0 and g[1, 0] == 0
     bb = make(rng, (2, 3), values=[[1.0, 0.0, -2.0], [0.0, 0.5, 3.0]], device=device)
     oc.safe_div(a.detach(), bb).sum().backward()
-    assert np.all(np.isfinite(bb.grad.numpy())) and bb.grad.numpy()[0, 1] == 0
+    assert np.all(np.isfinite(bb.grad.cpu().numpy())) and bb.grad.cpu().numpy()[0, 1] == 0
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -339,7 +339,7 @@ def test_extreme_ties_match_torch(device):
         for kd in (False, True):
             got = oc.tensor(v, dtype=grad_dtype(device), device=device).max(d, keepdim=kd)
             want = torch.tensor(v).max(d, keepdim=kd)
-            np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+            np.testing.assert_array_equal(got.indices.cpu().numpy(), want.indices.cpu().numpy())
             torch_grads(lambda x: x.max(d, keepdim=kd).values, lambda x: x.max(d, keepdim=kd).values, v,
                         device=device)
             torch_grads(lambda x: x.min(d, keepdim=kd).values, lambda x: x.min(d, keepdim=kd).values, v,
@@ -567,14 +567,14 @@ def test_to_dtype_and_back(device):
     assert z.dtype == wide and z.grad_fn.next_functions[0].name() == "ToCopyBackward"
     z.sum().backward()
     assert y.grad.dtype == narrow and y.grad.device == device
-    np.testing.assert_array_equal(y.grad.numpy(), np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(y.grad.cpu().numpy(), np.arange(6.0).reshape(2, 3))
     h = oc.tensor([1.0, 2.0], dtype=wide, device=device, requires_grad=True)
     (h.to(dtype=oc.float16) * 3).sum().backward()
     assert h.grad.dtype == wide and h.grad.device == device
-    np.testing.assert_array_equal(h.grad.numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(h.grad.cpu().numpy(), [3.0, 3.0])
     b = oc.tensor([1.0, 2.0], dtype=wide, device=device, requires_grad=True)
     (b.to(oc.bfloat16).float() * 2).sum().backward()
-    np.testing.assert_array_equal(b.grad.numpy(), [2.0, 2.0])
+    np.testing.assert_array_equal(b.grad.cpu().numpy(), [2.0, 2.0])
     i = b.long()  # to an integer dtype: not differentiable
     assert not i.requires_grad
 

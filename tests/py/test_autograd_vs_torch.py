@@ -233,23 +233,23 @@ def test_random_composition_matches_torch(device, seed):
     out, leaves = run_program(OrchardOn(device), values, steps, weight)
     assert out.device == device
     tout, tleaves = run_program(torch, values, steps, weight)
-    np.testing.assert_allclose(out.detach().numpy(), tout.detach().numpy(), rtol=1e-5, atol=1e-5,
+    np.testing.assert_allclose(out.detach().cpu().numpy(), tout.detach().cpu().numpy(), rtol=1e-5, atol=1e-5,
                                err_msg=f"forward of {names}")
     # Errors are relative to the largest gradient of any leaf: a leaf whose true gradient cancels
     # to ~0 (e.g. a shift that a later max-subtraction removes) only carries float32 roundoff. The
     # floor covers graphs whose output does not depend on the leaves at all (every gradient is
     # roundoff); inputs, weights and intermediates are O(1), so a wrong formula errs by far more.
-    scale = max([np.abs(t.grad.numpy()).max(initial=0.0) for t in tleaves.values() if t.grad is not None]
+    scale = max([np.abs(t.grad.cpu().numpy()).max(initial=0.0) for t in tleaves.values() if t.grad is not None]
                 + [1e-2])
     for k in values:
         g = leaves[k].grad
         tg = tleaves[k].grad
         if tg is None:
-            assert g is None or not np.any(g.numpy()), f"{k}: torch has no gradient, {names}"
+            assert g is None or not np.any(g.cpu().numpy()), f"{k}: torch has no gradient, {names}"
             continue
         assert g is not None, f"{k}: missing gradient for {names}"
         assert g.shape == tuple(tg.shape) and g.dtype == oc.float32 and g.device == device
-        got, want = g.numpy().astype(np.float64), tg.numpy().astype(np.float64)
+        got, want = g.cpu().numpy().astype(np.float64), tg.cpu().numpy().astype(np.float64)
         err = np.abs(got - want).max(initial=0.0) / scale
         assert err <= 1e-5, f"{k}: relative error {err:.3g} for {names}"
 
@@ -290,7 +290,7 @@ def test_mlp_training_steps_match_torch(device, seed):
                 for p in params:
                     p -= 0.1 * p.grad
                     p.grad = None
-        return losses, [p.detach().numpy() for p in params]
+        return losses, [p.detach().cpu().numpy() for p in params]
 
     losses, params = train(OrchardOn(device))
     tlosses, tparams = train(torch)

@@ -420,5 +420,7 @@ def test_a_worker_that_dies_is_reported():
 
 def test_tensors_from_workers_keep_their_device(device):
     data = oud.TensorDataset(oc.arange(12, device=device).reshape(6, 2).float())
-    for (batch,) in oud.DataLoader(data, batch_size=4, num_workers=2):
+    # CUDA cannot run in a process forked from one that started it (as in PyTorch): spawn the workers.
+    context = "spawn" if device == "cuda" else None
+    for (batch,) in oud.DataLoader(data, batch_size=4, num_workers=2, multiprocessing_context=context):
         assert batch.device == device and batch.dtype == oc.float32

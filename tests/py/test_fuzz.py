@@ -593,9 +593,12 @@ ORCHARD_ACCEPTS = [
            "keepdim without dim", lambda msg, d: re.search(r"must be Tensor, not|invalid combination of arguments", msg)),
     ({"logsumexp"}, "logsumexp(dim=(), keepdim=True) reduces every dim; PyTorch fails on its own output shape",
      lambda msg, d: "doesn't match the broadcast shape" in msg),
+    ({"squeeze"}, "squeeze(dim=None) squeezes every dim (some PyTorch builds look the None up as a dimension name)",
+     lambda msg, d: "Please look up dimensions by name" in msg),
     ({"setitem"}, "t[mask] = value casts value to t's dtype, as every other assignment does",
      lambda msg, d: "source and destination dtypes match" in msg),
-    ({"cross_entropy"}, "int32 class indices", lambda msg, d: "target dtype to be Long" in msg),
+    ({"cross_entropy"}, "int32 class indices (PyTorch's CPU and CUDA kernels word their refusal differently)",
+     lambda msg, d: "target dtype to be Long" in msg or "expected scalar type Long but found Int" in msg),
     ({"setitem"}, "assigning a Python float outside an integer dtype's range converts as a tensor cast does "
      "(an unspecified value, as PyTorch's casts)", lambda msg, d: "cannot be converted to type" in msg),
     ({"pow", "__pow__", "__rpow__"}, "an integer to a negative integer power is computed (1 and -1 keep their "

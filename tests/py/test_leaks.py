@@ -17,8 +17,8 @@ from orchard import nn, optim
 # (`bash .ci/run sanitize tsan`, which also runs fewer steps).
 SANITIZED = any(runtime in os.environ.get("LD_PRELOAD", "") for runtime in ("asan", "tsan"))
 # The emulated Metal device runs a step ~100x slower: fewer steps there, for its runtime's caches.
-STEPS = {"cpu": 600 if SANITIZED else 3000, "metal": 12 if SANITIZED else 24}
-WARMUP = {"cpu": 300, "metal": 6}
+STEPS = {"cpu": 600 if SANITIZED else 3000, "metal": 12 if SANITIZED else 24, "cuda": 24}
+WARMUP = {"cpu": 300, "metal": 6, "cuda": 6}
 
 
 def rss_bytes():

@@ -29,7 +29,7 @@ def _typed_pair(rng, shape, dtype, device, low=-3.0, high=3.0):
 
 def _assert_grad_close(ours, ref, dtype, msg=""):
     """Our gradient against a float64 one, to GRAD_TOLERANCE of the gradient's largest value."""
-    want = ref.detach().numpy()
+    want = ref.detach().cpu().numpy()
     scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
     assert_close(ours, want, dtype, rtol=GRAD_TOLERANCE[dtype], atol=GRAD_TOLERANCE[dtype] * scale, msg=msg)
 
@@ -41,13 +41,13 @@ def test_layer_norm_matches_torch(device, shape, k):
     b, tb = _pair(shape[-k:], 2, device)
     y = _core.layer_norm(x, w, b, 1e-5)
     ty = torch.nn.functional.layer_norm(tx, shape[-k:], tw, tb, 1e-5)
-    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y.detach().cpu().numpy(), ty.detach().cpu().numpy(), rtol=1e-5, atol=1e-5)
     g = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
     y.backward(oc.tensor(g, device=device))
     ty.backward(torch.tensor(g))
     for ours, ref in [(x, tx), (w, tw), (b, tb)]:
         assert ours.grad.device == device
-        np.testing.assert_allclose(ours.grad.numpy(), ref.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ours.grad.cpu().numpy(), ref.grad.cpu().numpy(), rtol=1e-4, atol=1e-4)
 
 
 # Row lengths around the simdgroup (32) and threadgroup (256) widths; rows both under and over the
@@ -63,7 +63,7 @@ def test_layer_norm_dtypes_and_row_lengths(device, dtype, rows, n):
     ty = torch.nn.functional.layer_norm(tx, (n,), tw, tb, 1e-5)
     # float32: (x - mean) * rstd * w + b may cancel to near 0 from terms of ~10
     kw = dict(rtol=1e-5, atol=1e-5) if dtype == oc.float32 else {}
-    assert_close(y, ty.detach().numpy(), dtype, **kw, device=device)
+    assert_close(y, ty.detach().cpu().numpy(), dtype, **kw, device=device)
     g = random_array(rng, (rows, n), dtype)
     y.backward(from_numpy(g, dtype, device))
     ty.backward(torch.tensor(g, dtype=torch.float64))
@@ -80,12 +80,12 @@ def test_layer_norm_of_a_16_bit_input_with_float32_parameters_matches_torch(devi
     x, w, b = (oc.from_dlpack(t.detach().clone()).to(device).requires_grad_() for t in (tx, tw, tb))
     y, ty = oc.nn.functional.layer_norm(x, 40, w, b), torch.nn.functional.layer_norm(tx, (40,), tw, tb)
     assert y.dtype == dtype and w.dtype == oc.float32
-    np.testing.assert_array_equal(y.float().cpu().numpy(), ty.float().detach().numpy())
+    np.testing.assert_array_equal(y.float().cpu().numpy(), ty.float().detach().cpu().numpy())
     y.float().sum().backward()
     ty.float().sum().backward()
     for ours, ref in [(x, tx), (w, tw), (b, tb)]:
         assert ours.grad.dtype == FROM_TORCH[ref.grad.dtype]
-        np.testing.assert_allclose(ours.grad.float().cpu().numpy(), ref.grad.float().numpy(), rtol=2e-2, atol=2e-2)
+        np.testing.assert_allclose(ours.grad.float().cpu().numpy(), ref.grad.float().cpu().numpy(), rtol=2e-2, atol=2e-2)
 
 
 def test_layer_norm_refuses_other_dtype_mixes():
@@ -106,11 +106,11 @@ def test_cross_entropy_matches_torch_with_ignore_index(device, reduction):
     targets = np.array([3, 0, -100, 10, 5, -100], dtype=np.int64)
     loss = _core.cross_entropy(logits, oc.tensor(targets, device=device), -100, reduction)
     tloss = torch.nn.functional.cross_entropy(tlogits, torch.tensor(targets), ignore_index=-100, reduction=reduction)
-    np.testing.assert_allclose(loss.detach().numpy(), tloss.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss.detach().cpu().numpy(), tloss.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
     (loss.sum() if reduction == "none" else loss).backward()
     (tloss.sum() if reduction == "none" else tloss).backward()
     assert logits.grad.device == device
-    np.testing.assert_allclose(logits.grad.numpy(), tlogits.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits.grad.cpu().numpy(), tlogits.grad.cpu().numpy(), rtol=1e-5, atol=1e-6)
 
 
 # Class counts around the simdgroup and threadgroup widths; every third row ignored.
@@ -123,7 +123,7 @@ def test_cross_entropy_dtypes_and_class_counts(device, dtype, rows, classes):
     targets[::3] = -1
     loss = oc.nn.functional.cross_entropy(logits, oc.tensor(targets, device=device), ignore_index=-1, reduction="none")
     tloss = torch.nn.functional.cross_entropy(tlogits, torch.tensor(targets), ignore_index=-1, reduction="none")
-    assert_close(loss, tloss.detach().numpy(), dtype, device=device)
+    assert_close(loss, tloss.detach().cpu().numpy(), dtype, device=device)
     g = random_array(rng, (rows,), dtype)
     loss.backward(from_numpy(g, dtype, device))
     tloss.backward(torch.tensor(g, dtype=torch.float64))
@@ -139,13 +139,13 @@ def test_cross_entropy_is_finite_for_huge_logits(device, dtype):
     targets = [0, 1, 2]
     loss = _core.cross_entropy(logits, oc.tensor(targets, device=device), -100, "none")
     tloss = torch.nn.functional.cross_entropy(tlogits, torch.tensor(targets), reduction="none")
-    assert np.isfinite(loss.float().numpy()).all()
-    assert_close(loss, tloss.detach().numpy(), dtype, device=device)
+    assert np.isfinite(loss.float().cpu().numpy()).all()
+    assert_close(loss, tloss.detach().cpu().numpy(), dtype, device=device)
     loss.sum().backward()
     tloss.sum().backward()
-    assert np.isfinite(logits.grad.float().numpy()).all()
+    assert np.isfinite(logits.grad.float().cpu().numpy()).all()
     # softmax = exp(x - lse) with a float32 lse near 1e4 (ulp ~1e-3): a few 1e-4 off in any dtype
-    assert_close(logits.grad, tlogits.grad.numpy(), dtype, rtol=2e-3, atol=1e-3, device=device)
+    assert_close(logits.grad, tlogits.grad.cpu().numpy(), dtype, rtol=2e-3, atol=1e-3, device=device)
 
 
 def test_cross_entropy_rejects_bad_targets(device):
@@ -171,7 +171,7 @@ def test_adamw_step_matches_torch_over_several_steps(device):
         with oc.no_grad():
             _core.adamw_step(p, oc.tensor(g, device=device), m, v, 1e-2, 0.9, 0.95, 1e-8, 0.1, step)
     assert p.device == device
-    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), tp.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", TRAINING_DTYPES)
@@ -192,7 +192,7 @@ def test_adamw_optimizer_16bit_params_keep_float32_moments(device, dtype):
         v = np.float32(0.99) * v + np.float32(0.01) * g * g
         denom = np.sqrt(v) / np.float32(np.sqrt(1 - 0.99**step)) + np.float32(1e-6)
         ref = ref * np.float32(1 - 1e-2 * 0.05) - np.float32(1e-2 / (1 - 0.9**step)) * m / denom
-        ref = np.asarray(to_torch(ref, dtype).float().numpy())
+        ref = np.asarray(to_torch(ref, dtype).float().cpu().numpy())
     state = opt.state[p]
     assert state["exp_avg"].dtype == oc.float32 and state["exp_avg"].device == device
     r, a = TOLERANCE[dtype]
