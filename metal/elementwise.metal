@@ -6,6 +6,25 @@
 #include "common.h"
 #include "params.h"
 
+// The element offsets of index i in the first N operands of a strided loop. A launch covers fewer
+// than 2^31 elements (src/metal/launch_split.h), so i and every size of its loop fit 32 bits: the
+// index splits into coordinates by 32-bit divisions (a 64-bit one is a long instruction sequence on
+// GPUs), once for all the operands.
+template <int N> struct Offsets {
+  int64_t of[N];
+};
+template <int N> Offsets<N> strided_offsets(uint i, constant StridedLoop& p) {
+  Offsets<N> r;
+  for (int k = 0; k < N; ++k) r.of[k] = 0;
+  for (int d = int(p.ndim) - 1; d >= 0; --d) {
+    const uint size = uint(p.shape[d]), q = i / size;
+    const int64_t coordinate = int64_t(i - q * size);
+    for (int k = 0; k < N; ++k) r.of[k] += coordinate * p.strides[k][d];
+    i = q;
+  }
+  return r;
+}
+
 // ---- copy and fill ---------------------------------------------------------------------------
 
 template <typename Out, typename In>
@@ -18,7 +37,8 @@ template <typename Out, typename In>
 [[kernel]] void copy_s(device Out* out [[buffer(0)]], device const In* in [[buffer(1)]],
                        constant StridedLoop& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
   if (i >= p.numel) return;
-  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = convert<Out>(in[strided_offset(i, p.shape, p.strides[1], p.ndim)]);
+  const Offsets<2> o = strided_offsets<2>(i, p);
+  out[o.of[0]] = convert<Out>(in[o.of[1]]);
 }
 
 #define ORCHARD_COPY(out_name, Out, in_name, In)                                   \
@@ -45,7 +65,7 @@ template <typename T>
 template <typename T>
 [[kernel]] void fill_s(device T* out [[buffer(0)]], constant FillValue& value [[buffer(1)]],
                        constant StridedLoop& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
-  if (i < p.numel) out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = fill_value<T>(value);
+  if (i < p.numel) out[strided_offsets<1>(i, p).of[0]] = fill_value<T>(value);
 }
 
 #define ORCHARD_FILL(name, T)                                \
@@ -110,8 +130,8 @@ template <typename T, typename Op>
 [[kernel]] void unary_s(device T* out [[buffer(0)]], device const T* in [[buffer(1)]],
                         constant StridedLoop& p [[buffer(2)]], uint i [[thread_position_in_grid]]) {
   if (i >= p.numel) return;
-  const typename Compute<T>::type x = in[strided_offset(i, p.shape, p.strides[1], p.ndim)];
-  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = T(Op()(x));
+  const Offsets<2> o = strided_offsets<2>(i, p);
+  out[o.of[0]] = T(Op()(typename Compute<T>::type(in[o.of[1]])));
 }
 
 // The kernels of one table row (src/core/op_table.h) for each dtype its inputs column admits: M(E,
@@ -203,9 +223,8 @@ template <typename Out, typename T, typename Op>
                          constant StridedLoop& p [[buffer(3)]], uint i [[thread_position_in_grid]]) {
   typedef typename Compute<T>::type C;
   if (i >= p.numel) return;
-  const C x = a[strided_offset(i, p.shape, p.strides[1], p.ndim)];
-  const C y = b[strided_offset(i, p.shape, p.strides[2], p.ndim)];
-  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] = Out(Op()(x, y));
+  const Offsets<3> o = strided_offsets<3>(i, p);
+  out[o.of[0]] = Out(Op()(C(a[o.of[1]]), C(b[o.of[2]])));
 }
 
 #define ORCHARD_BINARY(Op, op, name, Out, T)                          \
@@ -223,9 +242,8 @@ template <typename T>
                         device const T* b [[buffer(3)]], constant StridedLoop& p [[buffer(4)]],
                         uint i [[thread_position_in_grid]]) {
   if (i >= p.numel) return;
-  const bool c = cond[strided_offset(i, p.shape, p.strides[1], p.ndim)];
-  out[strided_offset(i, p.shape, p.strides[0], p.ndim)] =
-      c ? a[strided_offset(i, p.shape, p.strides[2], p.ndim)] : b[strided_offset(i, p.shape, p.strides[3], p.ndim)];
+  const Offsets<4> o = strided_offsets<4>(i, p);
+  out[o.of[0]] = cond[o.of[1]] ? a[o.of[2]] : b[o.of[3]];
 }
 
 #define ORCHARD_WHERE(name, T) ORCHARD_KERNEL("where_" #name "_s", where_s, T)
