@@ -64,6 +64,8 @@ Runtime& runtime_for(Device device) {
 
 bool has_runtime(Device device) { return registered(device) != nullptr; }
 
+bool runtime_started(Device device) { return g_runtimes[int(device)].load(std::memory_order_acquire) != nullptr; }
+
 void register_runtime(Device device, Runtime* runtime) {
   g_runtimes[int(device)].store(runtime, std::memory_order_release);
 }

@@ -285,6 +285,8 @@ class Runtime {
 Runtime& runtime_for(Device device);
 bool has_runtime(Device device);
 void register_runtime(Device device, Runtime* runtime);
+// Whether the device's runtime exists already, without making one (has_runtime makes it).
+bool runtime_started(Device device);
 // Registers a device whose runtime is made on first use (by runtime_for or has_runtime), so that
 // loading Orchard does not start a GPU driver; `make` returns nullptr when the device is absent.
 void register_runtime_factory(Device device, Runtime* (*make)());

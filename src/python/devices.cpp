@@ -8,13 +8,14 @@ void bind_devices(nb::module_& m) {
         nb::arg("device") = DeviceArg{"cpu"}, "Waits until the device has finished the work queued so far");
   m.def("empty_cache", [] {
     for (Device d : {Device::CPU, Device::Metal, Device::CUDA})
-      if (has_runtime(d)) runtime_for(d).release_cached_memory();
+      if (runtime_started(d)) runtime_for(d).release_cached_memory();
   }, "Returns cached device memory to the system");
 
   nb::module_ metal = m.def_submodule("_metal", "The Metal device (see orchard.metal)");
   metal.def("is_available", [] { return has_runtime(Device::Metal); });
   metal.def("is_emulated", [] { return has_runtime(Device::Metal) && runtime_is_emulated(Device::Metal); });
   m.def("_cuda_is_available", [] { return has_runtime(Device::CUDA); });
+  m.def("_cuda_is_initialized", [] { return runtime_started(Device::CUDA); });
   m.def("_set_float32_matmul_tf32", &set_float32_matmul_tf32, nb::arg("allowed"),
         "Lets the CUDA device's float32 products use TF32 (orchard.backends)");
 }

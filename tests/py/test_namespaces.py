@@ -1,4 +1,6 @@
 """orchard.cuda, orchard.backends and orchard.compile: the namespaces PyTorch scripts touch even on a CPU run."""
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -6,6 +8,16 @@ import torch
 
 import orchard as oc
 from orchard import _compile
+
+
+def test_cuda_starts_on_first_use_only():
+    # A fresh process: importing Orchard, CPU work and emptying caches leave the driver alone; asking
+    # whether the device is available starts it where there is one.
+    code = ("import orchard as oc; oc.empty_cache(); oc.ones(2) + 1; assert not oc.cuda.is_initialized(); "
+            "print(oc.cuda.is_available(), oc.cuda.is_initialized())")
+    available, initialized = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                            check=True).stdout.split()
+    assert initialized == available
 
 
 @pytest.mark.skipif(oc.cuda.is_available(), reason="what a machine without a CUDA device answers")

@@ -21,7 +21,8 @@ def is_available():
 
 
 def is_initialized():
-    return is_available()
+    """Whether the CUDA device has started: Orchard starts the driver on the first call that needs it."""
+    return _core._cuda_is_initialized()
 
 
 def device_count():
