@@ -148,3 +148,16 @@ def test_distributed_reports_no_process_group():
     assert oc.distributed.is_available() is (importlib.util.find_spec("mpi4py") is not None)  # MPI is the backend
     assert oc.distributed.is_initialized() is False
     assert torch.distributed.is_initialized() is False  # PyTorch's answer in a single process
+
+
+def test_cuda_libraries_are_found_in_the_nvidia_wheels(tmp_path, monkeypatch):
+    from orchard.cuda import _libraries
+    for wheel, name in (("cublas", "libcublas.so.12"), ("cu13", "libcublas.so.13")):  # CUDA 12's and 13's layouts
+        (tmp_path / "nvidia" / wheel / "lib").mkdir(parents=True)
+        (tmp_path / "nvidia" / wheel / "lib" / name).write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "nvidia", raising=False)
+    environ = {"ORCHARD_NVRTC_LIBRARY": "/set/by/the/user.so"}
+    _libraries.configure(environ)
+    assert environ["ORCHARD_CUBLAS_LIBRARY"] == str(tmp_path / "nvidia" / "cublas" / "lib" / "libcublas.so.12")
+    assert environ["ORCHARD_NVRTC_LIBRARY"] == "/set/by/the/user.so"  # a variable already set is kept
