@@ -340,6 +340,10 @@ class Team {
     }
     std::lock_guard<std::mutex> lock(mutex_);
     if (error && !error_) error_ = error;
+    // Drop this thread's reference under the lock: libstdc++ counts references with atomics that
+    // ThreadSanitizer cannot see, so a release after run() returned would look like a race with the
+    // caller reading the exception.
+    error = nullptr;
     if (--pending_ == 0) done_.notify_one();
   }
 
