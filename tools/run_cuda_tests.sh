@@ -16,6 +16,11 @@ if [ -z "${ORCHARD_NVRTC_LIBRARY:-}" ]; then
 fi
 echo "NVRTC: $ORCHARD_NVRTC_LIBRARY"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+# The lent GPU machine's default compiler (/opt/gcc) links a libstdc++ into _core that crashes formatting
+# numbers: take the system's, unless ORCHARD_CMAKE_ARGS or CXX chooses.
+if [ -z "${ORCHARD_CMAKE_ARGS:-}${CXX:-}" ] && [ -x /usr/bin/g++ ]; then
+  ORCHARD_CMAKE_ARGS="-DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_C_COMPILER=/usr/bin/gcc"
+fi
 # The tests of this script are the Python suites: no GoogleTest or clang checks (ORCHARD_BUILD_TESTS=OFF),
 # and no emulated Metal device (a Linux build has the CUDA device without it).
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" ${ORCHARD_CMAKE_ARGS:-} \
