@@ -137,9 +137,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     }
     ORCHARD_CHECK(int64_t(shared) <= max_shared_, RuntimeError, "cuda: kernel ", d.kernel, " needs ", shared,
                   " bytes of shared memory; this GPU has ", max_shared_);
-    const KernelFamilySource* family = kernel_family_of(d.kernel);
-    ORCHARD_CHECK(family, RuntimeError, "cuda: no kernel named ", d.kernel);
-    CUfunction f = function(*family, d.kernel, shared);
+    CUfunction f = function(d.kernel, shared);
     // A grid taller or deeper than CUDA allows runs as several launches, each told its first group.
     GridPart part{0, 0, d.groups.y, d.groups.z};
     params.push_back(&part);
@@ -176,7 +174,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
 
   void launch(const KernelFamilySource& module, const char* kernel, metal::Size3 groups, metal::Size3 threads,
               void** params) override {
-    CUfunction f = function(module, kernel);
+    CUfunction f = function(kernel, 0, &module);
     check(d_.cuLaunchKernel(f, groups.x, groups.y, groups.z, threads.x, threads.y, threads.z, 0, nullptr, params,
                             nullptr),
           "launching ", kernel);
@@ -199,22 +197,25 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     if (bound != context_) check(d_.cuCtxSetCurrent(bound = context_), "making the context current");
   }
 
-  // Kernel `kernel` of `module` (a family, or a native module), compiling and loading the module on
-  // first use, with at least `shared` bytes of dynamic shared memory allowed.
-  CUfunction function(const KernelFamilySource& module, const std::string& kernel, uint32_t shared = 0) {
+  // Kernel `kernel` of `module` (a native module; by default the family the kernel belongs to),
+  // compiling and loading the module on first use, with at least `shared` bytes of dynamic shared
+  // memory allowed.
+  CUfunction function(const std::string& kernel, uint32_t shared, const KernelFamilySource* module = nullptr) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = functions_.find(kernel);
-    if (it == functions_.end()) {
-      const std::string code = cached_kernel_family(module, arch_);
+    if (it == functions_.end()) {  // the module is looked up only here: the name search is linear
+      if (!module) module = kernel_family_of(kernel);
+      ORCHARD_CHECK(module, RuntimeError, "cuda: no kernel named ", kernel);
+      const std::string code = cached_kernel_family(*module, arch_);
       CUmodule loaded = nullptr;
-      check(d_.cuModuleLoadData(&loaded, code.data()), "loading the kernels of ", module.name);
-      for (size_t i = 0; i < module.kernel_count; ++i) {
+      check(d_.cuModuleLoadData(&loaded, code.data()), "loading the kernels of ", module->name);
+      for (size_t i = 0; i < module->kernel_count; ++i) {
         CUfunction f = nullptr;
-        check(d_.cuModuleGetFunction(&f, loaded, module.kernels[i]), "finding kernel ", module.kernels[i]);
-        functions_[module.kernels[i]] = {f, 48 * 1024};
+        check(d_.cuModuleGetFunction(&f, loaded, module->kernels[i]), "finding kernel ", module->kernels[i]);
+        functions_[module->kernels[i]] = {f, 48 * 1024};
       }
       it = functions_.find(kernel);
-      ORCHARD_CHECK(it != functions_.end(), RuntimeError, "cuda: ", module.name, " has no kernel ", kernel);
+      ORCHARD_CHECK(it != functions_.end(), RuntimeError, "cuda: ", module->name, " has no kernel ", kernel);
     }
     if (shared > it->second.shared_limit) {  // above 48 KiB, a kernel must opt in
       check(d_.cuFuncSetAttribute(it->second.f, kFuncMaxDynamicShared, int(shared)), "raising the shared memory of ",
