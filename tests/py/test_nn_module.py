@@ -78,8 +78,9 @@ def test_state_dict_lists_tied_weights_under_both_names_and_round_trips():
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert repr(result) == repr(theirs.load_state_dict(theirs.state_dict()))
     idx = [[1, 2, 3], [4, 5, 9]]
+    # Float32 sums of terms near 1 in another order: an output near 0 may differ by a few ulps of 1.
     np.testing.assert_allclose(ours(oc.tensor(idx)).detach().numpy(), theirs(torch.tensor(idx)).detach().numpy(),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-5, atol=1e-5)
     assert ours.emb.weight is ours.heads.main.weight  # loading copies in place: still tied
 
 
