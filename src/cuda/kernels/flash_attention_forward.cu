@@ -20,23 +20,14 @@
 //   O = diag(alpha) O + P v, P re-packed from the S accumulators into A fragments
 // and at the end O / l is written in the input dtype and lse = m ln 2 + log l.
 //
-// Fragment layouts of mma.m16n8k16 (PTX ISA), lane = 4 g + t:
-//   A (16 x 16, row-major): reg0 = (row g, cols 2t, 2t+1), reg1 = (row g+8, cols 2t, 2t+1),
-//                           reg2 = (row g, cols 2t+8, 2t+9), reg3 = (row g+8, cols 2t+8, 2t+9)
-//   B (16 x 8, "col"):      reg0 = (rows 2t, 2t+1, col g), reg1 = (rows 2t+8, 2t+9, col g)
-//   C (16 x 8, fp32):       c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = (row g+8, cols 2t, 2t+1)
-// (two 16-bit values a register, the lower column or row in the low half). ldmatrix.x4 gives each lane
-// of 8 x 8 matrix i, whose row addresses lanes 8i..8i+7 supply, the pair (row g, cols 2t, 2t+1), or
-// with .trans (rows 2t, 2t+1, col g), into register i. So:
+// (Fragment layouts: src/cuda/include/tensor_core.cuh.) So:
 //   - q: matrices (rows 0-7 | 8-15) x (cols 0-7 | 8-15) of a 16 x 16 step are reg0..reg3 of A;
 //   - k, stored [key][dim], is B = k^T as it is: matrices (8 keys) x (dims 0-7, 8-15, 16-23, 24-31)
 //     are the B registers of two k-steps;
 //   - v, stored [key][dim], is B with .trans: matrices (keys 0-7 | 8-15) x (dims 0-7 | 8-15) are the
 //     B registers of two n-tiles;
 //   - P: the C fragments of n-tiles 2j and 2j + 1 are, packed in pairs, the A fragment of k-step j.
-
-typedef unsigned short u16;
-typedef unsigned int u32;
+#include "flash_attention_tiles.cuh"
 
 namespace {
 
@@ -44,68 +35,6 @@ constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 16 * kWarps;  // query rows of a CTA
 constexpr int kKeys = 64;           // keys of a block
-constexpr float kLn2 = 0.6931471805599453f;
-
-__device__ __forceinline__ float infinity() { return __int_as_float(0x7f800000); }
-
-__device__ __forceinline__ u32 shared_address(const void* p) {
-  return static_cast<u32>(__cvta_generic_to_shared(p));
-}
-
-// Copies 16 bytes global -> shared, or writes 16 zero bytes when !valid (src is then not read).
-__device__ __forceinline__ void cp_async_16(u32 dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], u32 address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], u32 address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// c += a b for one m16n8k16 step.
-template <bool BF16> __device__ __forceinline__ void mma(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-  if constexpr (BF16)
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two floats rounded to nearest even as 16-bit values, `lo` in the low half.
-template <bool BF16> __device__ __forceinline__ u32 pack(float lo, float hi) {
-  u32 r;
-  if constexpr (BF16)
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
-// Starts copying rows row0..row0+63 of a [rows, D] matrix into a [64][D + 8] shared tile; rows at or
-// past `rows` become zeros. Every thread of the CTA takes part.
-template <int D>
-__device__ __forceinline__ void load_tile(u32 tile, const u16* src, long long row0, long long rows, int tid) {
-  constexpr int kChunks = D / 8;  // of 16 bytes a row
-#pragma unroll
-  for (int c = tid; c < kKeys * kChunks; c += kThreads) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    const bool valid = row0 + r < rows;
-    cp_async_16(tile + u32(r * (D + 8) + col) * 2, src + (valid ? (row0 + r) * D + col : 0), valid);
-  }
-}
 
 template <bool BF16, int D>
 __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u16* __restrict__ k,
@@ -116,7 +45,7 @@ __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u
   constexpr int kStride = D + 8;  // of a shared row, in elements
   __shared__ __align__(16) u16 k_tile[kKeys * kStride];
   __shared__ __align__(16) u16 v_tile[kKeys * kStride];
-  const u32 k_smem = shared_address(k_tile), v_smem = shared_address(v_tile);
+  const smem_addr k_smem = shared_address(k_tile), v_smem = shared_address(v_tile);
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const u32 h = blockIdx.y, b = blockIdx.z;
@@ -130,8 +59,8 @@ __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u
   const long long rows[2] = {warp_row0 + g, warp_row0 + g + 8};  // this lane's rows: C registers 0-1 and 2-3
 
   // The q block goes through v's tile, while k's first block loads.
-  load_tile<D>(v_smem, q + head * lq * D, r0, lq, tid);
-  if (key_end > 0) load_tile<D>(k_smem, kh, 0, lk, tid);
+  load_tile<kKeys, D, kThreads>(v_smem, q + head * lq * D, r0, lq, tid);
+  if (key_end > 0) load_tile<kKeys, D, kThreads>(k_smem, kh, 0, lk, tid);
   cp_async_commit();
   cp_async_wait_all();
   __syncthreads();
@@ -151,7 +80,7 @@ __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u
   for (long long c0 = 0; c0 < key_end; c0 += kKeys) {
     cp_async_wait_all();  // k's block
     __syncthreads();      // ... visible to all; every warp is done with the last v and q
-    load_tile<D>(v_smem, vh, c0, lk, tid);
+    load_tile<kKeys, D, kThreads>(v_smem, vh, c0, lk, tid);
     cp_async_commit();
 
     // S = q k^T: k rows 8n + (lane & 7), dims 32 kp + 8 (lane >> 3).
@@ -189,8 +118,8 @@ __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u
       float mx = m[r];
 #pragma unroll
       for (int n = 0; n < kKeys / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));  // the 4 lanes of a row
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      mx = fmaxf(mx, shuffle_xor(mx, 1));  // the 4 lanes of a row
+      mx = fmaxf(mx, shuffle_xor(mx, 2));
       const float shift = mx == -infinity() ? 0.0f : mx;
       alpha[r] = exp2f(m[r] - shift);
       m[r] = mx;
@@ -213,7 +142,7 @@ __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u
 
     cp_async_wait_all();  // v's block
     __syncthreads();      // ... visible to all; every warp is done with k
-    if (c0 + kKeys < key_end) load_tile<D>(k_smem, kh, c0 + kKeys, lk, tid);
+    if (c0 + kKeys < key_end) load_tile<kKeys, D, kThreads>(k_smem, kh, c0 + kKeys, lk, tid);
     cp_async_commit();
 
     // O += P v: v rows 16 j + a_row, dims 16 dp + a_col, transposed.
@@ -235,8 +164,8 @@ __device__ __forceinline__ void flash_forward(const u16* __restrict__ q, const u
   // kernel, whose NaN rows also get lse -inf.
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float sum = l[r] + __shfl_xor_sync(0xffffffffu, l[r], 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    float sum = l[r] + shuffle_xor(l[r], 1);
+    sum += shuffle_xor(sum, 2);
     const float inv = sum > 0.0f ? 1.0f / sum : (sum != sum ? sum : 0.0f);
     const long long row = rows[r];
     if (row >= lq) continue;
