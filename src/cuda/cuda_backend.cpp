@@ -8,8 +8,8 @@
 //
 // Where CUDA has hardware that the portable kernel cannot reach, a native implementation replaces
 // the kernel by its host name (Dispatch::kernel), taking the same arguments: float products run
-// through cuBLAS (cublas_matmul.h), the float16 and bfloat16 attention forward through a
-// tensor-core FlashAttention kernel compiled from its own CUDA source (flash_attention.h). The
+// through cuBLAS (cublas_matmul.h), float16 and bfloat16 attention forward and backward through
+// tensor-core FlashAttention kernels compiled from their own CUDA sources (flash_attention.h). The
 // driver starts on the first use of the device, not when Orchard is loaded.
 #include <dlfcn.h>
 
@@ -173,9 +173,11 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   int arch() const override { return arch_; }
 
   void launch(const KernelFamilySource& module, const char* kernel, metal::Size3 groups, metal::Size3 threads,
-              void** params) override {
-    CUfunction f = function(kernel, 0, &module);
-    check(d_.cuLaunchKernel(f, groups.x, groups.y, groups.z, threads.x, threads.y, threads.z, 0, nullptr, params,
+              uint32_t shared, void** params) override {
+    ORCHARD_CHECK(int64_t(shared) <= max_shared_, RuntimeError, "cuda: kernel ", kernel, " needs ", shared,
+                  " bytes of shared memory; this GPU has ", max_shared_);
+    CUfunction f = function(kernel, shared, &module);
+    check(d_.cuLaunchKernel(f, groups.x, groups.y, groups.z, threads.x, threads.y, threads.z, shared, nullptr, params,
                             nullptr),
           "launching ", kernel);
   }
@@ -240,8 +242,10 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     std::unordered_map<std::string, Native> natives;
     for (DType t : metal::kFloatDTypes) {
       natives[metal::matmul_tiled_kernel(t)] = [t](const metal::Dispatch& d) { return cublas_matmul(d, t); };
-      for (const std::string& kernel : flash_attention_forward_kernels(t))
-        natives[kernel] = [this, t](const metal::Dispatch& d) { return cuda_flash_attention_forward(d, t, *this); };
+      for (const auto& [kernel, pass] : flash_attention_kernels(t))
+        natives[kernel] = [this, t, pass = pass](const metal::Dispatch& d) {
+          return cuda_flash_attention(d, t, pass, *this);
+        };
     }
     return natives;
   }

@@ -32,7 +32,7 @@ extern const size_t kKernelFamilySourceCount;
 // The modules of the native kernels (src/cuda/kernels/*.cu, native_modules.cpp): CUDA sources written
 // for NVIDIA GPUs, which replace some of the families' kernels on the CUDA device (cuda_backend.cpp).
 // They compile, and are cached, as the families do.
-extern const KernelFamilySource kFlashAttentionForwardModule;
+extern const KernelFamilySource kFlashAttentionForwardModule, kFlashAttentionBackwardModule;
 extern const KernelFamilySource* const kNativeModules[];
 extern const size_t kNativeModuleCount;
 extern const ShimHeader kShimHeaders[];

@@ -100,12 +100,6 @@ const Tier& tier_for(int64_t head_dim) {
 
 const DType kAttentionDTypes[] = {DType::Float16, DType::BFloat16, DType::Float32};
 
-std::string dq_kernel(DType t, uint32_t dt) {
-  return std::string("attention_dq_") + dtype_name(t) + "_d" + std::to_string(dt);
-}
-std::string dkv_kernel(DType t, uint32_t dt) {
-  return std::string("attention_dkv_") + dtype_name(t) + "_d" + std::to_string(dt);
-}
 std::string delta_kernel(DType t) { return std::string("attention_delta_") + dtype_name(t); }
 
 int64_t blocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
@@ -193,7 +187,7 @@ Launches plan_attention_backward(const AttentionBackwardArgs& args) {
 
     // dQ: a threadgroup per (query block, query head, batch).
     const AttentionKernelParams a = kernel_params(q, k, p, 8 * t.dq_sg);
-    Launch dq_launch(dq_kernel(dtype, t.dt));
+    Launch dq_launch(attention_dq_kernel(dtype, t.dt));
     dq_launch.buffer(q).buffer(k).buffer(v).buffer(mask_or_lse(p, lse)).buffer(dout).buffer(lse).buffer(delta)
         .buffer(dq).constants(a);
     dq_launch.work(score_work(q, k, 3));  // S = q k^T, dP = dO v^T, dQ = dS k
@@ -205,7 +199,7 @@ Launches plan_attention_backward(const AttentionBackwardArgs& args) {
   // no queries (Lq = 0) it writes zeros.
   if (B * Hkv * Lk > 0) {
     const AttentionKernelParams a = kernel_params(q, k, p, 0);
-    Launch launch(dkv_kernel(dtype, t.dt));
+    Launch launch(attention_dkv_kernel(dtype, t.dt));
     launch.buffer(q).buffer(k).buffer(v).buffer(mask_or_lse(p, lse)).buffer(dout).buffer(lse).buffer(delta)
         .buffer(dk).buffer(dv).constants(a);
     launch.work(score_work(q, k, 4));  // S^T, dP^T, dV = P^T dO, dK = dS^T q
@@ -222,14 +216,20 @@ Launches plan_attention_backward(const AttentionBackwardArgs& args) {
 std::string attention_forward_kernel(DType t, uint32_t dt) {
   return std::string("attention_forward_") + dtype_name(t) + "_d" + std::to_string(dt);
 }
+std::string attention_dq_kernel(DType t, uint32_t dt) {
+  return std::string("attention_dq_") + dtype_name(t) + "_d" + std::to_string(dt);
+}
+std::string attention_dkv_kernel(DType t, uint32_t dt) {
+  return std::string("attention_dkv_") + dtype_name(t) + "_d" + std::to_string(dt);
+}
 
 void attention_kernel_names(std::vector<std::string>& names) {
   for (DType dtype : kAttentionDTypes) {
     names.push_back(delta_kernel(dtype));
     for (const Tier& t : kTiers) {
       names.push_back(attention_forward_kernel(dtype, t.dt));
-      names.push_back(dq_kernel(dtype, t.dt));
-      names.push_back(dkv_kernel(dtype, t.dt));
+      names.push_back(attention_dq_kernel(dtype, t.dt));
+      names.push_back(attention_dkv_kernel(dtype, t.dt));
     }
   }
 }

@@ -53,9 +53,11 @@ void scan_kernel_names(std::vector<std::string>& names);
 
 // plan_attention.cpp
 void attention_kernel_names(std::vector<std::string>& names);
-// The forward kernel of dtype t for the head-dim tier dt (attention_params.h), which backends with a
-// native attention (CUDA's tensor cores) replace by name.
+// The forward, dQ and dK/dV kernels of dtype t for the head-dim tier dt (attention_params.h), which
+// backends with a native attention (CUDA's tensor cores) replace by name.
 std::string attention_forward_kernel(DType t, uint32_t dt);
+std::string attention_dq_kernel(DType t, uint32_t dt);
+std::string attention_dkv_kernel(DType t, uint32_t dt);
 
 // Every kernel name a plan can request (the test checks each exists in the kernel library).
 std::vector<std::string> planned_kernel_names();
