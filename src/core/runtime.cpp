@@ -40,6 +40,10 @@ void Runtime::matmul_accumulate(const MatmulArgs& a) {
   binary(BinaryOp::Add, make_loop(a.out, {a.out, product}));
 }
 
+std::unique_ptr<DeviceEvent> Runtime::make_event(bool, bool) {
+  throw RuntimeError(detail::concat("device '", device_name(device()), "' has no events: they are CUDA's (device 'cuda')"));
+}
+
 void Runtime::matmul_pair(const MatmulArgs& first, const MatmulArgs& second) {
   matmul(first);
   matmul(second);

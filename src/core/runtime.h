@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "device.h"
@@ -239,6 +240,21 @@ struct AmpUnscaleArgs {
   X(cross_entropy_forward, CrossEntropyForwardArgs) X(cross_entropy_backward, CrossEntropyBackwardArgs) \
   X(adamw_step, AdamWStepArgs) X(amp_unscale, AmpUnscaleArgs) X(sort, SortArgs) X(cumsum, CumsumArgs)
 
+// A marker in a device's queue (torch.cuda.Event): recorded after the work queued so far, it can be
+// polled, waited for, and timed against another.
+class DeviceEvent {
+ public:
+  virtual ~DeviceEvent() = default;
+  virtual void record() = 0;
+  // Whether the work before the last record has finished (true when never recorded).
+  virtual bool query() = 0;
+  // Waits for the work before the last record (returns at once when never recorded).
+  virtual void synchronize() = 0;
+  // Milliseconds from this event's record to `end`'s, once `end` has finished (waiting for it); both
+  // must have been recorded and made with timing.
+  virtual float elapsed_ms(DeviceEvent& end) = 0;
+};
+
 class Runtime {
  public:
   virtual ~Runtime() = default;
@@ -273,6 +289,9 @@ class Runtime {
 
   // Waits until queued work is done (a no-op for synchronous runtimes).
   virtual void synchronize() {}
+  // An event of the device's queue, with timing and (`blocking`) waits that yield the CPU; raises
+  // RuntimeError on a device without events (every one but CUDA).
+  virtual std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking);
 
   // The bytes of a contiguous tensor of this device to or from host memory, after the work queued
   // before: the only way host code touches device memory, which need not be CPU-visible. The

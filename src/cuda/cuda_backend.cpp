@@ -3,8 +3,9 @@
 // with dlopen, so a build needs no CUDA and a machine without a GPU simply has no "cuda" device.
 //
 // Everything runs in order on the legacy default stream: a launch or a copy starts after the work
-// queued before it, as Metal's command queue orders it. Errors of a kernel (a fault) surface at the
-// next call that waits, and are raised there as RuntimeError.
+// queued before it, as Metal's command queue orders it, and events (torch.cuda.Event) are recorded
+// on it. Errors of a kernel (a fault) surface at the next call that waits, and are raised there as
+// RuntimeError.
 //
 // Where CUDA has hardware that the portable kernel cannot reach, a native implementation replaces
 // the kernel by its host name (Dispatch::kernel), taking the same arguments: float products run
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -38,10 +40,13 @@ using CUcontext = struct CUctx_st*;
 using CUmodule = struct CUmod_st*;
 using CUfunction = struct CUfunc_st*;
 using CUstream = struct CUstream_st*;
+using CUevent = struct CUevent_st*;
 constexpr int kComputeCapabilityMajor = 75, kComputeCapabilityMinor = 76;  // CUdevice_attribute
 constexpr int kMaxSharedPerBlockOptin = 97;
 constexpr int kFuncMaxDynamicShared = 8;  // CUfunction_attribute
 constexpr CUresult kErrorInitialization = 3;  // CUDA_ERROR_INITIALIZATION_ERROR: what a forked child gets
+constexpr CUresult kErrorNotReady = 600;      // CUDA_ERROR_NOT_READY: an event's work is still running
+constexpr unsigned kEventBlockingSync = 1, kEventDisableTiming = 2;  // CUevent_flags
 constexpr uint32_t kMaxGridYZ = 65535;  // CUDA's limit on a grid's y and z; x takes 2^31 - 1
 
 // The driver functions used, looked up once.
@@ -64,6 +69,12 @@ struct Driver {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              CUstream, void**, void**);
   CUresult (*cuGetErrorString)(CUresult, const char**);
+  CUresult (*cuEventCreate)(CUevent*, unsigned);
+  CUresult (*cuEventDestroy)(CUevent);
+  CUresult (*cuEventRecord)(CUevent, CUstream);
+  CUresult (*cuEventQuery)(CUevent);
+  CUresult (*cuEventSynchronize)(CUevent);
+  CUresult (*cuEventElapsedTime)(float*, CUevent, CUevent);
 
   // The driver, or nullptr when this machine has none.
   static const Driver* load() {
@@ -92,6 +103,12 @@ struct Driver {
     get(d.cuFuncSetAttribute, "cuFuncSetAttribute");
     get(d.cuLaunchKernel, "cuLaunchKernel");
     get(d.cuGetErrorString, "cuGetErrorString");
+    get(d.cuEventCreate, "cuEventCreate");
+    get(d.cuEventDestroy, "cuEventDestroy_v2");
+    get(d.cuEventRecord, "cuEventRecord");
+    get(d.cuEventQuery, "cuEventQuery");
+    get(d.cuEventSynchronize, "cuEventSynchronize");
+    get(d.cuEventElapsedTime, "cuEventElapsedTime");
     return complete ? &d : nullptr;
   }
 };
@@ -99,6 +116,61 @@ struct Driver {
 CUdeviceptr device_address(const void* base, size_t offset) {
   return reinterpret_cast<CUdeviceptr>(base) + offset;
 }
+
+// Raises RuntimeError for a failed driver call `r`, saying what failed.
+template <typename... Context> void check_call(const Driver& d, CUresult r, const Context&... what) {
+  if (r == 0) return;
+  const char* message = nullptr;
+  d.cuGetErrorString(r, &message);
+  throw RuntimeError(detail::concat("cuda: ", what..., " failed: ", message ? message : "unknown error", " (", r, ")",
+                                    r == kErrorInitialization
+                                        ? "; CUDA cannot run in a process forked from one that had started it (as "
+                                          "in PyTorch): start DataLoader workers and other children with 'spawn'"
+                                        : ""));
+}
+
+// An event on the legacy default stream, where all the device's work runs: recording it after the
+// work queued so far needs no other ordering, and waiting on it from that stream is already implied.
+class CudaEvent final : public DeviceEvent {
+ public:
+  CudaEvent(const Driver& d, bool timing, bool blocking) : d_(d), timing_(timing) {
+    check_call(d_, d_.cuEventCreate(&event_, (timing ? 0 : kEventDisableTiming) | (blocking ? kEventBlockingSync : 0)),
+               "creating an event");
+  }
+  ~CudaEvent() override { d_.cuEventDestroy(event_); }
+
+  void record() override {
+    check_call(d_, d_.cuEventRecord(event_, nullptr), "recording an event");
+    recorded_ = true;
+  }
+  bool query() override {
+    if (!recorded_) return true;
+    const CUresult r = d_.cuEventQuery(event_);
+    if (r == kErrorNotReady) return false;
+    check_call(d_, r, "querying an event");
+    return true;
+  }
+  void synchronize() override {
+    if (recorded_) check_call(d_, d_.cuEventSynchronize(event_), "waiting for an event");
+  }
+  float elapsed_ms(DeviceEvent& end) override {
+    auto* other = dynamic_cast<CudaEvent*>(&end);
+    ORCHARD_CHECK(other, RuntimeError, "elapsed_time: the end event is not a CUDA event");
+    ORCHARD_CHECK(timing_ && other->timing_, RuntimeError,
+                  "elapsed_time: both events must be created with enable_timing=True");
+    ORCHARD_CHECK(recorded_ && other->recorded_, RuntimeError,
+                  "elapsed_time: both events must be recorded before calculating elapsed time");
+    other->synchronize();
+    float ms = 0.0f;
+    check_call(d_, d_.cuEventElapsedTime(&ms, event_, other->event_), "timing events");
+    return ms;
+  }
+
+ private:
+  const Driver& d_;
+  CUevent event_ = nullptr;
+  bool timing_, recorded_ = false;
+};
 
 class CudaBackend final : public metal::Backend, private NativeLauncher {
  public:
@@ -168,6 +240,10 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     check(d_.cuCtxSynchronize(), "running the queued kernels");
   }
   bool emulated() const override { return false; }
+  std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) override {
+    current();
+    return std::make_unique<CudaEvent>(d_, timing, blocking);
+  }
 
  private:
   int arch() const override { return arch_; }
@@ -182,16 +258,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
           "launching ", kernel);
   }
 
-  template <typename... Context> void check(CUresult r, const Context&... what) const {
-    if (r == 0) return;
-    const char* message = nullptr;
-    d_.cuGetErrorString(r, &message);
-    throw RuntimeError(detail::concat("cuda: ", what..., " failed: ", message ? message : "unknown error", " (", r, ")",
-                                      r == kErrorInitialization
-                                          ? "; CUDA cannot run in a process forked from one that had started it (as "
-                                            "in PyTorch): start DataLoader workers and other children with 'spawn'"
-                                          : ""));
-  }
+  template <typename... Context> void check(CUresult r, const Context&... what) const { check_call(d_, r, what...); }
 
   // The driver keeps the current context per thread.
   void current() {

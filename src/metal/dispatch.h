@@ -112,6 +112,12 @@ class Backend {
     std::memcpy(static_cast<uint8_t*>(base) + offset, host, nbytes);
   }
   virtual bool emulated() const = 0;
+  // An event after the work dispatched so far (Runtime::make_event), or nullptr where the backend
+  // has none.
+  virtual std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) {
+    (void)timing, (void)blocking;
+    return nullptr;
+  }
   // Bytes of freed allocations the runtime may keep for reuse. The GPU backend sizes it from the
   // device's recommended working set; elsewhere it is a fixed kDefaultCacheBudget.
   virtual size_t cache_budget() const { return kDefaultCacheBudget; }

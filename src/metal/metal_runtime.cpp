@@ -50,6 +50,10 @@ class MetalRuntime final : public Runtime {
     cache_.release();
   }
   void synchronize() override { backend_.synchronize(); }
+  std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) override {
+    std::unique_ptr<DeviceEvent> event = backend_.make_event(timing, blocking);
+    return event ? std::move(event) : Runtime::make_event(timing, blocking);
+  }
   void read(const Tensor& src, void* host) override {
     backend_.read(src.storage()->data(), size_t(src.offset()) * src.itemsize(), host, src.nbytes());
   }

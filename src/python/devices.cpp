@@ -1,4 +1,6 @@
 // orchard._core device functions: synchronisation, the memory caches, and what the Metal device is.
+#include <nanobind/stl/unique_ptr.h>
+
 #include "bindings.h"
 
 namespace orchard::python {
@@ -14,6 +16,14 @@ void bind_devices(nb::module_& m) {
   nb::module_ metal = m.def_submodule("_metal", "The Metal device (see orchard.metal)");
   metal.def("is_available", [] { return has_runtime(Device::Metal); });
   metal.def("is_emulated", [] { return has_runtime(Device::Metal) && runtime_is_emulated(Device::Metal); });
+  nb::class_<DeviceEvent>(m, "_DeviceEvent", "A marker in a device's queue (orchard.cuda.Event wraps it)")
+      .def("record", &DeviceEvent::record)
+      .def("query", &DeviceEvent::query)
+      .def("synchronize", &DeviceEvent::synchronize, nb::call_guard<nb::gil_scoped_release>())
+      .def("elapsed_ms", &DeviceEvent::elapsed_ms, nb::arg("end"), nb::call_guard<nb::gil_scoped_release>());
+  m.def("_make_event", [](const DeviceArg& d, bool timing, bool blocking) {
+    return runtime_for(d.get()).make_event(timing, blocking);
+  }, nb::arg("device"), nb::arg("timing"), nb::arg("blocking"));
   m.def("_cuda_is_available", [] { return has_runtime(Device::CUDA); });
   m.def("_cuda_is_initialized", [] { return runtime_started(Device::CUDA); });
   m.def("_set_float32_matmul_tf32", &set_float32_matmul_tf32, nb::arg("allowed"),

@@ -36,6 +36,39 @@ def test_cuda_reports_no_device_and_its_housekeeping_does_nothing():
         oc.cuda.manual_seed("a")
 
 
+@pytest.mark.skipif(oc.cuda.is_available(), reason="what a machine without a CUDA device answers")
+def test_cuda_events_need_the_device():
+    with pytest.raises(RuntimeError, match="'cuda' is not available"):
+        oc.cuda.Event(enable_timing=True)
+    with pytest.raises(RuntimeError, match="'cpu' has no events"):
+        oc._core._make_event("cpu", True, False)
+
+
+@pytest.mark.skipif(not oc.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_events_mark_poll_and_time_the_queue():
+    start, end, untimed = oc.cuda.Event(enable_timing=True), oc.cuda.Event(enable_timing=True), oc.cuda.Event()
+    assert start.query() and untimed.query()  # never recorded: nothing to wait for
+    untimed.synchronize()
+    x = oc.randn(2048, 2048, device="cuda")
+    start.record()
+    for _ in range(20):
+        x = x @ x / 2048
+    end.record()
+    end.wait()
+    end.synchronize()
+    assert end.query()
+    assert 0 < start.elapsed_time(end) < 60_000
+    untimed.record()
+    with pytest.raises(RuntimeError, match="enable_timing=True"):
+        start.elapsed_time(untimed)
+    with pytest.raises(RuntimeError, match="must be recorded"):
+        oc.cuda.Event(enable_timing=True).elapsed_time(end)
+    with pytest.raises(TypeError, match="one stream"):
+        start.record(stream=object())
+    with pytest.raises(ValueError, match="interprocess"):
+        oc.cuda.Event(interprocess=True)
+
+
 def _torch_error(fn):
     try:
         fn()

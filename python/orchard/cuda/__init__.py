@@ -11,8 +11,8 @@ from . import _libraries
 
 _libraries.configure()
 
-__all__ = ["device_count", "empty_cache", "is_available", "is_bf16_supported", "is_initialized", "manual_seed",
-           "manual_seed_all", "synchronize"]
+__all__ = ["Event", "device_count", "empty_cache", "is_available", "is_bf16_supported", "is_initialized",
+           "manual_seed", "manual_seed_all", "synchronize"]
 
 
 def is_available():
@@ -50,6 +50,44 @@ def synchronize(device=None):
     del device
     if is_available():
         _core.synchronize("cuda")
+
+
+class Event:
+    """torch.cuda.Event: a marker recorded after the work queued so far on the CUDA device, to poll, wait
+    for, or time (`enable_timing`); `blocking` waits yield the CPU instead of spinning. Orchard runs all
+    CUDA work on one stream, the legacy default stream, so `stream` arguments may only be None and
+    `wait` has nothing to order. elapsed_time waits for the end event (PyTorch raises if it has not
+    finished). Raises RuntimeError where there is no CUDA device."""
+
+    def __init__(self, enable_timing=False, blocking=False, interprocess=False):
+        if interprocess:
+            raise ValueError("orchard.cuda.Event: interprocess events are not supported")
+        self._event = _core._make_event("cuda", bool(enable_timing), bool(blocking))
+
+    @staticmethod
+    def _one_stream(stream):
+        if stream is not None:
+            raise TypeError(f"orchard.cuda.Event: stream must be None (Orchard runs CUDA work on one stream), got {stream!r}")
+
+    def record(self, stream=None):
+        self._one_stream(stream)
+        self._event.record()
+
+    def wait(self, stream=None):
+        """Makes later work wait for this event: on Orchard's one stream it already does."""
+        self._one_stream(stream)
+
+    def query(self):
+        return self._event.query()
+
+    def synchronize(self):
+        self._event.synchronize()
+
+    def elapsed_time(self, end_event):
+        """Milliseconds from this event's record to end_event's."""
+        if not isinstance(end_event, Event):
+            raise TypeError(f"elapsed_time: end_event must be an orchard.cuda.Event, got {type(end_event).__name__}")
+        return self._event.elapsed_ms(end_event._event)
 
 
 def empty_cache():
