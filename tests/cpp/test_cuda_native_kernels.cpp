@@ -186,3 +186,117 @@ INSTANTIATE_TEST_SUITE_P(CudaNative, FlashAttentionForward, testing::ValuesIn(fo
                          [](const testing::TestParamInfo<ForwardCase>& info) { return case_name(info.param); });
 
 }  // namespace
+
+// The entry points of flash_attention_backward.cu.
+#define ORCHARD_DECLARE_BACKWARD(NAME, D)                                                                         \
+  extern "C" void flash_attention_dq_##NAME##_d##D(const uint16_t* q, const uint16_t* k, const uint16_t* v,     \
+                                                   const uint16_t* dout, const float* lse, const float* delta,   \
+                                                   uint16_t* dq, long long lq, long long lk, uint32_t heads_q,   \
+                                                   uint32_t heads_kv, uint32_t causal, float scale_log2,         \
+                                                   float scale);                                                 \
+  extern "C" void flash_attention_dkv_##NAME##_d##D(const uint16_t* q, const uint16_t* k, const uint16_t* v,    \
+                                                    const uint16_t* dout, const float* lse, const float* delta,  \
+                                                    uint16_t* dk, uint16_t* dv, long long lq, long long lk,      \
+                                                    uint32_t heads_q, uint32_t heads_kv, uint32_t causal,        \
+                                                    float scale_log2, float scale);
+#define ORCHARD_DECLARE_BACKWARD_DTYPES(D) ORCHARD_DECLARE_BACKWARD(bf16, D) ORCHARD_DECLARE_BACKWARD(f16, D)
+ORCHARD_DECLARE_BACKWARD_DTYPES(32)
+ORCHARD_DECLARE_BACKWARD_DTYPES(64)
+ORCHARD_DECLARE_BACKWARD_DTYPES(96)
+ORCHARD_DECLARE_BACKWARD_DTYPES(128)
+
+namespace {
+
+using DqKernel = decltype(&flash_attention_dq_bf16_d64);
+using DkvKernel = decltype(&flash_attention_dkv_bf16_d64);
+
+template <class Kernel>
+Kernel pick(bool bf16, long long d, Kernel bf16_32, Kernel f16_32, Kernel bf16_64, Kernel f16_64, Kernel bf16_96,
+            Kernel f16_96, Kernel bf16_128, Kernel f16_128) {
+  switch (d) {
+    case 32: return bf16 ? bf16_32 : f16_32;
+    case 64: return bf16 ? bf16_64 : f16_64;
+    case 96: return bf16 ? bf16_96 : f16_96;
+    case 128: return bf16 ? bf16_128 : f16_128;
+  }
+  return nullptr;
+}
+
+// The dynamic shared memory of a backward CTA, as src/cuda/flash_attention.cpp sizes it.
+size_t backward_shared(long long d, bool dkv) {
+  const size_t n = d <= 64 ? 64 : 32;
+  return (2 * kForwardRows + 2 * n) * size_t(d + 8) * 2 + (dkv ? 8 * n : 0);
+}
+
+class FlashAttentionBackward : public testing::TestWithParam<ForwardCase> {};
+
+// dq, dk and dv from the reference forward's lse and delta = rowsum(dout * out) (what the forward
+// and the portable attention_delta kernel hand the backward on the GPU).
+TEST_P(FlashAttentionBackward, MatchesDoublePrecision) {
+  const bool bf16 = GetParam().bf16;
+  const AttentionShape& s = GetParam().shape;
+  std::mt19937 rng(11);
+  const Tensor16 q = random_tensor(s.q_size(), bf16, rng), k = random_tensor(s.kv_size(), bf16, rng),
+                 v = random_tensor(s.kv_size(), bf16, rng), dout = random_tensor(s.q_size(), bf16, rng);
+  const orchard::test::AttentionForward forward =
+      orchard::test::attention_forward_reference(s, q.values, k.values, v.values);
+  std::vector<float> lse(forward.lse.begin(), forward.lse.end()), delta(lse.size());
+  for (size_t row = 0; row < delta.size(); ++row) {
+    double sum = 0;
+    for (long long c = 0; c < s.d; ++c) sum += dout.values[row * size_t(s.d) + size_t(c)] * forward.out[row * size_t(s.d) + size_t(c)];
+    delta[row] = float(sum);
+  }
+  // Poisoned, so that an element the kernels do not write fails.
+  std::vector<uint16_t> dq(size_t(s.q_size()), 0x7fff), dk(size_t(s.kv_size()), 0x7fff), dv(dk);
+
+  const float scale_log2 = float(s.scale * kLog2e), scale = float(s.scale);
+  const DqKernel dq_kernel = pick<DqKernel>(
+      bf16, s.d, flash_attention_dq_bf16_d32, flash_attention_dq_f16_d32, flash_attention_dq_bf16_d64,
+      flash_attention_dq_f16_d64, flash_attention_dq_bf16_d96, flash_attention_dq_f16_d96,
+      flash_attention_dq_bf16_d128, flash_attention_dq_f16_d128);
+  const DkvKernel dkv_kernel = pick<DkvKernel>(
+      bf16, s.d, flash_attention_dkv_bf16_d32, flash_attention_dkv_f16_d32, flash_attention_dkv_bf16_d64,
+      flash_attention_dkv_f16_d64, flash_attention_dkv_bf16_d96, flash_attention_dkv_f16_d96,
+      flash_attention_dkv_bf16_d128, flash_attention_dkv_f16_d128);
+  const auto blocks = [](long long n) { return unsigned((n + kForwardRows - 1) / kForwardRows); };
+  if (s.lq > 0)
+    launch_on_cpu(dq_kernel, dim3(blocks(s.lq), unsigned(s.heads_q), unsigned(s.batch)), kForwardThreads,
+                  backward_shared(s.d, false), q.bits.data(), k.bits.data(), v.bits.data(), dout.bits.data(),
+                  lse.data(), delta.data(), dq.data(), s.lq, s.lk, uint32_t(s.heads_q), uint32_t(s.heads_kv),
+                  uint32_t(s.causal), scale_log2, scale);
+  launch_on_cpu(dkv_kernel, dim3(blocks(s.lk), unsigned(s.heads_kv), unsigned(s.batch)), kForwardThreads,
+                backward_shared(s.d, true), q.bits.data(), k.bits.data(), v.bits.data(), dout.bits.data(),
+                lse.data(), delta.data(), dk.data(), dv.data(), s.lq, s.lk, uint32_t(s.heads_q),
+                uint32_t(s.heads_kv), uint32_t(s.causal), scale_log2, scale);
+
+  const orchard::test::AttentionGrads expected =
+      orchard::test::attention_backward_reference(s, q.values, k.values, v.values, dout.values);
+  const auto widened = [bf16](const std::vector<uint16_t>& bits) {
+    std::vector<double> values;
+    for (uint16_t b : bits) values.push_back(widen(b, bf16));
+    return values;
+  };
+  // The kernels round P and dS to 16 bits before their products, and the results: within two units
+  // in the last place at 1 of the input dtype (relative past 1). (The largest errors seen are 1.2
+  // units.)
+  const double tolerance = bf16 ? 0x1p-6 : 0x1p-9;
+  const MaxError dq_error = max_error(widened(dq), expected.dq), dk_error = max_error(widened(dk), expected.dk),
+                 dv_error = max_error(widened(dv), expected.dv);
+  EXPECT_LE(dq_error.error, tolerance) << "dq[" << dq_error.index << "]";
+  EXPECT_LE(dk_error.error, tolerance) << "dk[" << dk_error.index << "]";
+  EXPECT_LE(dv_error.error, tolerance) << "dv[" << dv_error.index << "]";
+}
+
+// As the forward's, with Lq = 0 (dk and dv zero) in place of Lk = 0.
+std::vector<ForwardCase> backward_cases() {
+  std::vector<ForwardCase> cases;
+  for (ForwardCase c : forward_cases())
+    if (c.shape.lk > 0) cases.push_back(c);
+  cases.push_back({true, {1, 2, 1, 0, 70, 64, false, 0.125}});
+  cases.push_back({false, {1, 2, 1, 0, 70, 64, true, 0.125}});
+  return cases;
+}
+INSTANTIATE_TEST_SUITE_P(CudaNative, FlashAttentionBackward, testing::ValuesIn(backward_cases()),
+                         [](const testing::TestParamInfo<ForwardCase>& info) { return case_name(info.param); });
+
+}  // namespace

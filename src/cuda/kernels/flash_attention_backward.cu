@@ -196,7 +196,7 @@ __device__ __forceinline__ void flash_dkv(const u16* __restrict__ q, const u16* 
 #pragma unroll
     for (int i = 0; i < 4; ++i) dk_acc[j][i] = dv_acc[j][i] = 0.0f;
 
-  const long long q_start = causal ? k0 / N * N : 0;  // causal: earlier queries see none of these keys
+  const long long q_start = causal ? k0 : 0;  // causal: earlier queries see none of these keys
   for (u32 hq = hkv * group; hq < (hkv + 1) * group; ++hq) {
     const long long head = (long long)b * heads_q + hq;
     for (long long q0 = q_start; q0 < lq; q0 += N) {
