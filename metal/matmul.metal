@@ -1,4 +1,5 @@
-// Batched matrix products out[z] = a[z] @ b[z] (Runtime::matmul): a is [batch, M, K], b is
+// Batched matrix products out[z] = a[z] @ b[z] (Runtime::matmul), or out[z] += a[z] @ b[z]
+// (Runtime::matmul_accumulate, p.accumulate: addmm's out holds its input): a is [batch, M, K], b is
 // [batch, K, N], each addressed through {batch, row, column} strides (either may be transposed; a
 // batch stride of 0 broadcasts), out contiguous [batch, M, N]. The batch index is the grid's z.
 //
@@ -77,7 +78,7 @@ template <typename T>
   threadgroup_barrier(mem_flags::mem_threadgroup);
   for (uint e = tid; e < tile_m * tile_n; e += threads) {
     const int64_t gr = row0 + e / tile_n, gc = col0 + e % tile_n;
-    if (gr < p.m && gc < p.n) out[gr * p.n + gc] = T(c_tile[e]);
+    if (gr < p.m && gc < p.n) out[gr * p.n + gc] = T(p.accumulate ? float(out[gr * p.n + gc]) + c_tile[e] : c_tile[e]);
   }
 }
 
@@ -95,7 +96,8 @@ template <typename T, typename U>
   b += int64_t(pos.z) * p.b_strides[0] + col * p.b_strides[2];
   U sum = 0;
   for (int64_t k = 0; k < p.k; ++k) sum += U(a[k * p.a_strides[2]]) * U(b[k * p.b_strides[1]]);
-  out[(int64_t(pos.z) * p.m + row) * p.n + col] = T(sum);
+  const int64_t i = (int64_t(pos.z) * p.m + row) * p.n + col;
+  out[i] = T(p.accumulate ? sum + U(out[i]) : sum);
 }
 
 ORCHARD_KERNEL("matmul_naive_int32", matmul_naive, int32_t, uint32_t)

@@ -24,14 +24,16 @@
 
 ORCHARD_PARAMS_BEGIN
 
-// out[z] = a[z] @ b[z] for z < batch (the grid's z), out contiguous [batch, m, n]. Strides are in
-// elements: {batch, row, column}; a batch stride of 0 broadcasts that operand.
+// out[z] = a[z] @ b[z] (or out[z] += a[z] @ b[z] with accumulate) for z < batch (the grid's z), out
+// contiguous [batch, m, n]. Strides are in elements: {batch, row, column}; a batch stride of 0
+// broadcasts that operand.
 struct MatmulParams {
   int64_t m, n, k;
   int64_t a_strides[3];  // a is [batch, m, k]
   int64_t b_strides[3];  // b is [batch, k, n]
   uint32_t a_k_unit;     // 1: a's unit stride runs along k (row-major), so tiles load along rows
   uint32_t b_n_unit;     // 1: b's unit stride runs along n (row-major)
+  uint32_t accumulate;   // 1: out's values are added to the product before it rounds to out's dtype
 };
 
 ORCHARD_PARAMS_END

@@ -107,12 +107,12 @@ bool cublas_matmul(const metal::Dispatch& d, DType t) {
     return false;
   const int type = t == DType::Float32 ? kR32F : t == DType::Float16 ? kR16F : kR16BF;
   const int compute = t == DType::Float32 && float32_matmul_tf32() ? kCompute32FFastTF32 : kCompute32F;
-  const float one = 1, zero = 0;
+  const float one = 1, zero = 0;  // beta: 1 adds out's values (MatmulParams::accumulate)
   static std::mutex mutex;  // one handle for the process, its calls one at a time
   std::lock_guard<std::mutex> lock(mutex);
   const int status =
       api->gemm(api->handle, first->op, second->op, int(p.n), int(p.m), int(p.k), &one, address(d.args[2]), type,
-                int(first->ld), p.b_strides[0], address(d.args[1]), type, int(second->ld), p.a_strides[0], &zero,
+                int(first->ld), p.b_strides[0], address(d.args[1]), type, int(second->ld), p.a_strides[0], p.accumulate ? &one : &zero,
                 const_cast<void*>(address(d.args[0])), type, int(p.n), p.m * p.n, int(batch), compute, kGemmDefault);
   if (status != 0)
     throw RuntimeError(detail::concat("cuda: cuBLAS failed on a ", dtype_name(t), " product of ", p.m, " x ", p.k,

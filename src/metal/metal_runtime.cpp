@@ -82,6 +82,7 @@ class MetalRuntime final : public Runtime {
   void name(const Args& a) override { run(plan_##name(a)); }
   ORCHARD_RUNTIME_PRIMITIVES(ORCHARD_METAL_PRIMITIVE)
 #undef ORCHARD_METAL_PRIMITIVE
+  void matmul_accumulate(const MatmulArgs& a) override { run(plan_matmul_accumulate(a)); }
 
  private:
   void run(const Launches& launches) {

@@ -75,7 +75,9 @@ uint32_t grid_dim(int64_t n, int64_t per_group, const char* what) {
 
 }  // namespace
 
-Launches plan_matmul(const MatmulArgs& args) {
+namespace {
+
+Launches plan_product(const MatmulArgs& args, bool accumulate) {
   const auto& [a, b, out] = args;
   const DType t = out.dtype();
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
@@ -85,6 +87,7 @@ Launches plan_matmul(const MatmulArgs& args) {
   p.m = m;
   p.n = n;
   p.k = k;
+  p.accumulate = accumulate;
   for (int d = 0; d < 3; ++d) {
     p.a_strides[d] = a.strides()[d];
     p.b_strides[d] = b.strides()[d];
@@ -107,6 +110,11 @@ Launches plan_matmul(const MatmulArgs& args) {
   launch.threadgroup_memory(tiles.a).threadgroup_memory(tiles.b).threadgroup_memory(tiles.c);
   return {launch.grid({grid_dim(n, kTileN, "n"), grid_dim(m, kTileM, "m"), z}, {kThreads, 1, 1})};
 }
+
+}  // namespace
+
+Launches plan_matmul(const MatmulArgs& args) { return plan_product(args, false); }
+Launches plan_matmul_accumulate(const MatmulArgs& args) { return plan_product(args, true); }
 
 std::string matmul_tiled_kernel(DType t) { return std::string("matmul_tiled_") + dtype_name(t); }
 

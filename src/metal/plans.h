@@ -37,6 +37,8 @@ void reduce_kernel_names(std::vector<std::string>& names);
 
 // plan_matmul.cpp
 void matmul_kernel_names(std::vector<std::string>& names);
+// out += a @ b (Runtime::matmul_accumulate), the product's launch adding out's values in float.
+Launches plan_matmul_accumulate(const MatmulArgs& args);
 // The kernel of a float product (a MatmulParams launch: out, a, b, params), which backends with a
 // native matmul (cuBLAS) replace by name.
 std::string matmul_tiled_kernel(DType t);
