@@ -12,6 +12,14 @@ struct IndexSelectParams {
   int64_t start, count;
 };
 
+// index_add into out viewed as [outer, n, inner] from src [outer, m, inner], over the entries of
+// index sorted stably (keys, and order: their positions in index). Thread t of the launch takes
+// element start + t of [outer, m, inner], whose middle coordinate is a position in keys.
+struct IndexAddParams {
+  int64_t n, m, inner;
+  int64_t start, count;
+};
+
 // gather / scatter_add: a loop of `numel` positions over a `ndim`-dim shape (dim 0 outermost; the
 // plans drop size-1 dims and merge dims where they can). strides[0] are the strides of the full
 // tensor (gather's src, scatter_add's out) and strides[1] those of index (and of scatter_add's src,

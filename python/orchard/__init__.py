@@ -12,7 +12,7 @@ from ._core import (
 )
 from ._core import (  # noqa: F401  (functions that are also Tensor methods)
     abs, add, addmm, amax, amin, argmax, argmin, clamp, cos, div, eq, erf, exp, gather, ge, gelu, gt,
-    index_select, le, log, log_softmax, logical_and, logical_not, logical_or, logsumexp, lt,
+    index_add, index_select, le, log, log_softmax, logical_and, logical_not, logical_or, logsumexp, lt,
     matmul, max, maximum, mean, min, minimum, mul, ne, neg, pow, relu, rsqrt, safe_div,
     scatter_add, sigmoid, sin, softmax, split, sqrt, sub, sum, tanh, tril, triu, var,
 )

@@ -45,6 +45,7 @@ constexpr Row kPolicies[] = {
     {"cat", Policy::Promote, Policy::None},
     {"stack", Policy::Promote, Policy::None},
     {"scatter_add", Policy::None, Policy::Promote},
+    {"index_add", Policy::None, Policy::Promote},
 };
 
 Policy policy(std::string_view op, Device device) {

@@ -246,11 +246,8 @@ BackwardFn addmm(const Shape& input_shape, const Tensor& a, const Tensor& b, con
 BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index_in) {
   SavedTensor index = index_in;
   return [x_shape, dim, index](const Tensor& g) -> Grads {
-    // Scatter-add each gathered slice back to the row it came from.
-    Shape idx_shape(g.ndim(), 1);
-    idx_shape[dim] = g.shape()[dim];
-    Tensor idx = index.get().reshape(idx_shape).expand(g.shape());
-    return {orchard::scatter_add(zeros(x_shape, g.dtype(), g.device()), dim, idx, g)};
+    // Add each gathered slice back to the row it came from.
+    return {orchard::index_add(zeros(x_shape, g.dtype(), g.device()), dim, index.get(), g)};
   };
 }
 
@@ -258,6 +255,14 @@ BackwardFn gather(const Shape& x_shape, int64_t dim, const Tensor& index_in) {
   SavedTensor index = index_in;
   return [x_shape, dim, index](const Tensor& g) -> Grads {
     return {orchard::scatter_add(zeros(x_shape, g.dtype(), g.device()), dim, index.get(), g)};
+  };
+}
+
+BackwardFn index_add(int64_t dim, const Tensor& index_in, const Shape& source_shape, const Needs& needs) {
+  SavedTensor index = index_in;
+  const bool nsource = needs.size() > 2 && needs[2];
+  return [dim, index, source_shape, nsource](const Tensor& g) -> Grads {
+    return {g, Tensor(), nsource ? orchard::index_select(g, dim, index.get()).reshape(source_shape) : Tensor()};
   };
 }
 

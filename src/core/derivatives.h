@@ -33,6 +33,7 @@ BackwardFn addmm(const Shape& input_shape, const Tensor& a, const Tensor& b, con
 BackwardFn index_select(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn gather(const Shape& x_shape, int64_t dim, const Tensor& index);
 BackwardFn scatter_add(int64_t dim, const Tensor& index, const Shape& src_shape, const Needs& needs);
+BackwardFn index_add(int64_t dim, const Tensor& index, const Shape& source_shape, const Needs& needs);
 BackwardFn cat(const std::vector<Tensor>& inputs, int64_t dim);
 BackwardFn cumsum(int64_t dim);
 BackwardFn flip(const std::vector<int64_t>& dims);

@@ -121,6 +121,46 @@ static Tensor scatter_add_forward(const Tensor& x, int64_t dim, const Tensor& in
   return out;
 }
 
+static Tensor index_add_forward(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source) {
+  ORCHARD_CHECK(index.ndim() <= 1, IndexError, "index_add: index must be 0-d or 1-d, got shape ",
+                shape_str(index.shape()));
+  ORCHARD_CHECK(source.dtype() == x.dtype(), DTypeError, "index_add: source has dtype ", dtype_name(source.dtype()),
+                " but the input has dtype ", dtype_name(x.dtype()), "; they must match");
+  if (x.ndim() == 0) {
+    normalize_dim(dim, 0, "index_add");
+    ORCHARD_CHECK(source.ndim() <= 1 && source.numel() == index.numel(), ValueError,
+                  "index_add: a 0-d input takes a source of one value per index, got source of shape ",
+                  shape_str(source.shape()), " and index of shape ", shape_str(index.shape()));
+    return index_add(x.reshape({1}), 0, index.reshape({-1}), source.reshape({-1})).reshape({});
+  }
+  const int64_t d = normalize_dim(dim, x.ndim(), "index_add");
+  Shape expected = x.shape();
+  expected[d] = index.numel();
+  ORCHARD_CHECK(source.shape() == expected, ValueError, "index_add: source of shape ", shape_str(source.shape()),
+                " does not match: expected ", shape_str(expected), " (the input's shape with dim ", d,
+                " the index's length)");
+  const Device dev = common_device("index_add", {x, index, source});
+  Tensor idx = checked_index(index.reshape({-1}), x.size(d), "index_add", d, IndexBounds::RefuseAsRuntimeError);
+  Tensor out = x.clone();
+  if (idx.numel() > 0 && out.numel() > 0) {
+    const Shape& shape = x.shape();
+    const int64_t outer = std::accumulate(shape.begin(), shape.begin() + d, int64_t(1), std::multiplies<>());
+    const int64_t inner = std::accumulate(shape.begin() + d + 1, shape.end(), int64_t(1), std::multiplies<>());
+    runtime_for(dev).index_add({source.contiguous(), idx, out, outer, inner});
+  }
+  return out;
+}
+
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source) {
+  if (autocast::Cast c{"index_add", {x, index, source}}) return index_add(c[0], dim, c[1], c[2]);
+  autograd::Recorder rec("IndexAddBackward", {x, index, source});
+  Tensor out = index_add_forward(x, dim, index, source);
+  return rec.finish(out, [&] {
+    return derivatives::index_add(normalize_dim(dim, x.ndim(), "index_add"), index, source.shape(),
+                                  {rec.needs(0), false, rec.needs(2)});
+  });
+}
+
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
   ORCHARD_CHECK(weight.ndim() == 2, ValueError, "embedding: weight must be 2-D [num_embeddings, dim], got shape ",
                 shape_str(weight.shape()));

@@ -180,6 +180,13 @@ struct GatherArgs {
   const Tensor &src, &index, &out;
   int64_t dim;
 };
+// out[o, index[i], j] += src[o, i, j] (PyTorch's index_add_) for out contiguous [outer, n, inner],
+// src contiguous [outer, m, inner] and a contiguous int64 index [m] within [0, n), adding in the
+// order of i (16-bit floats round after every add), so that results are deterministic.
+struct IndexAddArgs {
+  const Tensor &src, &index, &out;
+  int64_t outer, inner;
+};
 // FlashAttention forward: saves only the row log-sum-exp.
 struct AttentionForwardArgs {
   const Tensor &q, &k, &v;
@@ -235,6 +242,7 @@ struct AmpUnscaleArgs {
   X(random, RandomArgs) X(random_integers, RandomIntegersArgs) X(dropout, DropoutArgs)             \
   X(reduce, ReduceArgs) X(softmax, SoftmaxArgs) X(matmul, MatmulArgs)                              \
   X(index_select, IndexSelectArgs) X(gather, GatherArgs) X(scatter_add, GatherArgs)                \
+  X(index_add, IndexAddArgs)                                                                       \
   X(attention_forward, AttentionForwardArgs) X(attention_backward, AttentionBackwardArgs)          \
   X(layer_norm_forward, LayerNormForwardArgs) X(layer_norm_backward, LayerNormBackwardArgs)        \
   X(cross_entropy_forward, CrossEntropyForwardArgs) X(cross_entropy_backward, CrossEntropyBackwardArgs) \

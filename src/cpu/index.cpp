@@ -91,4 +91,26 @@ void CpuRuntime::scatter_add(const GatherArgs& a) {
   });
 }
 
+// Threads split the columns (o, j); each walks index in order, so updates of an element never race.
+void CpuRuntime::index_add(const IndexAddArgs& a) {
+  const auto& [src, index, out, outer, inner] = a;
+  const int64_t m = index.numel(), n = out.numel() / (outer * inner);
+  const int64_t* idx = index.data_as<int64_t>();
+  ORCHARD_DISPATCH(out.dtype(), {
+    T* o = out.data_as<T>();
+    const T* s = src.data_as<T>();
+    parallel_for(outer * inner, grain_for(m), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1;) {
+        const int64_t row = c / inner, j0 = c % inner, j1 = std::min(inner, j0 + (c1 - c));
+        for (int64_t i = 0; i < m; ++i) {
+          T* dst = o + (row * n + idx[i]) * inner;
+          const T* from = s + (row * m + i) * inner;
+          for (int64_t j = j0; j < j1; ++j) dst[j] = T(compute_t<T>(dst[j]) + compute_t<T>(from[j]));
+        }
+        c += j1 - j0;
+      }
+    });
+  });
+}
+
 }  // namespace orchard::cpu

@@ -1,10 +1,12 @@
-// Plans for index_select, gather and scatter_add (kernels in metal/index.metal). All operands are
+// Plans for index_select, gather, scatter_add and index_add (kernels in metal/index.metal). All operands are
 // contiguous and index tensors int64, already bounds-checked and non-negative (src/core/ops_index.cpp).
 // - index_select: one thread per out element of [outer, m, inner].
 // - gather: one thread per element of index (= of out), its src offset through an IndexLoop.
 // - scatter_add: one thread per line of index along `dim`, walking it in order. Without atomics,
 //   the only elements that can collide are those of one line, so the result is deterministic and
 //   adds in the CPU's order. Parallelism is index.numel() / index.size(dim) threads.
+// - index_add: plan_sort's stable sort of index, then one thread per element of src, of which the
+//   first of each run of equal index entries adds the run, in index order.
 // 256 threads per threadgroup (streaming work, as the elementwise kernels); launches stay under
 // 2^31 threads and ORCHARD_METAL_MAX_DIMS dims (longer loops split over launches).
 #include <algorithm>
@@ -158,8 +160,35 @@ Launches plan_scatter_add(const GatherArgs& args) {
   return plan_loop(kernel("scatter_add", out.dtype()), loop, out, src, index, true, base);
 }
 
+Launches plan_index_add(const IndexAddArgs& args) {
+  const auto& [src, index, out, outer, inner] = args;
+  const int64_t m = index.numel(), total = outer * m * inner;
+  if (total == 0) return {};
+  // index sorted stably: its runs of equal entries, each added by one thread, in index order.
+  Tensor keys = Tensor::empty({1, m}, DType::Int64, out.device()), order = Tensor::empty({1, m}, DType::Int64, out.device());
+  Launches launches = plan_sort({index.reshape({1, m}), keys, order, 1, m, m, false});
+  IndexAddParams p{};
+  p.n = out.numel() / (outer * inner);
+  p.m = m;
+  p.inner = inner;
+  for (int64_t start = 0; start < total; start += kMaxLaunchThreads) {
+    p.start = start;
+    p.count = std::min(kMaxLaunchThreads, total - start);
+    launches.push_back(Launch(kernel("add", out.dtype()))
+                           .buffer(out)
+                           .buffer(src)
+                           .buffer(keys)
+                           .buffer(order)
+                           .constants(p)
+                           .grid({groups_for(p.count, kThreads)}, {kThreads}));
+  }
+  // The launches read the sorted index after this function returns: they keep it alive.
+  for (Dispatch& d : launches) d.keep_alive.insert(d.keep_alive.end(), {keys, order});
+  return launches;
+}
+
 void index_kernel_names(std::vector<std::string>& names) {
-  for (const char* op : {"select", "gather", "scatter_add"})
+  for (const char* op : {"select", "gather", "scatter_add", "add"})
     for (DType t : kMetalDTypes) names.push_back(kernel(op, t));
 }
 

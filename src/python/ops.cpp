@@ -229,6 +229,10 @@ void bind_ops(nb::module_& m) {
        arg("index"));
   both(m, cls, "scatter_add", "A copy of input with src added at index along dim.", &scatter_add, arg("dim"),
        arg("index"), arg("src"));
+  both(m, cls, "index_add", "A copy of input with alpha * source's slices added at the positions index names along dim.",
+       [](const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source, double alpha) {
+         return index_add(x, dim, index, alpha == 1 ? source : mul(source, scalar_tensor(alpha, source.dtype(), source.device(), true)));
+       }, arg("dim"), arg("index"), arg("source"), nb::kw_only(), arg("alpha") = 1.0);
   m.def("embedding", [](const Tensor& indices, const Tensor& weight) { return embedding(weight, indices); },
         arg("input"), arg("weight"), nogil(), "The rows of weight at the indices in input.");
   m.def("cat", [](nb::handle seq, int64_t dim) {

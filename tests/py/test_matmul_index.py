@@ -1,5 +1,5 @@
 """matmul (NumPy semantics, broadcast batch dims) and the indexing/joining ops (index_select,
-gather, scatter_add, embedding, cat, stack, split, tril, triu) against NumPy and PyTorch."""
+gather, scatter_add, index_add, embedding, cat, stack, split, tril, triu) against NumPy and PyTorch."""
 import numpy as np
 import pytest
 import torch
@@ -197,6 +197,56 @@ def test_scatter_add_matches_torch(device, shape, dtype, seed, data):
     assert_close(x, arr, dtype, exact=True)  # not in place
 
 
+@given(shape=shapes(min_dims=1, max_dims=3, allow_zero=False), dtype=st.sampled_from(NUMERIC_DTYPES), seed=seeds,
+       data=st.data())
+def test_index_add_matches_torch(device, shape, dtype, seed, data):
+    rng = np.random.default_rng(seed)
+    x, arr = make_tensor(rng, shape, dtype, data.draw(layouts), device)
+    nd = len(shape)
+    d = data.draw(st.integers(-nd, nd - 1))
+    count = data.draw(st.integers(0, 9))  # repeats likely: several slices add into one
+    idx = rng.integers(0, shape[d], size=count)
+    source, sarr = make_tensor(rng, tuple(count if i == d % nd else s for i, s in enumerate(shape)), dtype,
+                               data.draw(layouts), device)
+    alpha = data.draw(st.sampled_from([1, 2]))
+    expected = torch.index_add(to_torch(arr, dtype), d, torch.from_numpy(idx), to_torch(sarr, dtype), alpha=alpha)
+    # In index order: float32 and integers give PyTorch's values; 16-bit floats round after every
+    # addition, where PyTorch may keep a float sum: an ulp of the largest partial sum per addition.
+    r, a = TOLERANCE.get(dtype, (0, 0))
+    magnitude = torch.index_add(to_torch(np.abs(arr), dtype).double(), d, torch.from_numpy(idx),
+                                to_torch(np.abs(sarr), dtype).double(), alpha=alpha)
+    tolerance = dict(exact=True) if dtype not in (oc.float16, oc.bfloat16) else \
+        dict(rtol=r, atol=a + r * float(magnitude.max()) * max(1, count))
+    out = oc.index_add(x, d, from_numpy(idx, oc.int64, device), source, alpha=alpha)
+    assert_close(out, torch_values(expected), dtype, device=device, **tolerance)
+    assert_close(x.index_add(d, from_numpy(idx, oc.int32, device), source, alpha=alpha), torch_values(expected),
+                 dtype, device=device, **tolerance)
+    assert_close(x, arr, dtype, exact=True)  # not in place
+
+
+def test_index_add_gradients_and_edges(device):
+    L = OrchardOn(device)
+    x, source = L.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), L.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    x.requires_grad_(True)
+    source.requires_grad_(True)
+    index = L.tensor([2, 0, 2])
+    out = oc.index_add(x, 0, index, source)
+    (out * L.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])).sum().backward()
+    tx, ts = torch.tensor(x.detach().cpu().numpy(), requires_grad=True), torch.tensor(source.detach().cpu().numpy(),
+                                                                                     requires_grad=True)
+    (torch.index_add(tx, 0, torch.tensor([2, 0, 2]), ts) * torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])).sum().backward()
+    assert_close(out, torch_values(torch.index_add(tx, 0, torch.tensor([2, 0, 2]), ts).detach()), oc.float32,
+                 exact=True, device=device)
+    assert_close(x.grad, tx.grad.numpy(), oc.float32, exact=True, device=device)
+    assert_close(source.grad, ts.grad.numpy(), oc.float32, exact=True, device=device)
+    # 0-d input, empty index, a 0-d index.
+    assert oc.index_add(L.tensor(1.0), 0, L.tensor([0, 0]), L.tensor([2.0, 3.0])).item() == 6.0
+    assert_close(oc.index_add(x.detach(), 1, L.tensor([], dtype=oc.int64), L.zeros(3, 0)), x.detach().cpu().numpy(),
+                 oc.float32, exact=True, device=device)
+    assert_close(oc.index_add(L.zeros(2, 2), 1, L.tensor(1), L.ones(2, 1)), np.array([[0, 1], [0, 1]]), oc.float32,
+                 exact=True, device=device)
+
+
 def test_gather_scatter_errors(device):
     L = OrchardOn(device)
     x = L.zeros(3, 4)
@@ -216,6 +266,16 @@ def test_gather_scatter_errors(device):
         oc.gather(x, 2, L.zeros(1, 1, dtype=oc.int64))
     with pytest.raises(IndexError, match="0-d or 1-d"):
         oc.index_select(x, 0, L.zeros(1, 1, dtype=oc.int64))
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        oc.index_add(x, 1, L.tensor([4]), L.ones(3, 1))
+    with pytest.raises(ValueError, match=r"expected \[3, 1\]"):
+        oc.index_add(x, 1, L.tensor([1]), L.ones(3, 2))
+    with pytest.raises(IndexError, match="0-d or 1-d"):
+        oc.index_add(x, 1, L.tensor([[1]]), L.ones(3, 1))
+    with pytest.raises(TypeError, match="dtype"):
+        oc.index_add(x, 0, L.tensor([1]), L.ones(1, 4, dtype=oc.float16))
+    with pytest.raises(IndexError, match="out of range"):
+        oc.index_add(x, 2, L.tensor([1]), L.ones(1, 4))
 
 
 def test_embedding(device):
