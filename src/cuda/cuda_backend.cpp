@@ -15,6 +15,8 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -172,6 +174,64 @@ class CudaEvent final : public DeviceEvent {
   bool timing_, recorded_ = false;
 };
 
+// ORCHARD_CUDA_KERNEL_PROFILE=<file>: every launch and device copy runs between two timing events;
+// each synchronisation adds their GPU times up by kernel and rewrites <file> with a table, the
+// kernels in order of their total time: where a training step's time goes, with no profiler on the
+// machine. (Two events a launch cost a few microseconds of CPU time: profiled runs are slower.)
+class KernelProfile {
+ public:
+  explicit KernelProfile(const Driver& d) : d_(d) {
+    const char* path = std::getenv("ORCHARD_CUDA_KERNEL_PROFILE");
+    path_ = path ? path : "";
+  }
+
+  template <typename Launch> void time(const std::string& kernel, const Launch& launch) {
+    if (path_.empty()) return launch();
+    auto start = std::make_unique<CudaEvent>(d_, true, false), end = std::make_unique<CudaEvent>(d_, true, false);
+    start->record();
+    launch();
+    end->record();
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_.push_back({kernel, std::move(start), std::move(end)});
+  }
+
+  // After a synchronisation, when every pending event has completed.
+  void harvest() {
+    if (path_.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pending_.empty()) return;
+    for (Pending& p : pending_) {
+      Total& t = totals_[p.kernel];
+      t.calls += 1;
+      t.ms += p.start->elapsed_ms(*p.end);
+    }
+    pending_.clear();
+    std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    if (std::FILE* f = std::fopen(path_.c_str(), "w")) {
+      std::fprintf(f, "%12s %8s %10s  %s\n", "total ms", "calls", "mean us", "kernel");
+      for (const auto& [kernel, t] : rows)
+        std::fprintf(f, "%12.3f %8lld %10.2f  %s\n", t.ms, t.calls, 1000.0 * t.ms / double(t.calls), kernel.c_str());
+      std::fclose(f);
+    }
+  }
+
+ private:
+  struct Pending {
+    std::string kernel;
+    std::unique_ptr<CudaEvent> start, end;
+  };
+  struct Total {
+    long long calls = 0;
+    double ms = 0;
+  };
+  const Driver& d_;
+  std::string path_;
+  std::mutex mutex_;
+  std::vector<Pending> pending_;
+  std::unordered_map<std::string, Total> totals_;
+};
+
 class CudaBackend final : public metal::Backend, private NativeLauncher {
  public:
   CudaBackend(const Driver& driver, CUcontext context, int arch, int max_shared)
@@ -189,6 +249,39 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
 
   void dispatch(const metal::Dispatch& d) override {
     current();
+    profile_.time(d.kernel, [&] { run(d); });
+  }
+
+  void copy(void* dst_base, size_t dst_offset, void* src_base, size_t src_offset, size_t nbytes) override {
+    current();
+    profile_.time("device copy", [&] {
+      check(d_.cuMemcpyDtoDAsync(device_address(dst_base, dst_offset), device_address(src_base, src_offset), nbytes,
+                                 nullptr),
+            "copying ", nbytes, " bytes on the device");
+    });
+  }
+  void read(const void* base, size_t offset, void* host, size_t nbytes) override {
+    synchronize();
+    check(d_.cuMemcpyDtoH(host, device_address(base, offset), nbytes), "reading ", nbytes, " bytes");
+  }
+  void write(void* base, size_t offset, const void* host, size_t nbytes) override {
+    synchronize();
+    check(d_.cuMemcpyHtoD(device_address(base, offset), host, nbytes), "writing ", nbytes, " bytes");
+  }
+  void synchronize() override {
+    current();
+    check(d_.cuCtxSynchronize(), "running the queued kernels");
+    profile_.harvest();
+  }
+  bool emulated() const override { return false; }
+  std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) override {
+    current();
+    return std::make_unique<CudaEvent>(d_, timing, blocking);
+  }
+
+ private:
+  // Launches `d`: its native replacement where one takes it, else the kernel.
+  void run(const metal::Dispatch& d) {
     if (auto native = natives_.find(d.kernel); native != natives_.end() && native->second(d)) return;
     // [[buffer(i)]]: device addresses, or the constants themselves by value; then the byte offset of
     // each [[threadgroup(i)]] buffer in the dynamic shared memory; then the part of the grid that
@@ -221,31 +314,6 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
               "launching ", d.kernel);
   }
 
-  void copy(void* dst_base, size_t dst_offset, void* src_base, size_t src_offset, size_t nbytes) override {
-    current();
-    check(d_.cuMemcpyDtoDAsync(device_address(dst_base, dst_offset), device_address(src_base, src_offset), nbytes,
-                               nullptr),
-          "copying ", nbytes, " bytes on the device");
-  }
-  void read(const void* base, size_t offset, void* host, size_t nbytes) override {
-    synchronize();
-    check(d_.cuMemcpyDtoH(host, device_address(base, offset), nbytes), "reading ", nbytes, " bytes");
-  }
-  void write(void* base, size_t offset, const void* host, size_t nbytes) override {
-    synchronize();
-    check(d_.cuMemcpyHtoD(device_address(base, offset), host, nbytes), "writing ", nbytes, " bytes");
-  }
-  void synchronize() override {
-    current();
-    check(d_.cuCtxSynchronize(), "running the queued kernels");
-  }
-  bool emulated() const override { return false; }
-  std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) override {
-    current();
-    return std::make_unique<CudaEvent>(d_, timing, blocking);
-  }
-
- private:
   int arch() const override { return arch_; }
 
   void launch(const KernelFamilySource& module, const char* kernel, metal::Size3 groups, metal::Size3 threads,
@@ -323,6 +391,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   std::mutex mutex_;
   std::unordered_map<std::string, Loaded> functions_;
   const std::unordered_map<std::string, Native> natives_ = native_kernels();
+  KernelProfile profile_{d_};
 };
 
 // The backend of the machine's first GPU, or nullptr without a driver or a GPU.

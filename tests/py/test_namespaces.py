@@ -1,4 +1,5 @@
 """orchard.cuda, orchard.backends and orchard.compile: the namespaces PyTorch scripts touch even on a CPU run."""
+import os
 import subprocess
 import sys
 import warnings
@@ -67,6 +68,20 @@ def test_cuda_events_mark_poll_and_time_the_queue():
         start.record(stream=object())
     with pytest.raises(ValueError, match="interprocess"):
         oc.cuda.Event(interprocess=True)
+
+
+@pytest.mark.skipif(not oc.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_kernel_profile_tables_gpu_time_by_kernel(tmp_path):
+    table = tmp_path / "kernels.txt"
+    code = ("import orchard as oc; x = oc.randn(512, 512, device='cuda'); y = (x @ x + 1).sum(); "
+            "oc.cuda.synchronize()")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "ORCHARD_CUDA_KERNEL_PROFILE": str(table)})
+    header, *rows = table.read_text().splitlines()
+    assert header.split() == ["total", "ms", "calls", "mean", "us", "kernel"]
+    kernels = {row.split()[3]: float(row.split()[0]) for row in rows}
+    assert "matmul_tiled_float32" in kernels and all(ms >= 0 for ms in kernels.values())
+    totals = [float(row.split()[0]) for row in rows]
+    assert totals == sorted(totals, reverse=True)
 
 
 def _torch_error(fn):
