@@ -11,7 +11,11 @@
 //     save the cross-simdgroup round trip. Teams under 128 threads are packed kRowGroupThreads /
 //     team to a threadgroup. Threadgroups stay at most 256 threads: the GPU needs no more to
 //     saturate a core on one row, and the emulator runs each thread of a cooperating threadgroup as
-//     an OS thread.
+//     an OS thread. A kernel that reads its row more than once (var, logsumexp, softmax: two or
+//     three passes) sizes its team by the row alone: with small teams on many rows, the rows in
+//     flight outgrow the caches and every pass reads device memory again (softmax of 8192 rows of
+//     8192 floats in 32-thread teams ran at 0.6x PyTorch's bandwidth on an H200), where 256-thread
+//     teams keep fewer rows in flight, within a core's cache between passes.
 //   - inner == 1 and rows of at most kShortRow elements (empty ones included): `_thread`, one
 //     thread per row. A team would leave most lanes idle and pay the combine for a handful of
 //     elements; a thread reads its row's few contiguous elements (one or two cache lines).
@@ -86,10 +90,12 @@ std::string softmax_kernel(bool log, DType t, Variant v) {
 }
 
 // Team size for `rows` rows of n elements: a power of two from 32 to 256, doubled while the row
-// gives each thread more than kElementsPerThread elements and the grid is short of kTargetThreads.
-uint32_t row_threads(int64_t rows, int64_t n) {
+// gives each thread more than kElementsPerThread elements and, unless the kernel reads its row more
+// than once (`passes` > 1), the grid is short of kTargetThreads.
+uint32_t row_threads(int64_t rows, int64_t n, int passes) {
   uint32_t threads = kSimdWidth;
-  while (threads < kMaxRowThreads && threads * kElementsPerThread < n && rows * threads < kTargetThreads) threads *= 2;
+  while (threads < kMaxRowThreads && threads * kElementsPerThread < n && (passes > 1 || rows * threads < kTargetThreads))
+    threads *= 2;
   return threads;
 }
 
@@ -105,10 +111,10 @@ struct Layout {
 
 uint32_t round16(uint64_t n) { return uint32_t((n + 15) / 16 * 16); }
 
-Layout row_layout(int64_t outer, int64_t n, uint32_t state_bytes) {
+Layout row_layout(int64_t outer, int64_t n, uint32_t state_bytes, int passes) {
   Layout l{};
   l.variant = Variant::Row;
-  const uint32_t team = row_threads(outer, n);
+  const uint32_t team = row_threads(outer, n, passes);
   const int64_t rows = std::min<int64_t>(std::max<uint32_t>(1, kRowGroupThreads / team), outer);
   l.threads = team * uint32_t(rows);
   l.outer_per_group = rows;
@@ -126,8 +132,9 @@ Layout thread_layout() {
 }
 
 // Splits the reduced dim when the outputs alone are too few threads and there is enough to split.
-Layout reduce_layout(int64_t outer, int64_t reduced, int64_t inner) {
-  if (inner == 1) return reduced > kShortRow ? row_layout(outer, reduced, kStateBytes) : thread_layout();
+Layout reduce_layout(ReduceOp op, int64_t outer, int64_t reduced, int64_t inner) {
+  const int passes = op == ReduceOp::Var || op == ReduceOp::LogSumExp ? 2 : 1;
+  if (inner == 1) return reduced > kShortRow ? row_layout(outer, reduced, kStateBytes, passes) : thread_layout();
   int64_t columns = 1;
   while (columns < inner && columns < kMaxSplitColumns) columns *= 2;
   const int64_t outputs = outer * inner;
@@ -188,7 +195,7 @@ Launches plan_reduce(const ReduceArgs& args) {
   const auto& [op, in, out, outer, reduced, inner, correction] = args;
   const DType t = in.dtype();
   ORCHARD_CHECK(has_reduce(op, t), RuntimeError, "metal: no ", op_name(op), " kernel for ", dtype_name(t));
-  Layout layout = reduce_layout(outer, reduced, inner);
+  Layout layout = reduce_layout(op, outer, reduced, inner);
   layout.params.reduced = reduced;
   layout.params.inner = inner;
   layout.params.correction = correction;
@@ -202,8 +209,8 @@ Launches plan_softmax(const SoftmaxArgs& args) {
   if (in.numel() == 0) return {};
   const int64_t cols = in.shape().empty() ? 1 : in.shape().back();
   const int64_t rows = in.numel() / cols;
-  // The row kernel's partial states are floats.
-  Layout layout = cols > kShortRow ? row_layout(rows, cols, sizeof(float)) : thread_layout();
+  // The row kernel's partial states are floats; it reads each row three times (max, sum, output).
+  Layout layout = cols > kShortRow ? row_layout(rows, cols, sizeof(float), 3) : thread_layout();
   layout.params.reduced = cols;
   layout.params.inner = 1;
   return plan_layout(layout, softmax_kernel(log, t, layout.variant), in, out, rows, cols, cols, 1);
