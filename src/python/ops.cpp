@@ -229,10 +229,16 @@ void bind_ops(nb::module_& m) {
        arg("index"));
   both(m, cls, "scatter_add", "A copy of input with src added at index along dim.", &scatter_add, arg("dim"),
        arg("index"), arg("src"));
+  auto index_add_scaled = [](const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source, double alpha) {
+    return index_add(x, dim, index, alpha == 1 ? source : mul(source, scalar_tensor(alpha, source.dtype(), source.device(), true)));
+  };
   both(m, cls, "index_add", "A copy of input with alpha * source's slices added at the positions index names along dim.",
-       [](const Tensor& x, int64_t dim, const Tensor& index, const Tensor& source, double alpha) {
-         return index_add(x, dim, index, alpha == 1 ? source : mul(source, scalar_tensor(alpha, source.dtype(), source.device(), true)));
-       }, arg("dim"), arg("index"), arg("source"), nb::kw_only(), arg("alpha") = 1.0);
+       index_add_scaled, arg("dim"), arg("index"), arg("source"), nb::kw_only(), arg("alpha") = 1.0);
+  cls.def("index_add_", [index_add_scaled](Tensor& x, int64_t dim, const Tensor& index, const Tensor& source,
+                                           double alpha) -> Tensor& {
+    return copy_(x, index_add_scaled(x, dim, index, source, alpha));
+  }, arg("dim"), arg("index"), arg("source"), nb::kw_only(), arg("alpha") = 1.0, nogil(), nb::rv_policy::none,
+          "index_add in place: returns input.");
   m.def("embedding", [](const Tensor& indices, const Tensor& weight) { return embedding(weight, indices); },
         arg("input"), arg("weight"), nogil(), "The rows of weight at the indices in input.");
   m.def("cat", [](nb::handle seq, int64_t dim) {

@@ -239,6 +239,12 @@ def test_index_add_gradients_and_edges(device):
                  exact=True, device=device)
     assert_close(x.grad, tx.grad.numpy(), oc.float32, exact=True, device=device)
     assert_close(source.grad, ts.grad.numpy(), oc.float32, exact=True, device=device)
+    # In place, returning input; on a leaf that requires grad, refused as PyTorch refuses it.
+    y = L.zeros(3, 2)
+    assert y.index_add_(0, index, source.detach(), alpha=2) is y
+    assert_close(y, np.array([[4.0, 4.0], [0.0, 0.0], [8.0, 8.0]]), oc.float32, exact=True, device=device)
+    with pytest.raises(RuntimeError, match="leaf"):
+        x.index_add_(0, index, source)
     # 0-d input, empty index, a 0-d index.
     assert oc.index_add(L.tensor(1.0), 0, L.tensor([0, 0]), L.tensor([2.0, 3.0])).item() == 6.0
     assert_close(oc.index_add(x.detach(), 1, L.tensor([], dtype=oc.int64), L.zeros(3, 0)), x.detach().cpu().numpy(),
