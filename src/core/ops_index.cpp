@@ -20,8 +20,9 @@ Tensor checked_index(const Tensor& index, int64_t size, const char* op, int64_t 
   check_integer_index(index, op);
   Tensor idx = index.to(DType::Int64).contiguous();
   if (idx.numel() == 0) return idx;
-  auto host_value = [](const Tensor& t) { return *t.to(Device::CPU).data_as<int64_t>(); };
-  const int64_t lo = host_value(amin(idx)), hi = host_value(amax(idx));
+  // Both bounds in one read: on a GPU each read waits for the queued work.
+  const Tensor extremes = stack({amin(idx), amax(idx)}, 0).to(Device::CPU);
+  const int64_t lo = extremes.data_as<int64_t>()[0], hi = extremes.data_as<int64_t>()[1];
   const int64_t lowest = bounds == IndexBounds::WrapNegative ? -size : 0;
   if (lo < lowest || hi >= size) {
     const std::string message = concat(op, ": index ", lo < lowest ? lo : hi, " is out of bounds for dimension ", dim,
