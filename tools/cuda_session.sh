@@ -12,11 +12,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-runs/cuda}}
 mkdir -p "$out"
+source tools/cuda_env.sh
 tools/run_cuda_tests.sh -k cuda -n 8 -q -rfE tests/py > "$out/tests.log" 2>&1
 tests=$?
 tail -n 3 "$out/tests.log"
 export PYTHONPATH=build-cuda/python${PYTHONPATH:+:$PYTHONPATH}
-[ -d /tmp/site ] && export PYTHONPATH=$PYTHONPATH:/tmp/site
 bench() { python3 benchmarks/run.py --device cuda --no-memory --repeat 5 --warmup 2 "$@"; }
 bench --frameworks orchard,torch,torch.compile --out "$out/bench" \
   --only add,sum,softmax,layernorm,matmul,matmul_bf16,attn1k_bf16,attn1k,gpt2_train_bf16 > "$out/bench.log" 2>&1
