@@ -351,12 +351,12 @@ BackwardFn layer_norm(const Tensor& x, const Tensor& weight, const Tensor& mean,
 }
 
 BackwardFn cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
-                         Reduction reduction, double count, const Shape& shape) {
+                         Reduction reduction, const Tensor& count, const Shape& shape) {
   return [sx = SavedTensor(logits), targets, lse, ignore_index, reduction, count, shape](const Tensor& g) {
     const Tensor& xs = sx.get();
     const int64_t rows = targets.numel();
     Tensor per_row = g.to(DType::Float32);
-    if (reduction == Reduction::Mean) per_row = div(per_row, scalar_tensor(count, DType::Float32, g.device(), true));
+    if (reduction == Reduction::Mean) per_row = div(per_row, count);
     per_row = per_row.reshape(reduction == Reduction::None ? Shape{rows} : Shape{1}).expand({rows}).contiguous();
     Tensor dx = empty(xs.shape(), xs.dtype(), xs.device());
     if (rows > 0) runtime_for(xs.device()).cross_entropy_backward({xs, targets, lse, per_row, ignore_index, dx});

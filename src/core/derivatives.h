@@ -51,7 +51,7 @@ BackwardFn copy();
 // Fused ops: the runtime's backward kernel, with what it reads saved here.
 BackwardFn layer_norm(const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd);
 BackwardFn cross_entropy(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t ignore_index,
-                         Reduction reduction, double count, const Shape& shape);
+                         Reduction reduction, const Tensor& count, const Shape& shape);
 BackwardFn dropout(double p, uint64_t seed, uint64_t offset, DType dtype);
 BackwardFn attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                      const Tensor& mask, const AttentionParams& p);

@@ -59,11 +59,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   detail::checked_index(valid, classes, "cross_entropy", logits.ndim() - 1, detail::IndexBounds::Refuse);
   Tensor losses = empty({rows}, DType::Float32, dev), lse = empty({rows}, DType::Float32, dev);
   if (rows > 0) runtime_for(dev).cross_entropy_forward({x, t, ignore_index, losses, lse});
-  const double count = double(rows - sum(ignored).to(Device::CPU).data_as<int64_t>()[0]);
+  // The rows the mean divides by, kept on the device: reading them would wait for the queued work.
+  const Tensor count = sub(scalar_tensor(double(rows), DType::Int64, dev, true), sum(ignored)).to(DType::Float32);
   // An unbatched [C] gives one loss, 0-d, whatever the target's shape (as PyTorch's).
   Tensor out = reduction == Reduction::None ? losses.reshape(logits.ndim() == 1 ? Shape{} : targets.shape())
                : reduction == Reduction::Sum ? sum(losses)
-                                              : div(sum(losses), scalar_tensor(count, DType::Float32, dev, true));
+                                              : div(sum(losses), count);
   out = out.to(logits.dtype());
   return rec.finish(out, [&] {
     return derivatives::cross_entropy(x, t, lse, ignore_index, reduction, count, logits.shape());
