@@ -108,16 +108,13 @@ __device__ __forceinline__ void flash_dq(const u16* __restrict__ q, const u16* _
   const smem_addr do_smem = q_smem + kRows * kStride * 2, k_smem = do_smem + kRows * kStride * 2;
   const smem_addr v_smem = k_smem + N * kStride * 2;
 
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const u32 h = blockIdx.y, b = blockIdx.z;
-  const long long r0 = (long long)(gridDim.x - 1 - blockIdx.x) * kRows;  // last blocks first: the most keys when causal
-  const long long head = (long long)b * heads_q + h;
-  const long long kv_head = (long long)b * heads_kv + h / (heads_q / heads_kv);
-  const u16* kh = k + kv_head * lk * D;
-  const u16* vh = v + kv_head * lk * D;
-  const long long key_end = causal ? min(lk, r0 + kRows) : lk;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, t = lane % 4;
+  const QueryBlock<kRows> block(heads_q, heads_kv, lk, causal);
+  const long long r0 = block.r0, head = block.head, key_end = block.key_end;
+  const u16* kh = k + block.kv_head * lk * D;
+  const u16* vh = v + block.kv_head * lk * D;
   const long long warp_row0 = r0 + 16 * warp;
-  const long long rows[2] = {warp_row0 + g, warp_row0 + g + 8};  // this lane's rows: C registers 0-1 and 2-3
+  const long long rows[2] = {warp_row0 + lane / 4, warp_row0 + lane / 4 + 8};  // this lane's rows: C registers 0-1 and 2-3
   float row_lse[2], row_delta[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
