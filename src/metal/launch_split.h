@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "params.h"
+#include "plans.h"
 
 namespace orchard::metal {
 
@@ -30,6 +31,21 @@ void for_each_piece(const Loop& loop, const Shift& shift, const F& f) {
       piece.shape.erase(piece.shape.begin());
     shift(piece, r, !whole_rows);
     for_each_piece(piece, shift, f);
+  }
+}
+
+// Launches of kernel `name` over `total` threads, one per element, `threads` a threadgroup, split
+// into pieces of at most kMaxLaunchThreads: each piece's params p say its first element and count
+// (p.start, p.count). bind adds the buffers, before p.
+template <typename Params, typename Bind>
+void split_launches(Launches& launches, const std::string& name, Params p, int64_t total, uint32_t threads,
+                    const Bind& bind) {
+  for (int64_t start = 0; start < total; start += kMaxLaunchThreads) {
+    p.start = start;
+    p.count = std::min(kMaxLaunchThreads, total - start);
+    Launch launch(name);
+    bind(launch);
+    launches.push_back(launch.constants(p).grid({groups_for(p.count, threads)}, {threads}));
   }
 }
 

@@ -113,16 +113,8 @@ Launches plan_index_select(const IndexSelectArgs& args) {
   p.n = src.numel() / (outer * inner);
   p.m = index.numel();
   p.inner = inner;
-  for (int64_t start = 0; start < total; start += kMaxLaunchThreads) {
-    p.start = start;
-    p.count = std::min(kMaxLaunchThreads, total - start);
-    launches.push_back(Launch(kernel("select", src.dtype()))
-                           .buffer(out)
-                           .buffer(src)
-                           .buffer(index)
-                           .constants(p)
-                           .grid({groups_for(p.count, kThreads)}, {kThreads}));
-  }
+  split_launches(launches, kernel("select", src.dtype()), p, total, kThreads,
+                 [&](Launch& l) { l.buffer(out).buffer(src).buffer(index); });
   return launches;
 }
 
@@ -171,17 +163,8 @@ Launches plan_index_add(const IndexAddArgs& args) {
   p.n = out.numel() / (outer * inner);
   p.m = m;
   p.inner = inner;
-  for (int64_t start = 0; start < total; start += kMaxLaunchThreads) {
-    p.start = start;
-    p.count = std::min(kMaxLaunchThreads, total - start);
-    launches.push_back(Launch(kernel("add", out.dtype()))
-                           .buffer(out)
-                           .buffer(src)
-                           .buffer(keys)
-                           .buffer(order)
-                           .constants(p)
-                           .grid({groups_for(p.count, kThreads)}, {kThreads}));
-  }
+  split_launches(launches, kernel("add", out.dtype()), p, total, kThreads,
+                 [&](Launch& l) { l.buffer(out).buffer(src).buffer(keys).buffer(order); });
   // The launches read the sorted index after this function returns: they keep it alive.
   for (Dispatch& d : launches) d.keep_alive.insert(d.keep_alive.end(), {keys, order});
   return launches;

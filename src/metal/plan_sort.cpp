@@ -21,18 +21,6 @@ constexpr uint32_t kThreads = 256;
 
 std::string kernel(const char* op, DType t) { return std::string("sort_") + op + "_" + dtype_name(t); }
 
-// Launches of one kernel over `total` threads, split to fit; bind adds the buffers before p.
-template <typename Bind>
-void split_launches(Launches& launches, const std::string& name, SortParams p, int64_t total, const Bind& bind) {
-  for (int64_t start = 0; start < total; start += kMaxLaunchThreads) {
-    p.start = start;
-    p.count = std::min(kMaxLaunchThreads, total - start);
-    Launch launch(name);
-    bind(launch);
-    launches.push_back(launch.constants(p).grid({groups_for(p.count, kThreads)}, {kThreads}));
-  }
-}
-
 }  // namespace
 
 Launches plan_sort(const SortArgs& args) {
@@ -42,7 +30,7 @@ Launches plan_sort(const SortArgs& args) {
   SortParams p{};
   p.n = n;
   p.descending = descending ? 1 : 0;
-  split_launches(launches, kernel("init", in.dtype()), p, rows * n,
+  split_launches(launches, kernel("init", in.dtype()), p, rows * n, kThreads,
                  [&](Launch& l) { l.buffer(values).buffer(indices).buffer(in); });
   int64_t padded = 1;
   while (padded < n) padded *= 2;
@@ -51,7 +39,7 @@ Launches plan_sort(const SortArgs& args) {
   auto run_step = [&](int64_t distance, bool flip) {
     p.distance = distance;
     p.flip = flip ? 1 : 0;
-    split_launches(launches, step, p, rows * p.pairs, [&](Launch& l) { l.buffer(values).buffer(indices); });
+    split_launches(launches, step, p, rows * p.pairs, kThreads, [&](Launch& l) { l.buffer(values).buffer(indices); });
   };
   for (int64_t size = 2; size <= padded; size *= 2) {
     run_step(size / 2, true);
