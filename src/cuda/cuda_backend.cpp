@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -57,6 +58,7 @@ struct Driver {
   CUresult (*cuDeviceGetCount)(int*);
   CUresult (*cuDeviceGet)(CUdevice*, int);
   CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice);
+  CUresult (*cuDeviceTotalMem)(size_t*, CUdevice);
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice);
   CUresult (*cuCtxSetCurrent)(CUcontext);
   CUresult (*cuCtxSynchronize)();
@@ -92,6 +94,7 @@ struct Driver {
     get(d.cuDeviceGetCount, "cuDeviceGetCount");
     get(d.cuDeviceGet, "cuDeviceGet");
     get(d.cuDeviceGetAttribute, "cuDeviceGetAttribute");
+    get(d.cuDeviceTotalMem, "cuDeviceTotalMem_v2");
     get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     get(d.cuCtxSetCurrent, "cuCtxSetCurrent");
     get(d.cuCtxSynchronize, "cuCtxSynchronize");
@@ -177,7 +180,8 @@ class CudaEvent final : public DeviceEvent {
 // ORCHARD_CUDA_KERNEL_PROFILE=<file>: every launch and device copy runs between two timing events;
 // each synchronisation adds their GPU times up by kernel and rewrites <file> with a table, the
 // kernels in order of their total time: where a training step's time goes, with no profiler on the
-// machine. (Two events a launch cost a few microseconds of CPU time: profiled runs are slower.)
+// machine. A kernel's first launch also times its compilation or loading, which the median leaves out.
+// (Two events a launch cost a few microseconds of CPU time: profiled runs are slower.)
 class KernelProfile {
  public:
   explicit KernelProfile(const Driver& d) : d_(d) {
@@ -200,18 +204,25 @@ class KernelProfile {
     if (path_.empty()) return;
     std::lock_guard<std::mutex> lock(mutex_);
     if (pending_.empty()) return;
-    for (Pending& p : pending_) {
-      Total& t = totals_[p.kernel];
-      t.calls += 1;
-      t.ms += p.start->elapsed_ms(*p.end);
-    }
+    for (Pending& p : pending_) times_[p.kernel].push_back(p.start->elapsed_ms(*p.end));
     pending_.clear();
-    std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
-    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    struct Row {
+      std::string kernel;
+      double ms, median_ms;
+      size_t calls;
+    };
+    std::vector<Row> rows;
+    for (auto& [kernel, ms] : times_) {
+      std::vector<float> sorted = ms;
+      std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+      rows.push_back({kernel, std::accumulate(ms.begin(), ms.end(), 0.0), sorted[sorted.size() / 2], ms.size()});
+    }
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
     if (std::FILE* f = std::fopen(path_.c_str(), "w")) {
-      std::fprintf(f, "%12s %8s %10s  %s\n", "total ms", "calls", "mean us", "kernel");
-      for (const auto& [kernel, t] : rows)
-        std::fprintf(f, "%12.3f %8lld %10.2f  %s\n", t.ms, t.calls, 1000.0 * t.ms / double(t.calls), kernel.c_str());
+      std::fprintf(f, "%12s %8s %10s %10s  %s\n", "total ms", "calls", "mean us", "median us", "kernel");
+      for (const Row& r : rows)
+        std::fprintf(f, "%12.3f %8zu %10.2f %10.2f  %s\n", r.ms, r.calls, 1000.0 * r.ms / double(r.calls),
+                     1000.0 * r.median_ms, r.kernel.c_str());
       std::fclose(f);
     }
   }
@@ -221,21 +232,22 @@ class KernelProfile {
     std::string kernel;
     std::unique_ptr<CudaEvent> start, end;
   };
-  struct Total {
-    long long calls = 0;
-    double ms = 0;
-  };
   const Driver& d_;
   std::string path_;
   std::mutex mutex_;
   std::vector<Pending> pending_;
-  std::unordered_map<std::string, Total> totals_;
+  std::unordered_map<std::string, std::vector<float>> times_;  // GPU ms of every launch, by kernel
 };
 
 class CudaBackend final : public metal::Backend, private NativeLauncher {
  public:
-  CudaBackend(const Driver& driver, CUcontext context, int arch, int max_shared)
-      : d_(driver), context_(context), arch_(arch), max_shared_(max_shared) {}
+  CudaBackend(const Driver& driver, CUcontext context, int arch, int max_shared, size_t memory)
+      : d_(driver), context_(context), arch_(arch), max_shared_(max_shared), memory_(memory) {}
+
+  // Every freed block stays cached, as in PyTorch's caching allocator: cuMemFree waits for the whole
+  // device, so returning blocks each step would stall a training loop on every large free. An
+  // allocation that finds the GPU full releases the cache and tries again (BlockCache::allocate).
+  size_t cache_budget() const override { return memory_; }
 
   void* allocate(size_t nbytes) override {
     current();
@@ -388,6 +400,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   const Driver& d_;
   CUcontext context_;
   int arch_, max_shared_;
+  size_t memory_;
   std::mutex mutex_;
   std::unordered_map<std::string, Loaded> functions_;
   const std::unordered_map<std::string, Native> natives_ = native_kernels();
@@ -402,13 +415,14 @@ metal::Backend* make_cuda_backend() {
   if (!d || d->cuInit(0) != 0 || d->cuDeviceGetCount(&count) != 0 || count == 0 || d->cuDeviceGet(&device, 0) != 0)
     return nullptr;
   int major = 0, minor = 0, shared = 0;
+  size_t memory = 0;
   CUcontext context = nullptr;
   if (d->cuDeviceGetAttribute(&major, kComputeCapabilityMajor, device) != 0 ||
       d->cuDeviceGetAttribute(&minor, kComputeCapabilityMinor, device) != 0 ||
       d->cuDeviceGetAttribute(&shared, kMaxSharedPerBlockOptin, device) != 0 ||
-      d->cuDevicePrimaryCtxRetain(&context, device) != 0)
+      d->cuDeviceTotalMem(&memory, device) != 0 || d->cuDevicePrimaryCtxRetain(&context, device) != 0)
     return nullptr;
-  static CudaBackend backend(*d, context, major * 10 + minor, shared);
+  static CudaBackend backend(*d, context, major * 10 + minor, shared, memory);
   return &backend;
 }
 
