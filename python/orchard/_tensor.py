@@ -227,10 +227,24 @@ Tensor.data = property(lambda self: self.detach(), _set_data, doc="The tensor, d
 Tensor.nelement = lambda self: self.numel()
 Tensor.type_as = lambda self, other: _to(self, other.dtype)
 Tensor.pin_memory = lambda self: self  # CPU and Apple GPU share memory: nothing to pin
-Tensor.is_cuda = property(lambda self: False, doc="False: Orchard has no CUDA device.")
+Tensor.is_cuda = property(lambda self: self.device == "cuda")
 Tensor.is_cpu = property(lambda self: self.device == "cpu")
 Tensor.is_mps = property(lambda self: self.device == "metal", doc="On the Metal device (PyTorch's 'mps').")
 Tensor.__format__ = _format
+
+
+def _record_stream(self, stream):
+    """Marks this CUDA tensor's memory as used by the work queued on `stream`: once the tensor is freed,
+    its memory is reused only after that work (torch.Tensor.record_stream)."""
+    from .cuda import Stream
+    if not isinstance(stream, Stream):
+        raise TypeError(f"record_stream: expected an orchard.cuda.Stream, got {type(stream).__name__}")
+    if self.device != "cuda":
+        raise RuntimeError(f"record_stream: expected a CUDA tensor, got one on {self.device}")
+    _core._record_stream(self, stream._stream)
+
+
+Tensor.record_stream = _record_stream
 
 
 def is_tensor(obj):

@@ -22,43 +22,58 @@ size_t BlockCache::size_class(size_t n) const {
   return (n + step - 1) / step * step;
 }
 
-void* BlockCache::allocate(size_t nbytes) {
+void* BlockCache::allocate(size_t nbytes, uintptr_t pool) {
   const size_t n = size_class(nbytes);
+  void* p = nullptr;
   if (n >= cache_min_) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_blocks_.find(n);
+    auto it = free_blocks_.find({pool, n});
     if (it != free_blocks_.end() && !it->second.empty()) {
-      void* p = it->second.back();
+      p = it->second.back();
       it->second.pop_back();
       bytes_ -= n;
-      return p;
     }
   }
-  void* p = raw_allocate_(n);
+  if (!p) p = raw_allocate_(n);
   if (!p) {
     release();
     p = raw_allocate_(n);
   }
   ORCHARD_CHECK(p, OutOfMemoryError, "cannot allocate ", nbytes, " bytes on ", device_, ": out of memory");
+  if (pool != 0) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pools_[p] = pool;
+  }
   return p;
 }
 
 void BlockCache::deallocate(void* ptr, size_t nbytes) {
   const size_t n = size_class(nbytes);
-  if (n >= cache_min_) {
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (bytes_ + n <= limit_) {
-      free_blocks_[n].push_back(ptr);
+    uintptr_t pool = 0;
+    if (auto it = pools_.find(ptr); it != pools_.end()) {
+      pool = it->second;
+      pools_.erase(it);
+    }
+    if (n >= cache_min_ && bytes_ + n <= limit_) {
+      free_blocks_[{pool, n}].push_back(ptr);
       bytes_ += n;
       return;
     }
   }
-  raw_free_(ptr);
+  raw_free_(ptr);  // outside the lock: cuMemFree waits for the device
+}
+
+uintptr_t BlockCache::pool_of(void* ptr) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = pools_.find(ptr);
+  return it == pools_.end() ? 0 : it->second;
 }
 
 void BlockCache::release() {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& [size, blocks] : free_blocks_)
+  for (auto& [pool_and_size, blocks] : free_blocks_)
     for (void* p : blocks) raw_free_(p);
   free_blocks_.clear();
   bytes_ = 0;

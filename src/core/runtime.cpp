@@ -44,6 +44,12 @@ std::unique_ptr<DeviceEvent> Runtime::make_event(bool, bool) {
   throw RuntimeError(detail::concat("device '", device_name(device()), "' has no events: they are CUDA's (device 'cuda')"));
 }
 
+DeviceStreams& Runtime::streams() {
+  throw RuntimeError(detail::concat("device '", device_name(device()), "' has no streams: they are CUDA's (device 'cuda')"));
+}
+
+void Runtime::record_stream(void*, DeviceStream&) { streams(); }
+
 void Runtime::matmul_pair(const MatmulArgs& first, const MatmulArgs& second) {
   matmul(first);
   matmul(second);

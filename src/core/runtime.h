@@ -248,12 +248,14 @@ struct AmpUnscaleArgs {
   X(cross_entropy_forward, CrossEntropyForwardArgs) X(cross_entropy_backward, CrossEntropyBackwardArgs) \
   X(adamw_step, AdamWStepArgs) X(amp_unscale, AmpUnscaleArgs) X(sort, SortArgs) X(cumsum, CumsumArgs)
 
-// A marker in a device's queue (torch.cuda.Event): recorded after the work queued so far, it can be
-// polled, waited for, and timed against another.
+class DeviceStream;
+
+// A marker in a device's queue (torch.cuda.Event): recorded after the work queued so far on a stream,
+// it can be polled, waited for, and timed against another.
 class DeviceEvent {
  public:
   virtual ~DeviceEvent() = default;
-  virtual void record() = 0;
+  virtual void record(DeviceStream* stream) = 0;  // nullptr: the calling thread's current stream
   // Whether the work before the last record has finished (true when never recorded).
   virtual bool query() = 0;
   // Waits for the work before the last record (returns at once when never recorded).
@@ -261,6 +263,31 @@ class DeviceEvent {
   // Milliseconds from this event's record to `end`'s, once `end` has finished (waiting for it); both
   // must have been recorded and made with timing.
   virtual float elapsed_ms(DeviceEvent& end) = 0;
+};
+
+// One queue of a device's work (torch.cuda.Stream): its kernels run in order, and apart from other
+// streams' unless an event orders them. Streams belong to their device's runtime and live as long as
+// the process, so the memory cached for one (DeviceStreams) can never outlive it.
+class DeviceStream {
+ public:
+  virtual ~DeviceStream() = default;
+  virtual bool query() = 0;        // whether the work queued so far has finished
+  virtual void synchronize() = 0;  // waits for it
+  virtual void wait(DeviceEvent& event) = 0;  // work queued later waits for the event's (none if unrecorded)
+  virtual uint64_t handle() const = 0;        // the driver's handle (cudaStream_t); 0 for the default stream
+};
+
+// A device's streams. Kernels go to the calling thread's current stream (the default one unless
+// set). Side streams come from a pool reused round-robin, as PyTorch's do. Memory freed on a stream
+// is reused only by allocations on that stream, so a block never changes hands between streams
+// whose work is unordered; Runtime::record_stream orders a block's other users before its reuse.
+class DeviceStreams {
+ public:
+  virtual ~DeviceStreams() = default;
+  virtual DeviceStream& default_stream() = 0;
+  virtual DeviceStream& pool_stream(int priority) = 0;  // lower numbers run first, clamped to the device's range
+  virtual DeviceStream& current() = 0;
+  virtual void set_current(DeviceStream& stream) = 0;
 };
 
 class Runtime {
@@ -300,6 +327,11 @@ class Runtime {
   // An event of the device's queue, with timing and (`blocking`) waits that yield the CPU; raises
   // RuntimeError on a device without events (every one but CUDA).
   virtual std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking);
+  // The device's streams; raises RuntimeError on a device without them (every one but CUDA).
+  virtual DeviceStreams& streams();
+  // The allocation at `ptr` is used by work queued on `stream`, other than the stream it was
+  // allocated on (Tensor.record_stream): once freed, it is reused only after that work.
+  virtual void record_stream(void* ptr, DeviceStream& stream);
 
   // The bytes of a contiguous tensor of this device to or from host memory, after the work queued
   // before: the only way host code touches device memory, which need not be CPU-visible. The

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "errors.h"
 #include "matmul_params.h"
@@ -27,10 +28,11 @@ constexpr int kCompute32F = 68, kCompute32FFastTF32 = 77;  // cublasComputeType_
 constexpr int kGemmDefault = -1;                            // cublasGemmAlgo_t
 
 struct Cublas {
-  CublasContext* handle = nullptr;
+  int (*create)(CublasContext**) = nullptr;
   int (*gemm)(CublasContext*, int, int, int, int, int, const void*, const void*, int, int, long long, const void*,
               int, int, long long, const void*, void*, int, int, long long, int, int, int) = nullptr;
   const char* (*status_string)(int) = nullptr;
+  int (*set_stream)(CublasContext*, void*) = nullptr;
 };
 
 // ORCHARD_CUBLAS_LIBRARY when set (orchard.cuda sets it to the nvidia-cublas wheel's library when
@@ -47,15 +49,14 @@ const std::optional<Cublas>& cublas() {
         continue;
       }
       Cublas api;
-      auto create = reinterpret_cast<int (*)(CublasContext**)>(dlsym(library, "cublasCreate_v2"));
+      api.create = reinterpret_cast<decltype(api.create)>(dlsym(library, "cublasCreate_v2"));
       api.gemm = reinterpret_cast<decltype(api.gemm)>(dlsym(library, "cublasGemmStridedBatchedEx"));
       api.status_string = reinterpret_cast<decltype(api.status_string)>(dlsym(library, "cublasGetStatusString"));
-      if (!create || !api.gemm || !api.status_string) {
+      api.set_stream = reinterpret_cast<decltype(api.set_stream)>(dlsym(library, "cublasSetStream_v2"));
+      if (!api.create || !api.gemm || !api.status_string || !api.set_stream) {
         tried += detail::concat("\n  ", path, " lacks the cuBLAS 11.4+ API");
         continue;
       }
-      if (const int status = create(&api.handle); status != 0)
-        throw RuntimeError(detail::concat("cuda: cublasCreate failed: ", api.status_string(status)));
       return api;
     }
     std::fprintf(stderr,
@@ -65,6 +66,22 @@ const std::optional<Cublas>& cublas() {
     return std::nullopt;
   }();
   return loaded;
+}
+
+// A handle per stream, as PyTorch keeps: a handle's workspace must not serve two streams at once.
+// Called with the matmul mutex held.
+CublasContext* handle_for(const Cublas& api, void* stream) {
+  static std::unordered_map<void*, CublasContext*> handles;
+  CublasContext*& handle = handles[stream];
+  if (!handle) {
+    int status = api.create(&handle);
+    if (status == 0) status = api.set_stream(handle, stream);
+    if (status != 0) {
+      handle = nullptr;
+      throw RuntimeError(detail::concat("cuda: cublasCreate failed: ", api.status_string(status)));
+    }
+  }
+  return handle;
 }
 
 // How cuBLAS reads a column-major operand of rows x cols whose element (r, c) sits at r * rs + c * cs:
@@ -93,7 +110,7 @@ const void* address(const metal::KernelArg& a) { return static_cast<const char*>
 
 }  // namespace
 
-bool cublas_matmul(const metal::Dispatch& d, DType t) {
+bool cublas_matmul(const metal::Dispatch& d, DType t, void* stream) {
   const std::optional<Cublas>& api = cublas();
   if (!api) return false;
   metal::MatmulParams p;
@@ -108,10 +125,10 @@ bool cublas_matmul(const metal::Dispatch& d, DType t) {
   const int type = t == DType::Float32 ? kR32F : t == DType::Float16 ? kR16F : kR16BF;
   const int compute = t == DType::Float32 && float32_matmul_tf32() ? kCompute32FFastTF32 : kCompute32F;
   const float one = 1, zero = 0;  // beta: 1 adds out's values (MatmulParams::accumulate)
-  static std::mutex mutex;  // one handle for the process, its calls one at a time
+  static std::mutex mutex;  // the handles' calls one at a time
   std::lock_guard<std::mutex> lock(mutex);
   const int status =
-      api->gemm(api->handle, first->op, second->op, int(p.n), int(p.m), int(p.k), &one, address(d.args[2]), type,
+      api->gemm(handle_for(*api, stream), first->op, second->op, int(p.n), int(p.m), int(p.k), &one, address(d.args[2]), type,
                 int(first->ld), p.b_strides[0], address(d.args[1]), type, int(second->ld), p.a_strides[0], p.accumulate ? &one : &zero,
                 const_cast<void*>(address(d.args[0])), type, int(p.n), p.m * p.n, int(batch), compute, kGemmDefault);
   if (status != 0)

@@ -8,9 +8,9 @@
 namespace orchard::cuda {
 
 // Runs the product that `d` (a matmul_tiled_<t> launch: out, a, b, MatmulParams) describes, in
-// order on the legacy default stream. Returns false, having done nothing, where cuBLAS cannot take
+// order on `stream` (a CUstream; nullptr is the legacy default stream). Returns false, having done nothing, where cuBLAS cannot take
 // it (no cuBLAS library, or an operand whose strides no BLAS layout describes): the caller then
 // launches the kernel. Raises RuntimeError when cuBLAS fails.
-bool cublas_matmul(const metal::Dispatch& d, DType t);
+bool cublas_matmul(const metal::Dispatch& d, DType t, void* stream);
 
 }  // namespace orchard::cuda

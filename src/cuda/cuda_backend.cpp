@@ -2,9 +2,10 @@
 // which launches the same kernels compiled by NVRTC (kernel_compiler.h). The CUDA driver is loaded
 // with dlopen, so a build needs no CUDA and a machine without a GPU simply has no "cuda" device.
 //
-// Everything runs in order on the legacy default stream: a launch or a copy starts after the work
-// queued before it, as Metal's command queue orders it, and events (torch.cuda.Event) are recorded
-// on it. Errors of a kernel (a fault) surface at the next call that waits, and are raised there as
+// Work runs in order on the calling thread's current stream (CudaStreams): the legacy default stream
+// unless a side stream is set, as in PyTorch. On one stream a launch or a copy starts after the work
+// queued before it, as Metal's command queue orders it; events (torch.cuda.Event) order streams.
+// Errors of a kernel (a fault) surface at the next call that waits, and are raised there as
 // RuntimeError.
 //
 // Where CUDA has hardware that the portable kernel cannot reach, a native implementation replaces
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -50,6 +52,7 @@ constexpr int kFuncMaxDynamicShared = 8;  // CUfunction_attribute
 constexpr CUresult kErrorInitialization = 3;  // CUDA_ERROR_INITIALIZATION_ERROR: what a forked child gets
 constexpr CUresult kErrorNotReady = 600;      // CUDA_ERROR_NOT_READY: an event's work is still running
 constexpr unsigned kEventBlockingSync = 1, kEventDisableTiming = 2;  // CUevent_flags
+constexpr unsigned kStreamNonBlocking = 1;  // CU_STREAM_NON_BLOCKING: unordered with the legacy default stream
 constexpr uint32_t kMaxGridYZ = 65535;  // CUDA's limit on a grid's y and z; x takes 2^31 - 1
 
 // The driver functions used, looked up once.
@@ -79,6 +82,11 @@ struct Driver {
   CUresult (*cuEventQuery)(CUevent);
   CUresult (*cuEventSynchronize)(CUevent);
   CUresult (*cuEventElapsedTime)(float*, CUevent, CUevent);
+  CUresult (*cuStreamCreateWithPriority)(CUstream*, unsigned, int);
+  CUresult (*cuStreamQuery)(CUstream);
+  CUresult (*cuStreamSynchronize)(CUstream);
+  CUresult (*cuStreamWaitEvent)(CUstream, CUevent, unsigned);
+  CUresult (*cuCtxGetStreamPriorityRange)(int*, int*);
 
   // The driver, or nullptr when this machine has none.
   static const Driver* load() {
@@ -114,6 +122,11 @@ struct Driver {
     get(d.cuEventQuery, "cuEventQuery");
     get(d.cuEventSynchronize, "cuEventSynchronize");
     get(d.cuEventElapsedTime, "cuEventElapsedTime");
+    get(d.cuStreamCreateWithPriority, "cuStreamCreateWithPriority");
+    get(d.cuStreamQuery, "cuStreamQuery");
+    get(d.cuStreamSynchronize, "cuStreamSynchronize");
+    get(d.cuStreamWaitEvent, "cuStreamWaitEvent");
+    get(d.cuCtxGetStreamPriorityRange, "cuCtxGetStreamPriorityRange");
     return complete ? &d : nullptr;
   }
 };
@@ -134,18 +147,87 @@ template <typename... Context> void check_call(const Driver& d, CUresult r, cons
                                         : ""));
 }
 
-// An event on the legacy default stream, where all the device's work runs: recording it after the
-// work queued so far needs no other ordering, and waiting on it from that stream is already implied.
+class CudaStream final : public DeviceStream {
+ public:
+  CudaStream(const Driver& d, CUstream stream) : d_(d), stream_(stream) {}
+  bool query() override {
+    const CUresult r = d_.cuStreamQuery(stream_);
+    if (r == kErrorNotReady) return false;
+    check_call(d_, r, "querying a stream");
+    return true;
+  }
+  void synchronize() override { check_call(d_, d_.cuStreamSynchronize(stream_), "waiting for a stream"); }
+  void wait(DeviceEvent& event) override;  // after CudaEvent
+  uint64_t handle() const override { return reinterpret_cast<uint64_t>(stream_); }
+  CUstream stream() const { return stream_; }
+
+ private:
+  const Driver& d_;
+  CUstream stream_;
+};
+
+// The legacy default stream (handle 0, where all work ran before streams) and pools of side streams,
+// 32 per priority as PyTorch's, created on first use and never destroyed. Side streams are
+// non-blocking, as PyTorch's: their work is unordered with the default stream's unless events order
+// it (Stream.wait_stream).
+class CudaStreams final : public DeviceStreams {
+ public:
+  explicit CudaStreams(const Driver& d) : d_(d), default_(d, nullptr) {}
+
+  DeviceStream& default_stream() override { return default_; }
+  DeviceStream& pool_stream(int priority) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    int least = 0, greatest = 0;
+    check_call(d_, d_.cuCtxGetStreamPriorityRange(&least, &greatest), "reading the stream priorities");
+    priority = std::clamp(priority, greatest, least);  // CUDA's order: lower numbers run first
+    Pool& pool = pools_[priority];
+    if (pool.streams.size() < kPoolSize) {
+      CUstream s = nullptr;
+      check_call(d_, d_.cuStreamCreateWithPriority(&s, kStreamNonBlocking, priority), "creating a stream");
+      pool.streams.push_back(std::make_unique<CudaStream>(d_, s));
+      return *pool.streams.back();
+    }
+    return *pool.streams[pool.next++ % kPoolSize];
+  }
+  DeviceStream& current() override { return current_ ? *current_ : default_; }
+  void set_current(DeviceStream& stream) override {
+    auto* s = dynamic_cast<CudaStream*>(&stream);
+    ORCHARD_CHECK(s, RuntimeError, "set_stream: the stream is not a CUDA stream");
+    current_ = s == &default_ ? nullptr : s;
+  }
+  // The driver's stream of `stream`; nullptr: the calling thread's current stream.
+  CUstream cuda_stream(DeviceStream* stream) {
+    if (!stream) return current_ ? current_->stream() : nullptr;
+    auto* s = dynamic_cast<CudaStream*>(stream);
+    ORCHARD_CHECK(s, RuntimeError, "record: the stream is not a CUDA stream");
+    return s->stream();
+  }
+
+ private:
+  static constexpr size_t kPoolSize = 32;
+  struct Pool {
+    std::vector<std::unique_ptr<CudaStream>> streams;
+    size_t next = 0;
+  };
+  const Driver& d_;
+  CudaStream default_;
+  std::mutex mutex_;
+  std::map<int, Pool> pools_;
+  static thread_local CudaStream* current_;  // per thread, as PyTorch's current stream; nullptr: default
+};
+thread_local CudaStream* CudaStreams::current_ = nullptr;
+
 class CudaEvent final : public DeviceEvent {
  public:
-  CudaEvent(const Driver& d, bool timing, bool blocking) : d_(d), timing_(timing) {
+  CudaEvent(const Driver& d, CudaStreams& streams, bool timing, bool blocking)
+      : d_(d), streams_(streams), timing_(timing) {
     check_call(d_, d_.cuEventCreate(&event_, (timing ? 0 : kEventDisableTiming) | (blocking ? kEventBlockingSync : 0)),
                "creating an event");
   }
   ~CudaEvent() override { d_.cuEventDestroy(event_); }
 
-  void record() override {
-    check_call(d_, d_.cuEventRecord(event_, nullptr), "recording an event");
+  void record(DeviceStream* stream) override {
+    check_call(d_, d_.cuEventRecord(event_, streams_.cuda_stream(stream)), "recording an event");
     recorded_ = true;
   }
   bool query() override {
@@ -170,12 +252,23 @@ class CudaEvent final : public DeviceEvent {
     check_call(d_, d_.cuEventElapsedTime(&ms, event_, other->event_), "timing events");
     return ms;
   }
+  // Makes work queued on `stream` after now wait for this event's (CudaStream::wait).
+  void order(CUstream stream) {
+    if (recorded_) check_call(d_, d_.cuStreamWaitEvent(stream, event_, 0), "waiting for an event on a stream");
+  }
 
  private:
   const Driver& d_;
+  CudaStreams& streams_;
   CUevent event_ = nullptr;
   bool timing_, recorded_ = false;
 };
+
+void CudaStream::wait(DeviceEvent& event) {
+  auto* e = dynamic_cast<CudaEvent*>(&event);
+  ORCHARD_CHECK(e, RuntimeError, "wait_event: the event is not a CUDA event");
+  e->order(stream_);
+}
 
 // ORCHARD_CUDA_KERNEL_PROFILE=<file>: every launch and device copy runs between two timing events;
 // each synchronisation adds their GPU times up by kernel and rewrites <file> with a table, the
@@ -184,17 +277,18 @@ class CudaEvent final : public DeviceEvent {
 // (Two events a launch cost a few microseconds of CPU time: profiled runs are slower.)
 class KernelProfile {
  public:
-  explicit KernelProfile(const Driver& d) : d_(d) {
+  KernelProfile(const Driver& d, CudaStreams& streams) : d_(d), streams_(streams) {
     const char* path = std::getenv("ORCHARD_CUDA_KERNEL_PROFILE");
     path_ = path ? path : "";
   }
 
   template <typename Launch> void time(const std::string& kernel, const Launch& launch) {
     if (path_.empty()) return launch();
-    auto start = std::make_unique<CudaEvent>(d_, true, false), end = std::make_unique<CudaEvent>(d_, true, false);
-    start->record();
+    auto start = std::make_unique<CudaEvent>(d_, streams_, true, false);
+    auto end = std::make_unique<CudaEvent>(d_, streams_, true, false);
+    start->record(nullptr);
     launch();
-    end->record();
+    end->record(nullptr);
     std::lock_guard<std::mutex> lock(mutex_);
     pending_.push_back({kernel, std::move(start), std::move(end)});
   }
@@ -233,6 +327,7 @@ class KernelProfile {
     std::unique_ptr<CudaEvent> start, end;
   };
   const Driver& d_;
+  CudaStreams& streams_;
   std::string path_;
   std::mutex mutex_;
   std::vector<Pending> pending_;
@@ -268,7 +363,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     current();
     profile_.time("device copy", [&] {
       check(d_.cuMemcpyDtoDAsync(device_address(dst_base, dst_offset), device_address(src_base, src_offset), nbytes,
-                                 nullptr),
+                                 streams_.cuda_stream(nullptr)),
             "copying ", nbytes, " bytes on the device");
     });
   }
@@ -288,7 +383,11 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   bool emulated() const override { return false; }
   std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) override {
     current();
-    return std::make_unique<CudaEvent>(d_, timing, blocking);
+    return std::make_unique<CudaEvent>(d_, streams_, timing, blocking);
+  }
+  DeviceStreams* streams() override {
+    current();
+    return &streams_;
   }
 
  private:
@@ -315,6 +414,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     ORCHARD_CHECK(int64_t(shared) <= max_shared_, RuntimeError, "cuda: kernel ", d.kernel, " needs ", shared,
                   " bytes of shared memory; this GPU has ", max_shared_);
     CUfunction f = function(d.kernel, shared);
+    CUstream stream = streams_.cuda_stream(nullptr);
     // A grid taller or deeper than CUDA allows runs as several launches, each told its first group.
     GridPart part{0, 0, d.groups.y, d.groups.z};
     params.push_back(&part);
@@ -322,7 +422,7 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
       for (part.first_z = 0; part.first_z < d.groups.z; part.first_z += kMaxGridYZ)
         check(d_.cuLaunchKernel(f, d.groups.x, std::min(kMaxGridYZ, d.groups.y - part.first_y),
                                 std::min(kMaxGridYZ, d.groups.z - part.first_z), d.threads.x, d.threads.y,
-                                d.threads.z, shared, nullptr, params.data(), nullptr),
+                                d.threads.z, shared, stream, params.data(), nullptr),
               "launching ", d.kernel);
   }
 
@@ -333,8 +433,8 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
     ORCHARD_CHECK(int64_t(shared) <= max_shared_, RuntimeError, "cuda: kernel ", kernel, " needs ", shared,
                   " bytes of shared memory; this GPU has ", max_shared_);
     CUfunction f = function(kernel, shared, &module);
-    check(d_.cuLaunchKernel(f, groups.x, groups.y, groups.z, threads.x, threads.y, threads.z, shared, nullptr, params,
-                            nullptr),
+    check(d_.cuLaunchKernel(f, groups.x, groups.y, groups.z, threads.x, threads.y, threads.z, shared,
+                            streams_.cuda_stream(nullptr), params, nullptr),
           "launching ", kernel);
   }
 
@@ -388,7 +488,9 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   std::unordered_map<std::string, Native> native_kernels() {
     std::unordered_map<std::string, Native> natives;
     for (DType t : metal::kFloatDTypes) {
-      natives[metal::matmul_tiled_kernel(t)] = [t](const metal::Dispatch& d) { return cublas_matmul(d, t); };
+      natives[metal::matmul_tiled_kernel(t)] = [this, t](const metal::Dispatch& d) {
+        return cublas_matmul(d, t, streams_.cuda_stream(nullptr));
+      };
       for (const auto& [kernel, pass] : flash_attention_kernels(t))
         natives[kernel] = [this, t, pass = pass](const metal::Dispatch& d) {
           return cuda_flash_attention(d, t, pass, *this);
@@ -403,8 +505,9 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   size_t memory_;
   std::mutex mutex_;
   std::unordered_map<std::string, Loaded> functions_;
+  CudaStreams streams_{d_};
   const std::unordered_map<std::string, Native> natives_ = native_kernels();
-  KernelProfile profile_{d_};
+  KernelProfile profile_{d_, streams_};
 };
 
 // The backend of the machine's first GPU, or nullptr without a driver or a GPU.

@@ -22,7 +22,7 @@ class NativeLauncher {
   // The GPU's compute capability, major * 10 + minor.
   virtual int arch() const = 0;
   // Launches entry point `kernel` of `module` (one of kNativeModules, compiled and loaded on first
-  // use) in order on the legacy default stream, with cuLaunchKernel's kernelParams and `shared`
+  // use) in order on the current stream, with cuLaunchKernel's kernelParams and `shared`
   // bytes of dynamic shared memory (opting in above 48 KiB).
   virtual void launch(const KernelFamilySource& module, const char* kernel, metal::Size3 groups,
                       metal::Size3 threads, uint32_t shared, void** params) = 0;

@@ -118,6 +118,8 @@ class Backend {
     (void)timing, (void)blocking;
     return nullptr;
   }
+  // The device's streams (Runtime::streams), or nullptr where the backend has one queue.
+  virtual DeviceStreams* streams() { return nullptr; }
   // Bytes of freed allocations the runtime may keep for reuse. The GPU backend sizes it from the
   // device's recommended working set; elsewhere it is a fixed kDefaultCacheBudget.
   virtual size_t cache_budget() const { return kDefaultCacheBudget; }

@@ -1,6 +1,12 @@
 // The Metal runtime: every primitive becomes launches planned in portable C++ (plans.h) and run by
 // a Backend, the metal-cpp glue on an Apple GPU or the emulator elsewhere. Registers itself for
 // Device::Metal when the library loads and a backend is available.
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
 #include "block_cache.h"
 #include "plans.h"
 
@@ -43,8 +49,11 @@ class MetalRuntime final : public Runtime {
 
   Device device() const override { return device_; }
   bool supports(DType t) const override { return is_metal_dtype(t); }
-  void* allocate(size_t nbytes) override { return blocks().allocate(nbytes); }
-  void deallocate(void* ptr, size_t nbytes) override { blocks().deallocate(ptr, nbytes); }
+  void* allocate(size_t nbytes) override { return blocks().allocate(nbytes, current_pool()); }
+  void deallocate(void* ptr, size_t nbytes) override {
+    order_recorded_uses(ptr);
+    blocks().deallocate(ptr, nbytes);
+  }
   void release_cached_memory() override {
     backend_.synchronize();  // queued work may still use cached buffers
     cache_.release();
@@ -53,6 +62,16 @@ class MetalRuntime final : public Runtime {
   std::unique_ptr<DeviceEvent> make_event(bool timing, bool blocking) override {
     std::unique_ptr<DeviceEvent> event = backend_.make_event(timing, blocking);
     return event ? std::move(event) : Runtime::make_event(timing, blocking);
+  }
+  DeviceStreams& streams() override {
+    DeviceStreams* s = backend_.streams();
+    return s ? *s : Runtime::streams();
+  }
+  void record_stream(void* ptr, DeviceStream& stream) override {
+    if (&stream == &stream_of_pool(blocks().pool_of(ptr))) return;
+    std::lock_guard<std::mutex> lock(recorded_mutex_);
+    std::vector<DeviceStream*>& users = recorded_[ptr];
+    if (std::find(users.begin(), users.end(), &stream) == users.end()) users.push_back(&stream);
   }
   void read(const Tensor& src, void* host) override {
     backend_.read(src.storage()->data(), size_t(src.offset()) * src.itemsize(), host, src.nbytes());
@@ -91,11 +110,44 @@ class MetalRuntime final : public Runtime {
 
   BlockCache& blocks() { return backend_.cache_buffers() ? cache_ : exact_; }
 
+  // The block pool of allocations made now: the current stream's; 0 for the default stream and on
+  // devices without streams.
+  uintptr_t current_pool() {
+    DeviceStreams* s = backend_.streams();
+    if (!s) return 0;
+    DeviceStream& current = s->current();
+    return &current == &s->default_stream() ? 0 : reinterpret_cast<uintptr_t>(&current);
+  }
+  DeviceStream& stream_of_pool(uintptr_t pool) {
+    return pool ? *reinterpret_cast<DeviceStream*>(pool) : streams().default_stream();
+  }
+  // A freed block that record_stream saw in use on other streams returns to its own stream's pool
+  // only once that stream waits for their work queued so far: whatever reuses it runs after them.
+  void order_recorded_uses(void* ptr) {
+    std::vector<DeviceStream*> users;
+    {
+      std::lock_guard<std::mutex> lock(recorded_mutex_);
+      if (recorded_.empty()) return;
+      auto it = recorded_.find(ptr);
+      if (it == recorded_.end()) return;
+      users = std::move(it->second);
+      recorded_.erase(it);
+    }
+    DeviceStream& owner = stream_of_pool(blocks().pool_of(ptr));
+    for (DeviceStream* user : users) {
+      std::unique_ptr<DeviceEvent> done = make_event(false, false);
+      done->record(user);
+      owner.wait(*done);
+    }
+  }
+
   Device device_;
   Backend& backend_;
   BlockCache cache_;
   // For backends that want every buffer fresh (the emulator): sizes rounded to 1 byte, nothing kept.
   BlockCache exact_;
+  std::mutex recorded_mutex_;
+  std::unordered_map<void*, std::vector<DeviceStream*>> recorded_;  // record_stream's, until freed
 };
 
 const bool registered = [] {

@@ -56,8 +56,9 @@ Device array_device(const AnyArray& arr) {
 }
 
 // Wraps the array's memory without copying; the array stays alive until the last view is gone. Work
-// queued on CUDA memory is ordered by the legacy default stream, which Orchard's CUDA device runs on
-// and which DLPack's producers order their export by when the consumer names no stream.
+// queued on CUDA memory is ordered by the legacy default stream, where Orchard's CUDA work runs
+// unless a side stream is current, and which DLPack's producers order their export by when the
+// consumer names no stream (work on a side stream waits for it through Stream.wait_stream).
 Tensor wrap_array(const AnyArray& arr) {
   const Device device = array_device(arr);
   DType dtype = from_dlpack_dtype(arr.dtype());

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "block_cache.h"
 #include "ops.h"
 #include "profile.h"
 #include "runtime.h"
@@ -165,4 +166,46 @@ TEST(Profile, FreeIsLoggedEvenWhenTheFlagFlipsOff) {
   profile::Counts c = profile::counts();
   EXPECT_EQ(c.allocs, 1);
   EXPECT_EQ(c.frees, 1);
+}
+
+// Blocks return to the pool they were allocated in (a CUDA stream's), so one freed in a pool is
+// never handed to an allocation in another; an allocation that finds no memory empties every pool.
+TEST(BlockCache, PoolsKeepTheirOwnBlocks) {
+  std::vector<void*> live;
+  int frees = 0;
+  size_t budget = 3;  // raw allocations that succeed before "out of memory"
+  BlockCache cache(
+      "test", 256, 1, size_t(1) << 30,
+      [&](size_t n) -> void* {
+        if (budget == 0) return nullptr;
+        --budget;
+        live.push_back(std::malloc(n));
+        return live.back();
+      },
+      [&](void* p) {
+        ++frees;
+        std::free(p);
+      });
+  void* in_default = cache.allocate(1000);
+  void* in_pool = cache.allocate(1000, 7);
+  EXPECT_EQ(cache.pool_of(in_pool), 7u);
+  EXPECT_EQ(cache.pool_of(in_default), 0u);
+  cache.deallocate(in_pool, 1000);
+  EXPECT_EQ(cache.pool_of(in_pool), 0u);  // no longer live
+  void* again_default = cache.allocate(1000);
+  EXPECT_NE(again_default, in_pool);  // pool 7's block stays there
+  EXPECT_EQ(cache.allocate(1000, 7), in_pool);
+  EXPECT_EQ(frees, 0);
+  cache.deallocate(again_default, 1000);
+  // Out of raw memory: the cached block of pool 0 is freed and the allocation retried.
+  budget = 0;
+  EXPECT_THROW(cache.allocate(1000, 9), OutOfMemoryError);
+  EXPECT_EQ(frees, 1);
+  budget = 1;
+  void* after_release = cache.allocate(1000, 9);
+  EXPECT_EQ(cache.pool_of(after_release), 9u);
+  for (void* p : {in_default, in_pool, after_release}) cache.deallocate(p, 1000);
+  cache.release();
+  EXPECT_EQ(frees, 4);
+  EXPECT_EQ(cache.cached_bytes(), 0u);
 }

@@ -11,8 +11,9 @@ from . import _libraries
 
 _libraries.configure()
 
-__all__ = ["Event", "device_count", "empty_cache", "is_available", "is_bf16_supported", "is_initialized",
-           "manual_seed", "manual_seed_all", "synchronize"]
+__all__ = ["Event", "Stream", "StreamContext", "current_stream", "default_stream", "device_count", "empty_cache",
+           "is_available", "is_bf16_supported", "is_initialized", "manual_seed", "manual_seed_all", "set_stream",
+           "stream", "synchronize"]
 
 
 def is_available():
@@ -52,30 +53,147 @@ def synchronize(device=None):
         _core.synchronize("cuda")
 
 
+class Stream:
+    """torch.cuda.Stream: a queue of CUDA work that runs in order, apart from other streams' unless events
+    order them (wait_event, wait_stream). Streams come from a pool of 32 per priority reused
+    round-robin, as PyTorch's, and are non-blocking: the default stream does not wait for them, nor
+    they for it. `priority`: lower runs first, clamped to what the GPU offers. Memory allocated on a
+    stream is reused only on that stream; a tensor used on another stream needs record_stream (or a
+    synchronisation) before it is freed, as in PyTorch. Raises RuntimeError where there is no CUDA device."""
+
+    def __init__(self, device=None, priority=0, **kwargs):
+        _check_device(device, "Stream")
+        if kwargs:
+            raise TypeError(f"orchard.cuda.Stream: unexpected arguments {sorted(kwargs)}")
+        self._stream = _core._pool_stream("cuda", int(priority))
+
+    @classmethod
+    def _of(cls, device_stream):
+        s = cls.__new__(cls)
+        s._stream = device_stream
+        return s
+
+    @property
+    def cuda_stream(self):
+        """The driver's handle (cudaStream_t) as an int: 0 for the default stream."""
+        return self._stream.handle
+
+    @property
+    def device(self):
+        from .. import device
+        return device("cuda")
+
+    def query(self):
+        """Whether the work queued on this stream so far has finished."""
+        return self._stream.query()
+
+    def synchronize(self):
+        """Waits for the work queued on this stream so far."""
+        self._stream.synchronize()
+
+    def wait_event(self, event):
+        """Work queued on this stream from now on waits for the work before the event's last record."""
+        if not isinstance(event, Event):
+            raise TypeError(f"wait_event: expected an orchard.cuda.Event, got {type(event).__name__}")
+        self._stream.wait(event._event)
+
+    def wait_stream(self, stream):
+        """Work queued on this stream from now on waits for the work queued on `stream` so far."""
+        if not isinstance(stream, Stream):
+            raise TypeError(f"wait_stream: expected an orchard.cuda.Stream, got {type(stream).__name__}")
+        self.wait_event(stream.record_event())
+
+    def record_event(self, event=None):
+        """Records `event` (a new one when None) after the work queued on this stream so far; returns it."""
+        event = Event() if event is None else event
+        event.record(self)
+        return event
+
+    def __eq__(self, other):
+        return isinstance(other, Stream) and self.cuda_stream == other.cuda_stream
+
+    def __hash__(self):
+        return hash(("cuda", self.cuda_stream))
+
+    def __repr__(self):
+        return f"<orchard.cuda.Stream device=cuda:0 cuda_stream={self.cuda_stream:#x}>"
+
+
+def _check_device(device, what):
+    if device is None:
+        return
+    from .. import device as device_type
+    if device_type(f"cuda:{device}" if isinstance(device, int) else device).type != "cuda":
+        raise ValueError(f"orchard.cuda.{what}: expected a CUDA device (cuda, cuda:0 or 0), got {device!r}")
+
+
+def _checked_stream(stream, what):
+    if not isinstance(stream, Stream):
+        raise TypeError(f"{what}: expected an orchard.cuda.Stream, got {type(stream).__name__}")
+    return stream
+
+
+def current_stream(device=None):
+    """The calling thread's current stream, where Orchard queues its CUDA work (the default stream unless set)."""
+    _check_device(device, "current_stream")
+    return Stream._of(_core._current_stream("cuda"))
+
+
+def default_stream(device=None):
+    """The legacy default stream (cuda_stream 0), where CUDA work runs unless another stream is set."""
+    _check_device(device, "default_stream")
+    return Stream._of(_core._default_stream("cuda"))
+
+
+def set_stream(stream):
+    """Makes `stream` the calling thread's current stream (None: no change, as in PyTorch)."""
+    if stream is not None:
+        _core._set_stream("cuda", _checked_stream(stream, "set_stream")._stream)
+
+
+class StreamContext:
+    """`with orchard.cuda.stream(s):` queues the block's CUDA work on `s`, restoring the current stream
+    after; a None stream changes nothing."""
+
+    def __init__(self, stream):
+        self.stream = None if stream is None else _checked_stream(stream, "orchard.cuda.stream")
+        self._previous = None
+
+    def __enter__(self):
+        if self.stream is not None:
+            self._previous = current_stream()
+            set_stream(self.stream)
+        return self.stream
+
+    def __exit__(self, *exc):
+        if self.stream is not None:
+            set_stream(self._previous)
+        return False
+
+
+def stream(stream):
+    """A context manager that makes `stream` current for its block (torch.cuda.stream)."""
+    return StreamContext(stream)
+
+
 class Event:
-    """torch.cuda.Event: a marker recorded after the work queued so far on the CUDA device, to poll, wait
-    for, or time (`enable_timing`); `blocking` waits yield the CPU instead of spinning. Orchard runs all
-    CUDA work on one stream, the legacy default stream, so `stream` arguments may only be None and
-    `wait` has nothing to order. elapsed_time waits for the end event (PyTorch raises if it has not
-    finished). Raises RuntimeError where there is no CUDA device."""
+    """torch.cuda.Event: a marker recorded after the work queued so far on a stream, to poll, wait for,
+    order another stream after, or time (`enable_timing`); `blocking` waits yield the CPU instead of
+    spinning. elapsed_time waits for the end event (PyTorch raises if it has not finished). Raises
+    RuntimeError where there is no CUDA device."""
 
     def __init__(self, enable_timing=False, blocking=False, interprocess=False):
         if interprocess:
             raise ValueError("orchard.cuda.Event: interprocess events are not supported")
         self._event = _core._make_event("cuda", bool(enable_timing), bool(blocking))
 
-    @staticmethod
-    def _one_stream(stream):
-        if stream is not None:
-            raise TypeError(f"orchard.cuda.Event: stream must be None (Orchard runs CUDA work on one stream), got {stream!r}")
-
     def record(self, stream=None):
-        self._one_stream(stream)
-        self._event.record()
+        """Marks the work queued so far on `stream` (None: the current stream)."""
+        self._event.record(None if stream is None else _checked_stream(stream, "Event.record")._stream)
 
     def wait(self, stream=None):
-        """Makes later work wait for this event: on Orchard's one stream it already does."""
-        self._one_stream(stream)
+        """Makes work queued later on `stream` (None: the current stream) wait for this event's."""
+        (current_stream() if stream is None else _checked_stream(stream, "Event.wait")).wait_event(self)
 
     def query(self):
         return self._event.query()
