@@ -68,7 +68,7 @@ struct Driver {
   CUresult (*cuMemAlloc)(CUdeviceptr*, size_t);
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemcpyDtoH)(void*, CUdeviceptr, size_t);
-  CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void*, size_t);
+  CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr, const void*, size_t, CUstream);
   CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
   CUresult (*cuModuleLoadData)(CUmodule*, const void*);
   CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*);
@@ -109,7 +109,7 @@ struct Driver {
     get(d.cuMemAlloc, "cuMemAlloc_v2");
     get(d.cuMemFree, "cuMemFree_v2");
     get(d.cuMemcpyDtoH, "cuMemcpyDtoH_v2");
-    get(d.cuMemcpyHtoD, "cuMemcpyHtoD_v2");
+    get(d.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
     get(d.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
     get(d.cuModuleLoadData, "cuModuleLoadData");
     get(d.cuModuleGetFunction, "cuModuleGetFunction");
@@ -373,7 +373,11 @@ class CudaBackend final : public metal::Backend, private NativeLauncher {
   }
   void write(void* base, size_t offset, const void* host, size_t nbytes) override {
     synchronize();
-    check(d_.cuMemcpyHtoD(device_address(base, offset), host, nbytes), "writing ", nbytes, " bytes");
+    // On the current stream, waited for: a plain cuMemcpyHtoD may return before its DMA lands, ordered
+    // only with the legacy default stream, and kernels on a side stream would read stale bytes.
+    CUstream stream = streams_.cuda_stream(nullptr);
+    check(d_.cuMemcpyHtoDAsync(device_address(base, offset), host, nbytes, stream), "writing ", nbytes, " bytes");
+    check(d_.cuStreamSynchronize(stream), "writing ", nbytes, " bytes");
   }
   void synchronize() override {
     current();

@@ -66,8 +66,8 @@ def test_cuda_work_on_side_streams_matches_the_default_stream():
     x = oc.tensor(rng.standard_normal((512, 512)), dtype=oc.float32, device="cuda")
     q, k, v = (oc.tensor(rng.standard_normal((2, 4, 256, 64)), dtype=oc.bfloat16, device="cuda") for _ in range(3))
     attention = oc.nn.functional.scaled_dot_product_attention
-    want_product, want_softmax = ((x @ x).sum(1)).numpy(), x.softmax(-1).numpy()
-    want_attention = attention(q, k, v, is_causal=True).float().numpy()
+    want_product, want_softmax = ((x @ x).sum(1)).cpu().numpy(), x.softmax(-1).cpu().numpy()
+    want_attention = attention(q, k, v, is_causal=True).float().cpu().numpy()
     assert x.is_cuda and not oc.ones(1).is_cuda
     first, second = oc.cuda.Stream(), oc.cuda.Stream()
     for s in (first, second):
@@ -79,9 +79,9 @@ def test_cuda_work_on_side_streams_matches_the_default_stream():
         attended = attention(q, k, v, is_causal=True)  # the native FlashAttention kernel
     for s in (first, second):
         oc.cuda.current_stream().wait_stream(s)
-    np.testing.assert_allclose(product.numpy(), want_product, rtol=1e-6)
-    np.testing.assert_array_equal(softmax.numpy(), want_softmax)
-    np.testing.assert_array_equal(attended.float().numpy(), want_attention)
+    np.testing.assert_allclose(product.cpu().numpy(), want_product, rtol=1e-6)
+    np.testing.assert_array_equal(softmax.cpu().numpy(), want_softmax)
+    np.testing.assert_array_equal(attended.float().cpu().numpy(), want_attention)
     first.synchronize()
     assert first.query() and second.query()
 
@@ -134,7 +134,7 @@ def test_cuda_record_stream_holds_memory_until_the_streams_work_is_done():
     z = oc.full((2048, 2048), 7.0, device="cuda")
     assert z.data_ptr() == block
     oc.cuda.current_stream().wait_stream(side)
-    np.testing.assert_array_equal(y.numpy(), np.full((2048, 2048), 2048.0, np.float32))
+    np.testing.assert_array_equal(y.cpu().numpy(), np.full((2048, 2048), 2048.0, np.float32))
     assert z.sum().item() == 7.0 * 2048 * 2048
     with pytest.raises(RuntimeError, match="record_stream: expected a CUDA tensor"):
         oc.ones(2).record_stream(side)

@@ -128,7 +128,7 @@ def test_small_tensor_properties(device):
     x = oc.ones(2, 3, device=device)
     assert x.nelement() == 6 == oc.numel(x) and oc.is_tensor(x) and not oc.is_tensor(torch.ones(1))
     assert oc.is_floating_point(x) and not oc.is_floating_point(x.long())
-    assert x.pin_memory() is x and x.is_cuda is False
+    assert x.pin_memory() is x and x.is_cuda is (device == "cuda")
     assert x.is_cpu is (device == "cpu") and x.is_mps is (device == "metal")
 
 
