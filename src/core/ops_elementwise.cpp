@@ -33,8 +33,17 @@ Device common_device(const char* op, std::initializer_list<Tensor> tensors) {
 Tensor on_device(const Tensor& t, Device device) { return t.device() == device ? t : t.to(device); }
 
 // Cast first: a Python scalar arrives as a float64 CPU tensor, which a device without float64 could
-// not hold before the cast.
-Tensor on_device(const Tensor& t, Device device, DType dtype) { return on_device(t.to(dtype), device); }
+// not hold before the cast. It then reaches another device as a fill, queued like any kernel: copying
+// it there would wait for the device's queue (Runtime::write synchronises) at every `x * 2`.
+Tensor on_device(const Tensor& t, Device device, DType dtype) {
+  const Tensor cast = t.to(dtype);
+  if (!t.is_wrapped_number() || cast.device() == device) return on_device(cast, device);
+  Tensor out = Tensor::empty({}, dtype, device);
+  const Scalar value{*static_cast<const double*>(cast.to(DType::Float64).data()),
+                     *static_cast<const int64_t*>(cast.to(DType::Int64).data())};
+  runtime_for(device).fill(make_loop(out, {}), value);
+  return out;
+}
 
 void check_floating(DType dtype, const char* op, const char* what) {
   ORCHARD_CHECK(is_floating(dtype), DTypeError, op, ": ", what, " must be floating point, got ", dtype_name(dtype),
