@@ -286,6 +286,9 @@ class DeviceStreams {
   virtual ~DeviceStreams() = default;
   virtual DeviceStream& default_stream() = 0;
   virtual DeviceStream& pool_stream(int priority) = 0;  // lower numbers run first, clamped to the device's range
+  // A stream made elsewhere (PyTorch's), by its driver handle; 0 is the default stream. It must
+  // outlive the work and memory Orchard queues on it (as torch.cuda.ExternalStream's).
+  virtual DeviceStream& external(uint64_t handle) = 0;
   virtual DeviceStream& current() = 0;
   virtual void set_current(DeviceStream& stream) = 0;
 };

@@ -189,6 +189,13 @@ class CudaStreams final : public DeviceStreams {
     }
     return *pool.streams[pool.next++ % kPoolSize];
   }
+  DeviceStream& external(uint64_t handle) override {
+    if (handle == 0) return default_;
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_ptr<CudaStream>& s = externals_[handle];
+    if (!s) s = std::make_unique<CudaStream>(d_, reinterpret_cast<CUstream>(handle));
+    return *s;
+  }
   DeviceStream& current() override { return current_ ? *current_ : default_; }
   void set_current(DeviceStream& stream) override {
     auto* s = dynamic_cast<CudaStream*>(&stream);
@@ -213,6 +220,7 @@ class CudaStreams final : public DeviceStreams {
   CudaStream default_;
   std::mutex mutex_;
   std::map<int, Pool> pools_;
+  std::unordered_map<uint64_t, std::unique_ptr<CudaStream>> externals_;
   static thread_local CudaStream* current_;  // per thread, as PyTorch's current stream; nullptr: default
 };
 thread_local CudaStream* CudaStreams::current_ = nullptr;

@@ -27,6 +27,9 @@ void bind_devices(nb::module_& m) {
   m.def("_pool_stream", [](const DeviceArg& d, int priority) {
     return &runtime_for(d.get()).streams().pool_stream(priority);
   }, nb::arg("device"), nb::arg("priority"), nb::rv_policy::reference);
+  m.def("_external_stream", [](const DeviceArg& d, uint64_t handle) {
+    return &runtime_for(d.get()).streams().external(handle);
+  }, nb::arg("device"), nb::arg("handle"), nb::rv_policy::reference);
   m.def("_current_stream", [](const DeviceArg& d) { return &runtime_for(d.get()).streams().current(); },
         nb::arg("device"), nb::rv_policy::reference);
   m.def("_set_stream", [](const DeviceArg& d, DeviceStream& s) { runtime_for(d.get()).streams().set_current(s); },

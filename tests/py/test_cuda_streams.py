@@ -138,3 +138,55 @@ def test_cuda_record_stream_holds_memory_until_the_streams_work_is_done():
     assert z.sum().item() == 7.0 * 2048 * 2048
     with pytest.raises(RuntimeError, match="record_stream: expected a CUDA tensor"):
         oc.ones(2).record_stream(side)
+
+
+def test_cuda_external_stream_arguments_are_checked():
+    for bad in (-1, "0x10", 1.5, True):
+        with pytest.raises(TypeError, match="stream_ptr must be a stream handle"):
+            oc.cuda.ExternalStream(bad)
+
+
+def _torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs PyTorch's CUDA device")
+    return torch
+
+
+@needs_cuda
+def test_cuda_external_streams_order_work_with_torchs():
+    torch = _torch_cuda()
+    side = torch.cuda.Stream()
+    theirs = oc.cuda.ExternalStream(side.cuda_stream)
+    assert theirs.cuda_stream == side.cuda_stream and theirs == oc.cuda.ExternalStream(side.cuda_stream)
+    assert oc.cuda.ExternalStream(0) == oc.cuda.default_stream() and "ExternalStream" in repr(theirs)
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        t = torch.full((2048, 2048), 2.0, device="cuda")
+        for _ in range(8):
+            t = t @ torch.eye(2048, device="cuda")  # work ahead of Orchard's on torch's stream
+        with oc.cuda.stream(theirs):
+            x = oc.from_dlpack(t) * 3
+        back = torch.from_dlpack(x) + 1
+    torch.cuda.current_stream().wait_stream(side)
+    assert torch.equal(back, torch.full_like(back, 7.0))
+
+
+@needs_cuda
+def test_cuda_bridge_runs_on_torchs_current_stream():
+    torch = _torch_cuda()
+    from orchard.experimental.torch import flash_attention
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 256, 64, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
+               for _ in range(3))
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    want_grads = torch.autograd.grad(want.float().square().sum(), (q, k, v))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        got = flash_attention(q, k, v, causal=True)
+        grads = torch.autograd.grad(got.float().square().sum(), (q, k, v))
+    torch.cuda.current_stream().wait_stream(side)
+    torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, atol=5e-2, rtol=5e-2)

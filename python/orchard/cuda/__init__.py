@@ -11,7 +11,7 @@ from . import _libraries
 
 _libraries.configure()
 
-__all__ = ["Event", "Stream", "StreamContext", "current_stream", "default_stream", "device_count", "empty_cache",
+__all__ = ["Event", "ExternalStream", "Stream", "StreamContext", "current_stream", "default_stream", "device_count", "empty_cache",
            "is_available", "is_bf16_supported", "is_initialized", "manual_seed", "manual_seed_all", "set_stream",
            "stream", "synchronize"]
 
@@ -116,7 +116,21 @@ class Stream:
         return hash(("cuda", self.cuda_stream))
 
     def __repr__(self):
-        return f"<orchard.cuda.Stream device=cuda:0 cuda_stream={self.cuda_stream:#x}>"
+        return f"<orchard.cuda.{type(self).__name__} device=cuda:0 cuda_stream={self.cuda_stream:#x}>"
+
+
+class ExternalStream(Stream):
+    """torch.cuda.ExternalStream: a stream made elsewhere (by PyTorch, or cudaStreamCreate), taken by its
+    handle (`stream.cuda_stream`; 0 is the default stream). Its owner must keep it alive while Orchard
+    queues work on it or caches memory for it."""
+
+    def __init__(self, stream_ptr, device=None, **kwargs):
+        _check_device(device, "ExternalStream")
+        if kwargs:
+            raise TypeError(f"orchard.cuda.ExternalStream: unexpected arguments {sorted(kwargs)}")
+        if not isinstance(stream_ptr, int) or isinstance(stream_ptr, bool) or stream_ptr < 0:
+            raise TypeError(f"orchard.cuda.ExternalStream: stream_ptr must be a stream handle (an int >= 0), got {stream_ptr!r}")
+        self._stream = _core._external_stream("cuda", stream_ptr)
 
 
 def _check_device(device, what):

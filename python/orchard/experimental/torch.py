@@ -1,8 +1,8 @@
 """PyTorch bridge: Orchard's FlashAttention as a differentiable PyTorch function, and as an attention
 implementation named "orchard" for Hugging Face transformers (4.50 and later, 5.x).
 
-CPU tensors, and tensors on torch's `cuda` device (the first GPU, on Orchard's CUDA device), cross through
-DLPack without copies and nothing is compiled against PyTorch; tensors on torch's `mps` device run on
+CPU tensors, and tensors on torch's `cuda` device (the first GPU, on Orchard's CUDA device, its work queued on
+torch's current stream), cross through DLPack without copies and nothing is compiled against PyTorch; tensors on torch's `mps` device run on
 Orchard's Metal runtime, copied once each way (see _mps.py). The backward
 recomputes the forward from the saved inputs and dropout seed and runs Orchard's fused backward, so no
 attention matrix is ever stored. Dropout seeds come from torch's generator (torch.manual_seed repeats
@@ -12,6 +12,7 @@ Environment, as in the seeds: `USE_FLASH_ATTN=2` at import calls `enable()`; `OR
 appends one line per kernel call (`FWD call=N ...`, `BWD call=N ...`) to `ORCHARD_DEBUG_FLASH_ATN_LOG`
 (default `orchard_flash_attn.log` in the temp directory).
 """
+import contextlib
 import functools
 import itertools
 import math
@@ -82,6 +83,14 @@ def _to_torch(x, like):
     return _mps.to_torch(x, like.device) if _on_metal(like) else torch.from_dlpack(x)
 
 
+def _on_torch_stream(t):
+    """Queues Orchard's CUDA work for torch tensor t on torch's current stream, ordered with torch's work on
+    the same memory (nothing to do off CUDA)."""
+    if t.device.type != "cuda":
+        return contextlib.nullcontext()
+    return oc.cuda.stream(oc.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream))
+
+
 def _to_orchard(t):
     """[..., H, L, D] as an Orchard [batch, H, L, D]; fewer than 4 dims are one head."""
     t = t.detach().contiguous()
@@ -109,17 +118,18 @@ class _FlashAttention(torch.autograd.Function):
         # the same dropout.
         seed = int(torch.randint(2**62, ())) if dropout_p > 0 else None
         mask = None if attn_mask is None else _share(attn_mask)
-        with oc.no_grad():
+        with oc.no_grad(), _on_torch_stream(q):
             out = _run(*(_to_orchard(t) for t in (q, k, v)), mask, scale, dropout_p, causal, seed,
                        return_mask and dropout_p > 0)
-        out, keep = out if isinstance(out, tuple) else (out, None)
+            out, keep = out if isinstance(out, tuple) else (out, None)
+            # Reshaped on Orchard's side: torch forbids in-place changes to outputs that are views.
+            keep = (_to_torch(keep.reshape(*q.shape[:-1], k.shape[-2]), q) if keep is not None
+                    else torch.empty(0, dtype=torch.bool, device=q.device))
+            out = _to_torch(out.reshape(*q.shape[:-1], v.shape[-1]), q)
         ctx.save_for_backward(q, k, v, attn_mask)
         ctx.args = (scale, dropout_p, causal, seed)
-        # Reshaped on Orchard's side: torch forbids in-place changes to outputs that are views.
-        keep = (_to_torch(keep.reshape(*q.shape[:-1], k.shape[-2]), q) if keep is not None
-                else torch.empty(0, dtype=torch.bool, device=q.device))
         ctx.mark_non_differentiable(keep)
-        return _to_torch(out.reshape(*q.shape[:-1], v.shape[-1]), q), keep
+        return out, keep
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -128,11 +138,11 @@ class _FlashAttention(torch.autograd.Function):
         _log_call("BWD", q, k, v)
         inputs = [_to_orchard(t).requires_grad_() for t in (q, k, v)]
         mask = None if attn_mask is None else _share(attn_mask)
-        with oc.enable_grad():
+        with oc.enable_grad(), _on_torch_stream(q):
             out = _run(*inputs, mask, *ctx.args)
-        grads = oc.autograd.grad(out, inputs, _share(grad_out.contiguous().reshape(out.shape)))
-        dq, dk, dv = (_to_torch(g, t).reshape(t.shape) if need else None
-                      for g, t, need in zip(grads, (q, k, v), ctx.needs_input_grad))
+            grads = oc.autograd.grad(out, inputs, _share(grad_out.contiguous().reshape(out.shape)))
+            dq, dk, dv = [_to_torch(g, t).reshape(t.shape) if need else None
+                          for g, t, need in zip(grads, (q, k, v), ctx.needs_input_grad)]
         return dq, dk, dv, None, None, None, None, None
 
 
