@@ -4,7 +4,8 @@
 // - attention_forward_<dtype>_d<DT>: one threadgroup per (query block, query head, batch); each
 //   simdgroup owns 8 query rows and runs over the key blocks with an online softmax, keeping its
 //   8 x D output in simdgroup matrices, and saves the row log-sum-exp.
-// - attention_delta_<dtype>: D_i = rowsum(dO * O) in float32, one thread per query row.
+// - attention_delta_<dtype>: D_i = rowsum(dO * O) in float32, one thread per query row, its row read
+//   through threadgroup memory by its simdgroup.
 // - attention_dq_<dtype>_d<DT>: one threadgroup per (query block, query head, batch) recomputes
 //   P = exp(S - lse) over the key blocks and accumulates dQ = scale dS K in simdgroup matrices.
 // - attention_dkv_<dtype>_d<DT>: one threadgroup per (key block, kv head, batch) runs over the query
@@ -251,15 +252,38 @@ template <typename T, uint DT, uint NSG, uint BK>
 
 // ---- backward --------------------------------------------------------------------------------
 
+// A simdgroup takes 32 rows, 32 columns at a time: its lanes load each row's columns together
+// (adjacent addresses; a thread walking its own row alone would have the lanes read a row apart),
+// then every lane sums its own row in column order, so D_i has the bits of a plain loop, which the
+// dP - D_i of the dQ and dK/dV kernels cancels against. Threadgroup memory: per simdgroup, O and dO
+// tiles of 32 x ORCHARD_ATTENTION_DELTA_STRIDE.
 template <typename T>
 [[kernel]] void attention_delta(device const T* out [[buffer(0)]], device const T* dout [[buffer(1)]],
                                 device float* delta [[buffer(2)]], constant AttentionRowsParams& p [[buffer(3)]],
-                                uint i [[thread_position_in_grid]]) {
-  if (i >= p.rows) return;
-  const int64_t base = int64_t(i) * p.head_dim;
+                                threadgroup T* tiles [[threadgroup(0)]],
+                                uint group [[threadgroup_position_in_grid]],
+                                uint sg [[simdgroup_index_in_threadgroup]],
+                                uint simdgroups [[simdgroups_per_threadgroup]],
+                                uint lane [[thread_index_in_simdgroup]]) {
+  const uint stride = ORCHARD_ATTENTION_DELTA_STRIDE;
+  threadgroup T* o_tile = tiles + sg * 2 * 32 * stride;
+  threadgroup T* do_tile = o_tile + 32 * stride;
+  const int64_t row0 = (int64_t(group) * simdgroups + sg) * 32;
   float acc = 0.0f;
-  for (uint d = 0; d < p.head_dim; ++d) acc += float(dout[base + d]) * float(out[base + d]);
-  delta[i] = acc;
+  for (uint d0 = 0; d0 < p.head_dim; d0 += 32) {
+    const uint d = d0 + lane;
+    for (uint r = 0; r < 32; ++r) {
+      const int64_t row = row0 + r;
+      const bool inside = row < p.rows && d < p.head_dim;
+      o_tile[r * stride + lane] = inside ? out[row * p.head_dim + d] : T(0);
+      do_tile[r * stride + lane] = inside ? dout[row * p.head_dim + d] : T(0);
+    }
+    simdgroup_barrier(mem_flags::mem_threadgroup);
+    const uint columns = min(32u, p.head_dim - d0);
+    for (uint c = 0; c < columns; ++c) acc += float(do_tile[lane * stride + c]) * float(o_tile[lane * stride + c]);
+    simdgroup_barrier(mem_flags::mem_threadgroup);
+  }
+  if (row0 + lane < p.rows) delta[row0 + lane] = acc;
 }
 
 // Threadgroup memory: q (times scale) and dO [8 NSG, DT]; k and v [BK, DT] (one buffer when SHARED:

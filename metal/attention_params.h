@@ -19,6 +19,10 @@
   M(192, 2, 8, 1, 8, 1, 8, false)            \
   M(256, 1, 8, 1, 8, 1, 8, true)
 
+// attention_delta's tiles: a simdgroup stages 32 rows of O and of dO, 32 columns at a time, in rows
+// padded to 33 elements so that lane r reading its row's column c hits its own bank.
+#define ORCHARD_ATTENTION_DELTA_STRIDE 33
+
 ORCHARD_PARAMS_BEGIN
 
 // One FlashAttention problem: q [B, Hq, Lq, D], k/v [B, Hkv, Lk, D], contiguous; lse [B, Hq, Lq].

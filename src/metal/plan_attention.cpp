@@ -175,14 +175,16 @@ Launches plan_attention_backward(const AttentionBackwardArgs& args) {
   const DType dtype = q.dtype();
   Launches launches;
 
-  // D_i = rowsum(dO * O), float32, one thread per query row.
+  // D_i = rowsum(dO * O), float32, one thread per query row: two simdgroups of 32 rows a
+  // threadgroup, each with an O and a dO tile (attention.metal).
   const int64_t rows = B * Hq * Lq;
   Tensor delta = Tensor::empty({std::max<int64_t>(rows, 1)}, DType::Float32, q.device());  // Metal, or CUDA
   if (rows > 0) {
-    constexpr uint32_t kThreads = 256;
+    constexpr uint32_t kThreads = 64, kTileBytes = 2 * 32 * ORCHARD_ATTENTION_DELTA_STRIDE;  // times the item size
     const AttentionRowsParams rp{rows, uint32_t(D), 0};
     Launch launch(delta_kernel(dtype));
     launch.buffer(out).buffer(dout).buffer(delta).constants(rp);
+    launch.threadgroup_memory(kThreads / 32 * kTileBytes * uint32_t(itemsize(dtype)));
     launches.push_back(launch.grid({groups_for(checked_u32(rows, "rows"), kThreads)}, {kThreads}));
 
     // dQ: a threadgroup per (query block, query head, batch).
