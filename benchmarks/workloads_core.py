@@ -209,3 +209,34 @@ class MatmulBF16(Matmul):
     check = (2e-2, 5e-2)  # against PyTorch's bf16 result (NumPy has no bfloat16): output rounding
     dtype = "bfloat16"
     numpy = mlx = None
+
+
+@register
+class LMHeadBF16(Workload):
+    """GPT-2's output layer in bfloat16, hidden [rows, width] @ wte[vocab, width].T: at vocab 50257 every
+    leading dimension of the logits is odd, which cuBLAS runs far below its aligned speed (PyTorch
+    eager too; torch.compile pads it)."""
+    name = "lm_head_bf16"
+    unit = "GFLOP/s"
+    target = ("torch", 1.0)
+    sizes = {"quick": dict(rows=16, width=32, vocab=101), "cuda": dict(rows=8192, width=768, vocab=50257)}
+    check = (2e-2, 5e-2)
+
+    def label(self, rows, width, vocab):
+        return f"[{rows},{width}] @ [{vocab},{width}].T bfloat16"
+
+    def work(self, rows, width, vocab):
+        return 2 * rows * width * vocab
+
+    def inputs(self, rows, width, vocab):
+        return dict(hidden=_randn(rows, width), wte=_randn(vocab, width, seed=1))
+
+    def orchard(self, hidden, wte):
+        import orchard as oc
+        hidden, wte = hidden.to(oc.bfloat16), wte.to(oc.bfloat16)
+        return lambda: hidden @ wte.T
+
+    def torch(self, hidden, wte):
+        import torch
+        hidden, wte = hidden.to(torch.bfloat16), wte.to(torch.bfloat16)
+        return lambda: hidden @ wte.T

@@ -19,7 +19,7 @@ tail -n 3 "$out/tests.log"
 export PYTHONPATH=build-cuda/python${PYTHONPATH:+:$PYTHONPATH}
 bench() { python3 benchmarks/run.py --device cuda --no-memory --repeat 5 --warmup 2 "$@"; }
 bench --frameworks orchard,torch,torch.compile --out "$out/bench" \
-  --only add,sum,softmax,layernorm,matmul,matmul_bf16,attn1k_bf16,attn1k,gpt2_train_bf16 > "$out/bench.log" 2>&1
+  --only add,sum,softmax,layernorm,matmul,matmul_bf16,lm_head_bf16,attn1k_bf16,attn1k,gpt2_train_bf16 > "$out/bench.log" 2>&1
 for workload in gpt2_train_bf16 attn1k_bf16; do
   ORCHARD_CUDA_KERNEL_PROFILE="$out/kernels-$workload.txt" bench --frameworks orchard --only "$workload" \
     --out "$out/profile-$workload" > /dev/null 2>&1
