@@ -42,6 +42,7 @@ void* BlockCache::allocate(size_t nbytes, uintptr_t pool) {
   ORCHARD_CHECK(p, OutOfMemoryError, "cannot allocate ", nbytes, " bytes on ", device_, ": out of memory");
   if (pool != 0) {
     std::lock_guard<std::mutex> lock(mutex_);
+    pooled_.store(true, std::memory_order_relaxed);
     pools_[p] = pool;
   }
   return p;
@@ -49,7 +50,7 @@ void* BlockCache::allocate(size_t nbytes, uintptr_t pool) {
 
 void BlockCache::deallocate(void* ptr, size_t nbytes) {
   const size_t n = size_class(nbytes);
-  {
+  if (n >= cache_min_ || pooled_.load(std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> lock(mutex_);
     uintptr_t pool = 0;
     if (auto it = pools_.find(ptr); it != pools_.end()) {

@@ -6,6 +6,7 @@
 // to it: a block freed in one pool is never handed to another.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,7 @@ class BlockCache {
   std::mutex mutex_;
   std::map<std::pair<uintptr_t, size_t>, std::vector<void*>> free_blocks_;  // by pool and size class
   std::unordered_map<void*, uintptr_t> pools_;  // the live allocations of pools other than 0
+  std::atomic<bool> pooled_{false};             // whether pools_ was ever used: frees skip the lock until then
   size_t bytes_ = 0;
 };
 

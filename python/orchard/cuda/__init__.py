@@ -99,9 +99,7 @@ class Stream:
 
     def wait_stream(self, stream):
         """Work queued on this stream from now on waits for the work queued on `stream` so far."""
-        if not isinstance(stream, Stream):
-            raise TypeError(f"wait_stream: expected an orchard.cuda.Stream, got {type(stream).__name__}")
-        self.wait_event(stream.record_event())
+        self.wait_event(_checked_stream(stream, "wait_stream").record_event())
 
     def record_event(self, event=None):
         """Records `event` (a new one when None) after the work queued on this stream so far; returns it."""
